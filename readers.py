@@ -1,0 +1,344 @@
+"""Readers for YouTube-8M TFRecords: video-level `Example`s and frame-level `SequenceExample`s.
+
+Both readers turn comma-separated file globs into `tf.data` batches, each a dict:
+
+    id          [B] string   the video id (`id` from 2018 on, `video_id` in 2017)
+    features    [B, F] or [B, max_frames, F] float32, the configured features concatenated
+    num_frames  [B] int32    real frames (capped at max_frames); 1 for video-level records
+    labels      [B, C] float32 multi-hot
+    num_labels  [B] int32    0 for every video of an unlabelled (test) split
+
+Records are parsed a whole batch at a time. The fast pipeline does not carry file names; when it
+fails, `reraise_data_errors` re-reads the files one at a time to name the bad file and record.
+"""
+
+import contextlib
+import re
+
+import tensorflow as tf
+
+NUM_CLASSES = 3862  # 2018 release onwards; the 2017 release has 4,716
+MAX_FRAMES = 300
+
+# Quantization of frame features: uint8 q over [-2, 2] stands for q * 4/255 - 2 + 4/512. A table
+# of the 256 values, computed in float64 and rounded once, makes every value exact in float32.
+_DEQUANTIZED = [q * 4.0 / 255.0 - 2.0 + 4.0 / 512.0 for q in range(256)]
+
+_ASSERT_TAG = "yt8m data error"
+
+
+class DataError(ValueError):
+    """Input data that cannot be read as configured; the message names the file."""
+
+
+def split_feature_spec(feature_names, feature_sizes):
+    """Comma-separated (or list) feature names and sizes -> (list of names, list of ints)."""
+    names = _as_list(feature_names)
+    try:
+        sizes = [int(s) for s in _as_list(feature_sizes)]
+    except ValueError as err:
+        raise DataError(f"feature_sizes must be integers: {feature_sizes!r}") from err
+    if not names or len(names) != len(sizes):
+        raise DataError(f"feature_names {names} and feature_sizes {sizes} must be non-empty "
+                        "and of equal length")
+    if any(s <= 0 for s in sizes):
+        raise DataError(f"feature_sizes must be positive: {sizes}")
+    return names, sizes
+
+
+def _as_list(value):
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return list(value)
+
+
+def resolve_files(pattern):
+    """Comma-separated globs (local or `gs://`) -> sorted list of files; every glob must match."""
+    files = []
+    for glob in _as_list(pattern):
+        matched = tf.io.gfile.glob(glob)
+        if not matched:
+            raise DataError(f"no file matches {glob!r}")
+        files.extend(matched)
+    if not files:
+        raise DataError("empty data pattern")
+    return sorted(set(files))
+
+
+def dequantize(quantized):
+    """uint8 YouTube-8M frame values -> float32 in [-2, 2], each the nearest float32."""
+    return tf.gather(tf.constant(_DEQUANTIZED, tf.float32), tf.cast(quantized, tf.int32))
+
+
+class _Reader:
+    """Shared pipeline: files -> named records -> shuffle/repeat -> batch -> parse -> prefetch."""
+
+    def __init__(self, num_classes, feature_names, feature_sizes):
+        self.num_classes = int(num_classes)
+        self.feature_names, self.feature_sizes = split_feature_spec(feature_names, feature_sizes)
+        self.feature_dim = sum(self.feature_sizes)
+
+    def dataset(self, files, batch_size, num_epochs=1, shuffle=False, num_readers=8, seed=None,
+                shuffle_buffer=None, drop_remainder=False):
+        """Batches from `files` (a pattern or a list of paths).
+
+        Evaluation (shuffle=False) reads every record exactly once per epoch in a fixed order and
+        keeps the final partial batch. num_epochs=None repeats forever.
+        """
+        if isinstance(files, str):
+            files = resolve_files(files)
+        file_ds = tf.data.Dataset.from_tensor_slices(list(files))
+        if shuffle:
+            file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        records = file_ds.repeat(num_epochs).interleave(
+            tf.data.TFRecordDataset, cycle_length=max(1, num_readers), block_length=1,
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if shuffle:
+            buffer = shuffle_buffer or max(10 * batch_size, 1024)
+            records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        batches = records.batch(batch_size, drop_remainder=drop_remainder)
+        batches = batches.map(self.parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return batches.prefetch(tf.data.AUTOTUNE)
+
+    def find_bad_record(self, files, batch_size=1024):
+        """Re-read `files` one at a time with named records; the first problem as a DataError.
+
+        The fast pipeline does not carry file names; this slow pass runs only after it failed.
+        """
+        for path in files:
+            batches = _named_records(path).batch(batch_size).map(lambda n, s: self.parse(s, n))
+            try:
+                for _ in batches:
+                    pass
+            except (tf.errors.OpError, UnicodeDecodeError) as err:
+                return _describe_named_error(err, path)
+        return None
+
+    @contextlib.contextmanager
+    def reraise_data_errors(self, files):
+        """Inside this block, input failures of our datasets over `files` become a DataError."""
+        try:
+            yield
+        except (tf.errors.OpError, UnicodeDecodeError) as err:
+            if not _is_input_error(err):
+                raise
+            raise (self.find_bad_record(files) or DataError(_first_line(_message(err)))) from None
+
+    def parse(self, serialized, names=None):
+        """A [B] string tensor of serialized records -> the batch dict."""
+        raise NotImplementedError
+
+    # -- pieces both formats share ------------------------------------------------------------
+
+    @staticmethod
+    def _context_spec():
+        return {
+            "id": tf.io.FixedLenFeature([], tf.string, default_value=""),
+            "video_id": tf.io.FixedLenFeature([], tf.string, default_value=""),
+            "labels": tf.io.VarLenFeature(tf.int64),
+        }
+
+    def _ids_and_labels(self, context, names):
+        ids = tf.where(tf.strings.length(context["id"]) > 0, context["id"], context["video_id"])
+        _assert_all(tf.strings.length(ids) > 0, names, "record has neither 'id' nor 'video_id'")
+        labels = context["labels"]
+        rows, values = labels.indices[:, 0], labels.values
+        in_range = (values >= 0) & (values < self.num_classes)
+        _assert_all(in_range, tf.gather(names, rows),
+                    f"label id outside [0, {self.num_classes})", values)
+        batch = tf.shape(ids, out_type=tf.int64)[0]
+        values = tf.where(in_range, values, 0)  # keep the scatter valid; the assert reports it
+        multi_hot = tf.scatter_nd(tf.stack([rows, values], axis=1),
+                                  tf.ones_like(values, tf.float32),
+                                  tf.stack([batch, self.num_classes]))
+        multi_hot = tf.minimum(multi_hot, 1.0)  # a label listed twice is still one label
+        num_labels = tf.cast(tf.reduce_sum(multi_hot, axis=1), tf.int32)
+        return ids, multi_hot, num_labels
+
+
+class VideoReader(_Reader):
+    """Video-level `tf.train.Example` records (`mean_rgb` [1024], `mean_audio` [128], ...)."""
+
+    def __init__(self, num_classes=NUM_CLASSES, feature_names="mean_rgb,mean_audio",
+                 feature_sizes="1024,128"):
+        super().__init__(num_classes, feature_names, feature_sizes)
+
+    def parse(self, serialized, names=None):
+        spec = self._context_spec()
+        for name, size in zip(self.feature_names, self.feature_sizes):
+            spec[name] = tf.io.FixedLenFeature([size], tf.float32)
+        names = _default_names(serialized, names)
+        parsed = tf.io.parse_example(serialized, spec, example_names=names)
+        ids, labels, num_labels = self._ids_and_labels(parsed, names)
+        features = tf.concat([parsed[n] for n in self.feature_names], axis=1)  # (B, F)
+        _assert_all(tf.reduce_all(tf.math.is_finite(features), axis=1), names,
+                    "feature values are not all finite")
+        return {
+            "id": ids,
+            "features": features,
+            "num_frames": tf.ones_like(num_labels),
+            "labels": labels,
+            "num_labels": num_labels,
+        }
+
+
+class FrameReader(_Reader):
+    """Frame-level `tf.train.SequenceExample` records: one uint8 byte string per frame."""
+
+    def __init__(self, num_classes=NUM_CLASSES, feature_names="rgb,audio",
+                 feature_sizes="1024,128", max_frames=MAX_FRAMES):
+        super().__init__(num_classes, feature_names, feature_sizes)
+        self.max_frames = int(max_frames)
+        if self.max_frames <= 0:
+            raise DataError(f"max_frames must be positive, not {max_frames}")
+
+    def parse(self, serialized, names=None):
+        names = _default_names(serialized, names)
+        sequence_spec = {n: tf.io.FixedLenSequenceFeature([], tf.string)
+                         for n in self.feature_names}
+        context, lists, lengths = tf.io.parse_sequence_example(
+            serialized, context_features=self._context_spec(),
+            sequence_features=sequence_spec, example_names=names)
+        ids, labels, num_labels = self._ids_and_labels(context, names)
+
+        num_frames = None
+        streams = []
+        for name, size in zip(self.feature_names, self.feature_sizes):
+            frames = lists[name][:, :self.max_frames]  # (B, T) byte strings, T <= max_frames
+            length = tf.minimum(tf.cast(lengths[name], tf.int32), self.max_frames)
+            real = tf.sequence_mask(length, tf.shape(frames)[1])  # (B, T)
+            right_size = tf.equal(tf.strings.length(frames), size) | ~real
+            _assert_all(tf.reduce_all(right_size, axis=1), names,
+                        f"a '{name}' frame is not {size} bytes long")
+            values = dequantize(tf.io.decode_raw(frames, tf.uint8, fixed_length=size))  # (B, T, F)
+            values *= tf.cast(real, tf.float32)[:, :, None]  # padding frames stay zero
+            pad = self.max_frames - tf.shape(values)[1]
+            streams.append(tf.pad(values, [[0, 0], [0, pad], [0, 0]]))
+            num_frames = length if num_frames is None else tf.minimum(num_frames, length)
+
+        features = tf.concat(streams, axis=2)  # (B, max_frames, F)
+        features = tf.ensure_shape(features, [None, self.max_frames, self.feature_dim])
+        return {
+            "id": ids,
+            "features": features,
+            "num_frames": num_frames,
+            "labels": labels,
+            "num_labels": num_labels,
+        }
+
+
+def make_reader(frame_features, num_classes=NUM_CLASSES, feature_names=None, feature_sizes=None,
+                max_frames=MAX_FRAMES):
+    """The reader the starter's `--frame_features` flag asks for (default features per level)."""
+    if frame_features:
+        return FrameReader(num_classes, feature_names or "rgb,audio",
+                           feature_sizes or "1024,128", max_frames)
+    return VideoReader(num_classes, feature_names or "mean_rgb,mean_audio",
+                       feature_sizes or "1024,128")
+
+
+# -- record names and checks --------------------------------------------------------------------
+
+def _named_records(path):
+    """(name, serialized) for each record of one file; the name is "<path> record <index>"."""
+    records = tf.data.TFRecordDataset(path).enumerate()
+    return records.map(
+        lambda i, record: (tf.strings.join([path, " record ", tf.strings.as_string(i)]), record))
+
+
+def _default_names(serialized, names):
+    if names is not None:
+        return names
+    return tf.strings.join(["record ", tf.strings.as_string(
+        tf.range(tf.shape(serialized, out_type=tf.int64)[0]))])
+
+
+def _assert_all(ok, names, what, values=None):
+    """Fail the pipeline naming the first record where `ok` is false."""
+    bad = tf.where(~ok)[:1, 0]
+    data = [_ASSERT_TAG, tf.gather(names, bad), what]
+    if values is not None:
+        data.append(tf.gather(values, bad))
+    tf.debugging.Assert(tf.reduce_all(ok), data, summarize=4)
+
+
+# -- turning pipeline errors into one line --------------------------------------------------------
+
+_ASSERT_ERROR = re.compile(re.escape(_ASSERT_TAG) + r"\] \[(?P<name>[^\]]*)\] \[(?P<what>[^\]]*)\]"
+                           r"(?: \[(?P<value>[^\]]*)\])?")
+_NAMED_PARSE_ERROR = re.compile(
+    r"(?:Name|example id): (?P<name>.+? record \d+)[,:]?\s*(?P<what>.*)")
+_MISSING = re.compile(r"Feature(?: list)?:? '?(?P<key>[\w-]+)'? .*?required but could not be found")
+_WRONG_SIZE = re.compile(r"Key: (?P<key>[\w-]+), Index: \d+\.\s+"
+                         r"Number of \w+ values != expected\.\s+"
+                         r"Values size: (?P<got>\d+) but output shape: \[(?P<want>\d+)\]")
+_INPUT_ERROR_MARKS = (_ASSERT_TAG, "ParseExample", "ParseSequenceExample", "record",
+                      "TFRecord", "parse example")
+
+
+def _message(err):
+    return getattr(err, "message", None) or str(err)
+
+
+def _is_input_error(err):
+    if isinstance(err, (UnicodeDecodeError, tf.errors.DataLossError)):
+        return True  # TF quotes an unparseable record's raw bytes, or a file is damaged
+    return any(mark in _message(err) for mark in _INPUT_ERROR_MARKS)
+
+
+def _describe_named_error(err, path):
+    """A failure while parsing `path` with named records -> DataError naming the record."""
+    if isinstance(err, UnicodeDecodeError):
+        return _find_unparseable(path)
+    message = _message(err)
+    if isinstance(err, tf.errors.DataLossError):
+        what = "not a TFRecord file" if "Is this even a TFRecord" in message else \
+            "corrupt or truncated record (bad length or CRC)"
+        return DataError(f"{path}: {what}{_position(path)}")
+    match = _ASSERT_ERROR.search(message)
+    if match:
+        value = f" (got {match['value']})" if match["value"] else ""
+        what = match["what"].replace("\\'", "'")
+        return DataError(f"{match['name']}: {what}{value}")
+    match = _NAMED_PARSE_ERROR.search(message)
+    if match:
+        return DataError(f"{match['name']}: {_describe_parse_failure(match['what'])}")
+    return DataError(f"{path}: {_first_line(message)}")
+
+
+def _position(path):
+    """' after N good records' for a damaged TFRecord file."""
+    count = 0
+    try:
+        for _ in tf.data.TFRecordDataset(path):
+            count += 1
+    except tf.errors.DataLossError:
+        pass
+    return f" after {count} good records"
+
+
+def _find_unparseable(path):
+    for index, record in enumerate(tf.data.TFRecordDataset(path)):
+        try:
+            tf.train.SequenceExample.FromString(record.numpy())
+        except Exception:  # noqa: BLE001 - protobuf raises its own DecodeError types
+            return DataError(f"{path} record {index}: not a valid Example or SequenceExample")
+    return DataError(f"{path}: a record could not be parsed")
+
+
+def _describe_parse_failure(what):
+    missing = _MISSING.search(what)
+    if missing:
+        return f"feature '{missing['key']}' is missing"
+    size = _WRONG_SIZE.search(what)
+    if size:
+        return f"feature '{size['key']}' has {size['got']} values, expected {size['want']}"
+    if what.startswith("Invalid protocol message"):
+        return "not a valid Example or SequenceExample"
+    return _first_line(what)
+
+
+def _first_line(message):
+    line = message.strip().splitlines()[0] if message.strip() else "unreadable data"
+    line = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", line)
+    return re.sub(r"\s*\[Op:\w+\].*$", "", line)
