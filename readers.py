@@ -20,9 +20,10 @@ import tensorflow as tf
 NUM_CLASSES = 3862  # 2018 release onwards; the 2017 release has 4,716
 MAX_FRAMES = 300
 
-# Quantization of frame features: uint8 q over [-2, 2] stands for q * 4/255 - 2 + 4/512. A table
-# of the 256 values, computed in float64 and rounded once, makes every value exact in float32.
-_DEQUANTIZED = [q * 4.0 / 255.0 - 2.0 + 4.0 / 512.0 for q in range(256)]
+# Quantization of frame features: uint8 q over [-2, 2] stands for q * 4/255 - 2 + 4/512, that is
+# (2048 q - 260100) / 130560. Numerator and denominator are exact in float32 and a division is
+# rounded once, so every dequantized value is the float32 nearest to the exact one.
+_QUANT_NUMERATOR_SCALE, _QUANT_NUMERATOR_BIAS, _QUANT_DENOMINATOR = 2048.0, -260100.0, 130560.0
 
 _ASSERT_TAG = "yt8m data error"
 
@@ -67,7 +68,8 @@ def resolve_files(pattern):
 
 def dequantize(quantized):
     """uint8 YouTube-8M frame values -> float32 in [-2, 2], each the nearest float32."""
-    return tf.gather(tf.constant(_DEQUANTIZED, tf.float32), tf.cast(quantized, tf.int32))
+    numerator = tf.cast(quantized, tf.float32) * _QUANT_NUMERATOR_SCALE + _QUANT_NUMERATOR_BIAS
+    return numerator / _QUANT_DENOMINATOR
 
 
 class _Reader:
@@ -210,13 +212,13 @@ class FrameReader(_Reader):
             right_size = tf.equal(tf.strings.length(frames), size) | ~real
             _assert_all(tf.reduce_all(right_size, axis=1), names,
                         f"a '{name}' frame is not {size} bytes long")
-            values = dequantize(tf.io.decode_raw(frames, tf.uint8, fixed_length=size))  # (B, T, F)
-            values *= tf.cast(real, tf.float32)[:, :, None]  # padding frames stay zero
-            pad = self.max_frames - tf.shape(values)[1]
-            streams.append(tf.pad(values, [[0, 0], [0, pad], [0, 0]]))
+            quantized = tf.io.decode_raw(frames, tf.uint8, fixed_length=size)  # (B, T, F)
+            pad = self.max_frames - tf.shape(quantized)[1]
+            streams.append(tf.pad(quantized, [[0, 0], [0, pad], [0, 0]]))
             num_frames = length if num_frames is None else tf.minimum(num_frames, length)
 
-        features = tf.concat(streams, axis=2)  # (B, max_frames, F)
+        real = tf.sequence_mask(num_frames, self.max_frames)[:, :, None]  # (B, max_frames, 1)
+        features = tf.where(real, dequantize(tf.concat(streams, axis=2)), 0.0)
         features = tf.ensure_shape(features, [None, self.max_frames, self.feature_dim])
         return {
             "id": ids,

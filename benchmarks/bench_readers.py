@@ -1,0 +1,84 @@
+"""Reader throughput against the floor of reading the same records' bytes.
+
+    .venv/bin/python benchmarks/bench_readers.py [--epochs=3] [--repeats=3]
+
+Video level: the shared real 2018 train shards. Frame level: generated files (written to a
+temporary folder). The floor is `tf.data.TFRecordDataset` over the same files with the same
+interleave and batching, parsing nothing. Each figure is the best of --repeats passes, the reader
+and its floor alternating, after one warm-up pass each (file cache, tracing).
+"""
+
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from utils import quiet_tensorflow, shared_data_dir  # noqa: E402
+
+quiet_tensorflow()
+import tensorflow as tf  # noqa: E402
+
+import generate_data  # noqa: E402
+import readers  # noqa: E402
+
+flags.DEFINE_integer("epochs", 3, "Passes over the files per timing.")
+flags.DEFINE_integer("repeats", 3, "Timings per pipeline; the best is kept.")
+flags.DEFINE_integer("frame_videos", 600, "Generated frame-level videos.")
+FLAGS = flags.FLAGS
+
+
+def floor_dataset(files, batch_size, epochs, num_readers=8):
+    records = tf.data.Dataset.from_tensor_slices(files).repeat(epochs).interleave(
+        tf.data.TFRecordDataset, cycle_length=num_readers, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True)
+    return records.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def videos_per_second(make_dataset, videos):
+    for _ in make_dataset():  # warm-up
+        pass
+    best = float("inf")
+    for _ in range(FLAGS.repeats):
+        start = time.perf_counter()
+        for _ in make_dataset():
+            pass
+        best = min(best, time.perf_counter() - start)
+    return videos / best
+
+
+def compare(label, reader, files, videos, batch_size):
+    epochs = FLAGS.epochs
+    floor = videos_per_second(lambda: floor_dataset(files, batch_size, epochs), videos * epochs)
+    ours = videos_per_second(
+        lambda: reader.dataset(files, batch_size, num_epochs=epochs), videos * epochs)
+    print(f"| {label} | {batch_size} | {ours:,.0f} | {floor:,.0f} | {floor / ours:.2f}x |",
+          flush=True)
+
+
+def main(argv):
+    del argv
+    print(f"tensorflow {tf.__version__}, {os.cpu_count()} cores, {FLAGS.epochs} epochs a pass")
+    print("| reader | batch | videos/s | floor videos/s | time vs floor |")
+    print("|---|---|---|---|---|")
+    real = os.path.join(shared_data_dir(), "yt8m-2018-video", "train", "*.tfrecord")
+    if tf.io.gfile.glob(real):
+        files = readers.resolve_files(real)
+        compare(f"video level, real 2018 train ({len(files)} files, 23,091 videos)",
+                readers.VideoReader(), files, 23091, 1024)
+    else:
+        print(f"(no shared data at {real}: video-level benchmark skipped)")
+    with tempfile.TemporaryDirectory() as folder:
+        structure = generate_data.HiddenStructure(readers.NUM_CLASSES, seed=0)
+        records = generate_data.synthetic_records(structure, FLAGS.frame_videos, 0, "bench",
+                                                  frame_level=True)
+        files = generate_data.write_shards(records, folder, "bench", num_shards=8)
+        compare(f"frame level, generated ({FLAGS.frame_videos} videos, 30-300 frames)",
+                readers.FrameReader(), files, FLAGS.frame_videos, 64)
+
+
+if __name__ == "__main__":
+    app.run(main)
