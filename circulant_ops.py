@@ -63,12 +63,50 @@ def diagonal_circulant(x, diagonals, circulants, units):
     vectors go through the FFT once per call, whatever the batch; no n x n matrix is formed.
     """
     n = circulants.shape[-1]
-    if x.shape[-1] is not None and x.shape[-1] > n:
-        raise ValueError(f"input size {x.shape[-1]} exceeds the factors' size {n}")
+    n_in = x.shape[-1]
+    if n_in is not None and n_in > n:
+        raise ValueError(f"input size {n_in} exceeds the factors' size {n}")
+    leading = tf.shape(x)[:-1]
+    y = _diagonal_circulant_rows(tf.reshape(x, [-1, n_in]), diagonals, circulants, units)
+    return tf.reshape(y, tf.concat([leading, [units]], axis=0))
+
+
+@tf.custom_gradient
+def _diagonal_circulant_rows(x, diagonals, circulants, units):
+    """diagonal_circulant on rows x [M, n_in], with a hand-written gradient.
+
+    Per factor, training needs two rfft/irfft pairs on the rows, the least possible: one
+    forward, and one backward for the input's gradient, since circ(c)^T = circ(c reversed) has
+    the spectrum conj(rfft(c)). Both weight gradients are row sums: the circulant vector's is
+    one irfft of the spectra summed over rows, so it costs no FFT per row.
+    """
+    n_in = x.shape[-1]
+    n = circulants.shape[-1]
+    k = circulants.shape[0]
     spectra = tf.signal.rfft(circulants)  # (k, n // 2 + 1)
-    for i in reversed(range(circulants.shape[0])):
-        x = _apply_spectrum(x, spectra[i], n) * diagonals[i]  # (..., n)
-    return x[..., :units]
+    inputs_spectra, convolved = [], []
+    h = x
+    for i in reversed(range(k)):
+        h_spectrum = tf.signal.rfft(h, fft_length=[n])  # (M, n // 2 + 1); pads h to n
+        u = tf.signal.irfft(h_spectrum * spectra[i], fft_length=[n])  # (M, n) = circ(c_i) h
+        inputs_spectra.append(h_spectrum)
+        convolved.append(u)
+        h = u * diagonals[i]
+    y = h[:, :units]
+
+    def grad(dy):
+        g = tf.pad(dy, [[0, 0], [0, n - units]])  # (M, n)
+        d_diagonals, d_circulants = [None] * k, [None] * k
+        for step, i in enumerate(range(k)):  # reverse of the forward order
+            h_spectrum, u = inputs_spectra[k - 1 - step], convolved[k - 1 - step]
+            d_diagonals[i] = tf.reduce_sum(g * u, axis=0)
+            g_u = tf.signal.rfft(g * diagonals[i])  # spectrum of dL/du
+            d_circulants[i] = tf.signal.irfft(
+                tf.reduce_sum(g_u * tf.math.conj(h_spectrum), axis=0), fft_length=[n])
+            g = tf.signal.irfft(g_u * tf.math.conj(spectra[i]), fft_length=[n])  # dL/dh
+        return g[:, :n_in], tf.stack(d_diagonals), tf.stack(d_circulants), None
+
+    return y, grad
 
 
 def dense_matrix(diagonals, circulants, n_in, units):
