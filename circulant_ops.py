@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-INITIALIZERS = ("araujo2020", "araujo2018", "cheng2015")
+INITIALIZERS = ("fan_in", "araujo2020", "araujo2018", "cheng2015")
 DEFAULT_INITIALIZER = "araujo2020"
 
 
@@ -122,9 +122,15 @@ def weight_count(n_in, units, k_factors=1, use_bias=True):
 
 # -- initialisation ----------------------------------------------------------------------------
 
-def initial_values(name, k, n, units, seed=None):
+def initial_values(name, k, n, units, seed=None, n_in=None):
     """(diagonals, circulants) initial values [k, n], float32, by the scheme `name`.
 
+    * "fan_in": ours. Diagonals uniform in {-1, +1}; the circulant vector applied first (to the
+      zero-padded input, n_in of its n entries non-zero) from N(0, 2/n_in), the others from
+      N(0, 1/n). Each later factor then keeps the variance, and the layer as a whole scales it
+      by 2/n_in * n_in = 2, as He et al. (2015) ask of a layer followed by a ReLU, whatever k
+      and whatever the padding. "araujo2020" instead doubles the variance at every factor (it
+      assumes a ReLU after each one) and shrinks it by n_in/n when the input is padded.
     * "araujo2020" (default): Araujo, Negrevergne, Chevaleyre & Atif, "Understanding and
       training deep diagonal circulant neural networks" (ECAI 2020): circulant vectors from
       N(0, 2/n), diagonals uniform in {-1, +1}; the variance does not depend on k.
@@ -136,7 +142,11 @@ def initial_values(name, k, n, units, seed=None):
     if name not in INITIALIZERS:
         raise ValueError(f"unknown initializer {name!r}; choose one of {', '.join(INITIALIZERS)}")
     rng = np.random.default_rng(seed)
-    if name == "araujo2018":
+    if name == "fan_in":
+        diagonals = rng.choice([-1.0, 1.0], size=(k, n))
+        circulants = rng.normal(0, math.sqrt(1.0 / n), (k, n))
+        circulants[-1] = rng.normal(0, math.sqrt(2.0 / (n_in or n)), n)  # applied first
+    elif name == "araujo2018":
         std = math.sqrt(1.0 / units)
         diagonals, circulants = rng.normal(0, std, (k, n)), rng.normal(0, std, (k, n))
     else:
@@ -178,7 +188,7 @@ class DiagonalCirculant(keras.layers.Layer):
         # Without a seed, draw one from NumPy, which keras.utils.set_random_seed seeds.
         seed = self.seed if self.seed is not None else np.random.randint(2**31)
         diagonals, circulants = initial_values(
-            self.initializer, self.k_factors, self.n, self.units, seed)
+            self.initializer, self.k_factors, self.n, self.units, seed, self.input_dim)
         shape = (self.k_factors, self.n)
         self.diagonals = self.add_weight(
             name="diagonals", shape=shape, initializer=keras.initializers.Constant(diagonals),

@@ -6,8 +6,9 @@ For each shape and k: forward time and forward+backward time (gradients for the 
 weight) of the layer; the same for `Dense` of that shape; the floor, k bare rfft/irfft pairs at
 the layer's n on the same rows (forward), and 2k pairs (forward+backward: a factor's backward
 needs one pair for the input's gradient);
-weights; peak memory of a training step. Each variant runs in its own process so that its peak
-memory is its own (GPU: TensorFlow's peak; CPU: growth of the resident set during the steps).
+weights; peak memory of its steps beyond the inputs and weights. Each variant runs in its own
+process so that its peak memory is its own (GPU: TensorFlow's peak allocation; CPU: the peak
+resident set minus the resident set before the first step).
 Times are the best of --repeats runs of --steps steps, after two warm-up steps.
 """
 
@@ -117,10 +118,10 @@ def run_variant(spec):
             best = min(best, (time.perf_counter() - start) / FLAGS.steps)
         return best
 
-    forward_s = best_time(fwd)
     if gpu:
         tf.config.experimental.reset_memory_stats("GPU:0")
-    before = _rss_kib("VmRSS")
+    before = _rss_kib("VmRSS")  # inputs and weights are in place; no step has run
+    forward_s = best_time(fwd)
     train_s = best_time(fwd_bwd)
     if gpu:
         peak_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20

@@ -169,7 +169,10 @@ def test_weight_counts_and_initializers():
     assert abs(d.var() * 512 - 1) < 0.05 and abs(c.var() * 512 - 1) < 0.05
     d, c = co.initial_values("araujo2020", 3, 4096, 512, seed=0)
     assert set(np.unique(d)) == {-1.0, 1.0} and abs(c.var() * 4096 / 2 - 1) < 0.05
-    with pytest.raises(ValueError, match="araujo2020, araujo2018, cheng2015"):
+    d, c = co.initial_values("fan_in", 3, 4096, 512, seed=0, n_in=1024)
+    assert set(np.unique(d)) == {-1.0, 1.0}
+    assert abs(c[-1].var() * 1024 / 2 - 1) < 0.1 and abs(c[:-1].var() * 4096 - 1) < 0.05
+    with pytest.raises(ValueError, match="fan_in, araujo2020, araujo2018, cheng2015"):
         co.DiagonalCirculant(4, initializer="glorot")
 
 
@@ -177,3 +180,10 @@ def test_fft_size():
     assert [co.fft_size(m) for m in (1, 7, 11, 1000, 1024, 3862, 19310, 15448)] == \
         [1, 7, 12, 1000, 1024, 3888, 19440, 15552]
     assert co.fft_size(262144 + 4096) == 268800
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_fan_in_initialisation_doubles_the_variance_whatever_k_and_padding(k):
+    layer = co.DiagonalCirculant(2000, k_factors=k, use_bias=False, initializer="fan_in", seed=0)
+    x = np.random.default_rng(11).normal(size=(256, 500)).astype(np.float32)
+    assert abs(layer(x).numpy().var() / 2 - 1) < 0.15
