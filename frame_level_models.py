@@ -1,0 +1,431 @@
+"""Frame-level models: frames [B, T, F] and num_frames [B] -> class probabilities.
+
+* From the YouTube-8M starter: FrameLevelLogisticModel, DbofModel, LstmModel.
+* From Miech, Laptev & Sivic, "Learnable pooling with Context Gating for video classification"
+  (2017): NetVLADModelLF, NetRVLADModelLF (LightVLAD), NetFVModelLF, SoftDbofModelLF,
+  GatedDbofModelLF, GruModel. Video and audio frames are pooled separately (audio with half the
+  clusters), then a hidden layer, Context Gating and a MoE with gated probabilities.
+* From Araujo et al. (2018): TwoStreamModel, each stream embedded (DBoF, NetVLAD or NetFV) then
+  a 512-unit layer with batch norm, concatenated, a 4-mixture MoE and Context Gating; and its
+  "robust DBoF" (mean of max-pools over `n_bagging` random subsets of `iterations` frames).
+
+`compact_layers` puts diagonal-circulant layers in place of dense ones: "embedding" (the
+clusters' projection), "fc" (the hidden / per-stream layer), "moe", "gating".
+"""
+
+import keras
+import tensorflow as tf
+
+import model_utils
+from model_utils import (ContextGating, MoeClassifier, frame_mask, linear, masked_max,
+                         masked_mean, register, sample_frames)
+
+_ACTIVATIONS = {"sigmoid": tf.sigmoid, "relu6": tf.nn.relu6, "relu": tf.nn.relu}
+
+
+def _activation(name):
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]
+
+
+# -- pooling layers: (frames [B, T, D], mask [B, T, 1]) -> [B, out] ---------------------------
+
+class _ClusterPooling(keras.layers.Layer):
+    """Soft assignment of frames to K clusters: a = softmax(BN(X W)), padding frames zeroed."""
+
+    def __init__(self, cluster_size, compact=False, k_factor=1, **kwargs):
+        super().__init__(**kwargs)
+        self.cluster_size = cluster_size
+        self.assign = linear(cluster_size, compact, k_factor, use_bias=False, name="clusters")
+        self.norm = keras.layers.BatchNormalization(name="clusters_bn")
+
+    def assignment(self, frames, mask, training):
+        return tf.nn.softmax(self.norm(self.assign(frames), training=training)) * mask  # (B,T,K)
+
+
+class DbofPooling(keras.layers.Layer):
+    """Deep bag of frames: X W (+BN) -> activation -> max (or mean) over the real frames."""
+
+    def __init__(self, cluster_size, activation="sigmoid", batch_norm=True, pooling="max",
+                 compact=False, k_factor=1, **kwargs):
+        super().__init__(**kwargs)
+        if pooling not in ("max", "average"):
+            raise ValueError(f"unknown pooling {pooling!r}; choose max or average")
+        self.project = linear(cluster_size, compact, k_factor, use_bias=not batch_norm,
+                              name="clusters")
+        self.norm = keras.layers.BatchNormalization(name="clusters_bn") if batch_norm else None
+        self.activation, self.pooling = _activation(activation), pooling
+
+    def call(self, frames, mask, training=False):
+        x = self.project(frames)  # (B, T, K)
+        if self.norm is not None:
+            x = self.norm(x, training=training)
+        x = self.activation(x)
+        return masked_max(x, mask) if self.pooling == "max" else masked_mean(x, mask)
+
+
+def _flatten_normalized(v):
+    """[B, D, K] -> intra-normalised over D, flattened to [B, D*K], L2-normalised."""
+    v = tf.math.l2_normalize(v, axis=1)
+    return tf.math.l2_normalize(tf.reshape(v, [-1, v.shape[1] * v.shape[2]]), axis=1)
+
+
+class NetVLAD(_ClusterPooling):
+    """V = a^T X - (sum_t a) * C, intra-normalised over D, flattened, L2-normalised.
+
+    Without centres (`centres=False`) this is NetRVLAD / LightVLAD.
+    """
+
+    def __init__(self, cluster_size, centres=True, compact=False, k_factor=1, **kwargs):
+        super().__init__(cluster_size, compact, k_factor, **kwargs)
+        self.centres = centres
+
+    def build(self, input_shape):
+        dim = int(input_shape[-1])
+        if self.centres:
+            self.centre = self.add_weight(
+                name="centres", shape=(dim, self.cluster_size),
+                initializer=keras.initializers.RandomNormal(stddev=dim ** -0.5))
+
+    def call(self, frames, mask, training=False):
+        a = self.assignment(frames, mask, training)  # (B, T, K)
+        vlad = tf.einsum("btk,btd->bdk", a, frames)  # (B, D, K)
+        if self.centres:
+            vlad -= tf.reduce_sum(a, axis=1)[:, None, :] * self.centre[None]
+        return _flatten_normalized(vlad)
+
+
+class NetFV(_ClusterPooling):
+    """Fisher vectors with learned centres C and scales w (sigma = w^2 + 1e-6)."""
+
+    def __init__(self, cluster_size, couple_weights=True, compact=False, k_factor=1, **kwargs):
+        super().__init__(cluster_size, compact, k_factor, **kwargs)
+        self.couple_weights = couple_weights and not compact  # coupling needs a dense W
+
+    def build(self, input_shape):
+        dim = int(input_shape[-1])
+        self.scale = self.add_weight(
+            name="covariances", shape=(dim, self.cluster_size),
+            initializer=keras.initializers.RandomNormal(mean=1.0, stddev=dim ** -0.5))
+        if not self.couple_weights:
+            self.centre = self.add_weight(
+                name="centres", shape=(dim, self.cluster_size),
+                initializer=keras.initializers.RandomNormal(stddev=dim ** -0.5))
+
+    def call(self, frames, mask, training=False):
+        a = self.assignment(frames, mask, training)  # (B, T, K)
+        centres = 0.01 * self.assign.kernel if self.couple_weights else self.centre  # (D, K)
+        sigma = tf.square(self.scale) + 1e-6
+        a_sum = tf.reduce_sum(a, axis=1)[:, None, :]  # (B, 1, K)
+        ax = tf.einsum("btk,btd->bdk", a, frames)
+        ax2 = tf.einsum("btk,btd->bdk", a, tf.square(frames))
+        first = (ax - a_sum * centres) / sigma
+        second = (ax2 + a_sum * tf.square(centres) - 2.0 * centres * ax) / tf.square(sigma) - a_sum
+        return tf.concat([_flatten_normalized(first), _flatten_normalized(second)], axis=1)
+
+
+class SoftDbof(_ClusterPooling):
+    """Sum of soft assignments (L2-normalised), with their max-pool (L2-normalised) if asked."""
+
+    def __init__(self, cluster_size, max_pool=True, compact=False, k_factor=1, **kwargs):
+        super().__init__(cluster_size, compact, k_factor, **kwargs)
+        self.max_pool = max_pool
+
+    def call(self, frames, mask, training=False):
+        a = self.assignment(frames, mask, training)
+        pooled = [tf.math.l2_normalize(tf.reduce_sum(a, axis=1), axis=1)]
+        if self.max_pool:
+            pooled.append(tf.math.l2_normalize(masked_max(a, mask), axis=1))
+        return tf.concat(pooled, axis=1)
+
+
+class GatedDbof(_ClusterPooling):
+    """Sum of soft assignments gated by sigmoid(max-pool W1 W2), W1 [K, D], W2 [D, K]."""
+
+    def build(self, input_shape):
+        dim = int(input_shape[-1])
+        self.gate_down = keras.layers.Dense(dim, use_bias=False, name="gate_down")
+        self.gate_up = keras.layers.Dense(self.cluster_size, use_bias=False, name="gate_up")
+
+    def call(self, frames, mask, training=False):
+        a = self.assignment(frames, mask, training)
+        gates = tf.sigmoid(self.gate_up(self.gate_down(masked_max(a, mask))))
+        return tf.math.l2_normalize(tf.reduce_sum(a, axis=1) * gates, axis=1)
+
+
+# -- models ---------------------------------------------------------------------------------------
+
+class FrameModel(keras.Model):
+    """Base: frames l2-normalised (as the starter does), sampled when iterations > 0."""
+
+    def __init__(self, iterations=30, sample_random_frames=True, **kwargs):
+        super().__init__(**kwargs)
+        self.iterations, self.sample_random_frames = iterations, sample_random_frames
+
+    def frames(self, inputs, training, count=None):
+        """(frames [B, T', F], mask [B, T', 1]): `count` sampled real frames, or all of them.
+
+        Sampling is random only in training with sample_random_frames; otherwise evenly spaced.
+        """
+        features = tf.math.l2_normalize(inputs["features"], axis=-1)
+        num_frames = inputs["num_frames"]
+        count = self.iterations if count is None else count
+        if count <= 0:
+            return features, frame_mask(num_frames, tf.shape(features)[1])
+        sampled = sample_frames(features, num_frames, count,
+                                random=bool(training) and self.sample_random_frames)
+        return sampled, tf.ones_like(sampled[:, :, :1])
+
+
+def _classifier(num_classes, name, compact, k_factor, moe_num_mixtures, moe_l2, moe_prob_gating):
+    if name == "LogisticModel":
+        return keras.Sequential([linear(num_classes, "moe" in compact, k_factor, l2=moe_l2),
+                                 keras.layers.Activation("sigmoid")], name="classifier")
+    if name != "MoeModel":
+        raise ValueError(f"unknown video_level_classifier_model {name!r}; "
+                         "choose MoeModel or LogisticModel")
+    return MoeClassifier(num_classes, moe_num_mixtures, moe_l2, "moe" in compact, k_factor,
+                         moe_prob_gating, "gating" in compact, name="classifier")
+
+
+@register
+class FrameLevelLogisticModel(FrameModel):
+    """Mean of the real frames, then one dense layer to the classes."""
+
+    def __init__(self, num_classes, l2_penalty=1e-8, compact_layers="", k_factor=1, **kwargs):
+        super().__init__(iterations=0, **kwargs)
+        compact = "moe" in model_utils.parse_compact_layers(compact_layers)
+        self.logits = linear(num_classes, compact, k_factor, l2=l2_penalty, name="logistic")
+
+    def call(self, inputs, training=False):
+        frames, mask = self.frames(inputs, training)
+        return tf.sigmoid(self.logits(masked_mean(frames, mask)))
+
+
+@register
+class DbofModel(FrameModel):
+    """The starter's DBoF: input BN, clusters (+BN), activation, max-pool, hidden (+BN), MoE."""
+
+    def __init__(self, num_classes, iterations=30, sample_random_frames=True,
+                 dbof_cluster_size=8192, dbof_hidden_size=1024, dbof_add_batch_norm=True,
+                 dbof_pooling_method="max", dbof_activation="sigmoid",
+                 video_level_classifier_model="MoeModel", moe_num_mixtures=2, moe_l2=1e-8,
+                 moe_prob_gating=False, compact_layers="", k_factor=1, **kwargs):
+        super().__init__(iterations, sample_random_frames, **kwargs)
+        compact = model_utils.parse_compact_layers(compact_layers)
+        self.input_norm = keras.layers.BatchNormalization(name="input_bn") \
+            if dbof_add_batch_norm else None
+        self.pool = DbofPooling(dbof_cluster_size, dbof_activation, dbof_add_batch_norm,
+                                dbof_pooling_method, "embedding" in compact, k_factor,
+                                name="dbof")
+        self.hidden = linear(dbof_hidden_size, "fc" in compact, k_factor,
+                             use_bias=not dbof_add_batch_norm, name="hidden")
+        self.hidden_norm = keras.layers.BatchNormalization(name="hidden_bn") \
+            if dbof_add_batch_norm else None
+        self.activation = _activation(dbof_activation)
+        self.classifier = _classifier(num_classes, video_level_classifier_model, compact,
+                                      k_factor, moe_num_mixtures, moe_l2, moe_prob_gating)
+
+    def call(self, inputs, training=False):
+        frames, mask = self.frames(inputs, training)
+        if self.input_norm is not None:
+            frames = self.input_norm(frames, training=training)
+        x = self.hidden(self.pool(frames, mask, training=training))
+        if self.hidden_norm is not None:
+            x = self.hidden_norm(x, training=training)
+        return self.classifier(self.activation(x), training=training)
+
+
+class _RecurrentModel(FrameModel):
+    """Stacked recurrent layers over all real frames; the last state goes to the classifier."""
+
+    cell = None
+
+    def __init__(self, num_classes, cells, layers, video_level_classifier_model, moe_num_mixtures,
+                 moe_l2, compact_layers, k_factor, **kwargs):
+        super().__init__(iterations=0, **kwargs)
+        compact = model_utils.parse_compact_layers(compact_layers)
+        self.recurrent = [self.cell(cells, return_sequences=i < layers - 1, name=f"rnn_{i}")
+                          for i in range(layers)]
+        self.classifier = _classifier(num_classes, video_level_classifier_model, compact,
+                                      k_factor, moe_num_mixtures, moe_l2, False)
+
+    def call(self, inputs, training=False):
+        x, mask = self.frames(inputs, training)
+        mask = tf.cast(mask[:, :, 0], tf.bool)
+        for layer in self.recurrent:
+            x = layer(x, mask=mask, training=training)
+        return self.classifier(x, training=training)
+
+
+@register
+class LstmModel(_RecurrentModel):
+    """The starter's stacked LSTM (`lstm_cells` units, `lstm_layers` layers)."""
+
+    cell = keras.layers.LSTM
+
+    def __init__(self, num_classes, lstm_cells=1024, lstm_layers=2,
+                 video_level_classifier_model="MoeModel", moe_num_mixtures=2, moe_l2=1e-8,
+                 compact_layers="", k_factor=1, **kwargs):
+        super().__init__(num_classes, lstm_cells, lstm_layers, video_level_classifier_model,
+                         moe_num_mixtures, moe_l2, compact_layers, k_factor, **kwargs)
+
+
+@register
+class GruModel(_RecurrentModel):
+    """Stacked GRU (Miech et al. 2017)."""
+
+    cell = keras.layers.GRU
+
+    def __init__(self, num_classes, gru_cells=1024, gru_layers=2,
+                 video_level_classifier_model="MoeModel", moe_num_mixtures=2, moe_l2=1e-8,
+                 compact_layers="", k_factor=1, **kwargs):
+        super().__init__(num_classes, gru_cells, gru_layers, video_level_classifier_model,
+                         moe_num_mixtures, moe_l2, compact_layers, k_factor, **kwargs)
+
+
+class _LearnablePoolingModel(FrameModel):
+    """Miech et al.'s late-fusion models: input BN; video and audio pooled apart; hidden layer
+    (+BN, relu6 if asked); Context Gating (`gating`); MoE with `moe_prob_gating`."""
+
+    def __init__(self, num_classes, pooling, cluster_size, hidden_size, iterations,
+                 sample_random_frames, add_batch_norm, relu, gating, moe_num_mixtures, moe_l2,
+                 moe_prob_gating, compact_layers, k_factor, video_size=1024, **kwargs):
+        super().__init__(iterations, sample_random_frames, **kwargs)
+        compact = model_utils.parse_compact_layers(compact_layers)
+        self.video_size = video_size
+        embed = "embedding" in compact
+        self.input_norm = keras.layers.BatchNormalization(name="input_bn") \
+            if add_batch_norm else None
+        self.video_pool = pooling(cluster_size, compact=embed, k_factor=k_factor,
+                                  name="video_pool")
+        self.audio_pool = pooling(max(1, cluster_size // 2), compact=embed, k_factor=k_factor,
+                                  name="audio_pool")
+        self.hidden = linear(hidden_size, "fc" in compact, k_factor,
+                             use_bias=not add_batch_norm, name="hidden")
+        self.hidden_norm = keras.layers.BatchNormalization(name="hidden_bn") \
+            if add_batch_norm else None
+        self.relu = relu
+        self.gating = ContextGating("gating" in compact, k_factor, name="gating") \
+            if gating else None
+        self.classifier = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, "moe" in compact,
+                                        k_factor, moe_prob_gating, "gating" in compact,
+                                        name="classifier")
+
+    def call(self, inputs, training=False):
+        frames, mask = self.frames(inputs, training)
+        if self.input_norm is not None:
+            frames = self.input_norm(frames, training=training)
+        pooled = tf.concat([
+            self.video_pool(frames[:, :, :self.video_size], mask, training=training),
+            self.audio_pool(frames[:, :, self.video_size:], mask, training=training)], axis=1)
+        x = self.hidden(pooled)
+        if self.hidden_norm is not None:
+            x = self.hidden_norm(x, training=training)
+        if self.relu:
+            x = tf.nn.relu6(x)
+        if self.gating is not None:
+            x = self.gating(x, training=training)
+        return self.classifier(x, training=training)
+
+
+def _learnable_pooling_model(name, pooling, doc, size_flag, hidden_flag, cluster_default,
+                             hidden_default):
+    """A registered _LearnablePoolingModel subclass whose flags carry the family's names."""
+
+    def __init__(self, num_classes, iterations=300, sample_random_frames=True,
+                 add_batch_norm=True, relu=False, gating=True, moe_num_mixtures=2, moe_l2=1e-6,
+                 moe_prob_gating=True, compact_layers="", k_factor=1, **kwargs):
+        cluster_size = kwargs.pop(size_flag, cluster_default)
+        hidden_size = kwargs.pop(hidden_flag, hidden_default)
+        _LearnablePoolingModel.__init__(
+            self, num_classes, pooling, cluster_size, hidden_size, iterations,
+            sample_random_frames, add_batch_norm, relu, gating, moe_num_mixtures, moe_l2,
+            moe_prob_gating, compact_layers, k_factor, **kwargs)
+
+    cls = type(name, (_LearnablePoolingModel,), {"__init__": __init__, "__doc__": doc,
+                                                 "hyperparameters": {size_flag: cluster_default,
+                                                                     hidden_flag: hidden_default}})
+    return register(cls)
+
+
+NetVLADModelLF = _learnable_pooling_model(
+    "NetVLADModelLF", NetVLAD, "NetVLAD pooling (Miech et al. 2017).",
+    "netvlad_cluster_size", "netvlad_hidden_size", 64, 1024)
+NetRVLADModelLF = _learnable_pooling_model(
+    "NetRVLADModelLF", lambda k, **kw: NetVLAD(k, centres=False, **kw),
+    "NetRVLAD / LightVLAD: NetVLAD without centres.", "netvlad_cluster_size",
+    "netvlad_hidden_size", 64, 1024)
+NetFVModelLF = _learnable_pooling_model(
+    "NetFVModelLF", NetFV, "NetFV: Fisher-vector pooling (Miech et al. 2017).",
+    "fv_cluster_size", "fv_hidden_size", 64, 2048)
+SoftDbofModelLF = _learnable_pooling_model(
+    "SoftDbofModelLF", SoftDbof, "Soft DBoF: sums (and max) of soft assignments.",
+    "dbof_cluster_size", "dbof_hidden_size", 4096, 1024)
+GatedDbofModelLF = _learnable_pooling_model(
+    "GatedDbofModelLF", GatedDbof, "Gated DBoF: assignment sums gated by their max-pool.",
+    "dbof_cluster_size", "dbof_hidden_size", 4096, 1024)
+
+
+@register
+class TwoStreamModel(FrameModel):
+    """Araujo et al. (2018): per stream embedding -> FC (+BN, relu6); concat; MoE; gating.
+
+    embedding: dbof (robust DBoF when n_bagging > 1), netvlad or netfv. Its weights, counted as
+    the paper counts them (batch-norm statistics included), are 65,795,732 with the defaults.
+    """
+
+    def __init__(self, num_classes, embedding="dbof", video_clusters=8192, audio_clusters=4096,
+                 fc_size=512, iterations=30, n_bagging=1, sample_random_frames=True,
+                 dbof_activation="relu6", moe_num_mixtures=4, moe_l2=1e-6, gating=True,
+                 fv_couple_weights=True, compact_layers="", k_factor=1, video_size=1024,
+                 use_audio=True, **kwargs):
+        super().__init__(iterations, sample_random_frames, **kwargs)
+        compact = model_utils.parse_compact_layers(compact_layers)
+        if embedding not in ("dbof", "netvlad", "netfv"):
+            raise ValueError(f"unknown embedding {embedding!r}; choose dbof, netvlad or netfv")
+        embed = "embedding" in compact
+        self.embedding, self.n_bagging = embedding, max(1, n_bagging)
+        self.video_size, self.use_audio = video_size, use_audio
+
+        def stream(clusters, name):
+            if embedding == "dbof":
+                pool = DbofPooling(clusters, dbof_activation, True, "max", embed, k_factor,
+                                   name=f"{name}_dbof")
+            elif embedding == "netvlad":
+                pool = NetVLAD(clusters, compact=embed, k_factor=k_factor, name=f"{name}_vlad")
+            else:
+                pool = NetFV(clusters, fv_couple_weights, embed, k_factor, name=f"{name}_fv")
+            fc = linear(fc_size, "fc" in compact, k_factor, use_bias=False, name=f"{name}_fc")
+            return pool, fc, keras.layers.BatchNormalization(name=f"{name}_fc_bn")
+
+        self.streams = [stream(video_clusters, "video")]
+        if use_audio:
+            self.streams.append(stream(audio_clusters, "audio"))
+        self.moe = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, "moe" in compact,
+                                 k_factor, name="moe")
+        self.gating = ContextGating("gating" in compact, k_factor, name="gating") \
+            if gating else None
+
+    def _pool(self, pool, frames, mask, training):
+        if self.n_bagging == 1 or self.embedding != "dbof":
+            return pool(frames, mask, training=training)
+        # Robust DBoF: frames hold n_bagging subsets of `iterations` frames; mean of max-pools.
+        dim = frames.shape[-1]
+        subsets = tf.reshape(frames, [-1, self.iterations, dim])
+        pooled = pool(subsets, tf.ones_like(subsets[:, :, :1]), training=training)
+        return tf.reduce_mean(tf.reshape(pooled, [-1, self.n_bagging, pooled.shape[-1]]), axis=1)
+
+    def call(self, inputs, training=False):
+        count = self.iterations * self.n_bagging if self.embedding == "dbof" else None
+        frames, mask = self.frames(inputs, training, count)
+        parts = [frames[:, :, :self.video_size], frames[:, :, self.video_size:]]
+        outputs = []
+        for (pool, fc, norm), part in zip(self.streams, parts):
+            x = fc(self._pool(pool, part, mask, training))
+            outputs.append(tf.nn.relu6(norm(x, training=training)))
+        probabilities = self.moe(tf.concat(outputs, axis=1), training=training)
+        if self.gating is not None:
+            probabilities = self.gating(probabilities, training=training)
+        return probabilities

@@ -1,0 +1,202 @@
+"""Pieces the models share: the registry, compact-layer choice, frame sampling, Context Gating,
+the Mixture-of-Experts classifier, and the model summary.
+
+Every model is a `keras.Model` called on the reader's batch dict (`features`, `num_frames`) and
+returning class probabilities [B, num_classes].
+"""
+
+import inspect
+
+import keras
+import tensorflow as tf
+
+import circulant_ops
+
+COMPACT_LAYERS = ("embedding", "fc", "moe", "gating")
+
+_REGISTRY = {}
+
+
+def register(cls):
+    """Class decorator: make a model available by its class name (`--model=Name`)."""
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def model_names():
+    return sorted(_REGISTRY)
+
+
+def get_model_class(name):
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(model_names())}")
+    return _REGISTRY[name]
+
+
+def model_hyperparameters(name):
+    """{argument: default} of a model's constructor (num_classes excluded)."""
+    cls = get_model_class(name)
+    signature = inspect.signature(cls.__init__)
+    found = {p.name: p.default for p in signature.parameters.values()
+             if p.name not in ("self", "num_classes", "kwargs")}
+    found.update(getattr(cls, "hyperparameters", {}))  # those a model takes through **kwargs
+    return found
+
+
+def build_model(name, num_classes, **settings):
+    """The model `name` with those of `settings` that it takes (others are ignored)."""
+    accepted = model_hyperparameters(name)
+    return get_model_class(name)(num_classes, **{k: v for k, v in settings.items()
+                                                 if k in accepted})
+
+
+def parse_compact_layers(value):
+    """'embedding,fc' (or a list) -> frozenset; unknown names raise with the valid ones."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = sorted(set(value) - set(COMPACT_LAYERS))
+    if unknown:
+        raise ValueError(f"unknown compact layer(s) {', '.join(unknown)}; "
+                         f"valid: {', '.join(COMPACT_LAYERS)}")
+    return frozenset(value)
+
+
+def linear(units, compact, k_factor=1, use_bias=True, l2=0.0, name=None):
+    """Dense, or its diagonal-circulant replacement when `compact`."""
+    regularizer = keras.regularizers.L2(l2) if l2 else None
+    if compact:
+        return circulant_ops.DiagonalCirculant(units, k_factors=k_factor, use_bias=use_bias,
+                                               regularizer=regularizer, name=name)
+    return keras.layers.Dense(units, use_bias=use_bias, kernel_regularizer=regularizer,
+                              name=name)
+
+
+# -- frames ---------------------------------------------------------------------------------------
+
+def sample_frames(features, num_frames, count, random=True, seed=None):
+    """`count` frames of each video, chosen among its real frames.
+
+    features [B, T, F], num_frames [B] -> [B, count, F]. random=True draws uniformly with
+    replacement (the starter's SampleRandomFrames); random=False takes evenly spaced frames, the
+    same every time (for evaluation).
+    """
+    frames = tf.maximum(tf.cast(num_frames, tf.float32), 1.0)[:, None]  # (B, 1)
+    if random:
+        position = tf.random.uniform([tf.shape(features)[0], count], seed=seed)
+    else:
+        position = (tf.range(count, dtype=tf.float32)[None, :] + 0.5) / count
+    index = tf.minimum(tf.cast(position * frames, tf.int32), tf.cast(frames, tf.int32) - 1)
+    return tf.gather(features, index, batch_dims=1)
+
+
+def frame_mask(num_frames, length):
+    """[B, length, 1] float mask of the real frames."""
+    return tf.cast(tf.sequence_mask(num_frames, length), tf.float32)[:, :, None]
+
+
+def masked_max(values, mask):
+    """Max over frames (axis 1) of the real frames only; values [B, T, K], mask [B, T, 1]."""
+    return tf.reduce_max(values + (mask - 1.0) * 1e9, axis=1)
+
+
+def masked_mean(values, mask):
+    return tf.reduce_sum(values * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+
+
+# -- shared layers --------------------------------------------------------------------------------
+
+class ContextGating(keras.layers.Layer):
+    """y = x * sigmoid(BN(x W)), W [d, d] (Miech, Laptev & Sivic 2017)."""
+
+    def __init__(self, compact=False, k_factor=1, batch_norm=True, l2=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.compact, self.k_factor, self.batch_norm, self.l2 = compact, k_factor, batch_norm, l2
+
+    def build(self, input_shape):
+        self.transform = linear(int(input_shape[-1]), self.compact, self.k_factor,
+                                use_bias=not self.batch_norm, l2=self.l2, name="gating_weights")
+        self.norm = keras.layers.BatchNormalization(name="gating_bn") if self.batch_norm else None
+
+    def call(self, x, training=False):
+        gates = self.transform(x)
+        if self.norm is not None:
+            gates = self.norm(gates, training=training)
+        return x * tf.sigmoid(gates)
+
+
+class MoeClassifier(keras.layers.Layer):
+    """Mixture of experts: gates softmax over M+1 (one dummy expert), experts sigmoid.
+
+    probabilities = sum_m gate_m * expert_m, per class. Optionally Context Gating on the output
+    probabilities (`prob_gating`, Miech et al. 2017).
+    """
+
+    def __init__(self, num_classes, num_mixtures=2, l2=1e-8, compact=False, k_factor=1,
+                 prob_gating=False, compact_gating=False, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes, self.num_mixtures = num_classes, num_mixtures
+        self.gates = linear(num_classes * (num_mixtures + 1), compact, k_factor, use_bias=False,
+                            l2=l2, name="gates")
+        self.experts = linear(num_classes * num_mixtures, compact, k_factor, l2=l2,
+                              name="experts")
+        self.prob_gating = (ContextGating(compact_gating, k_factor, name="prob_gating")
+                            if prob_gating else None)
+
+    def call(self, x, training=False):
+        m = self.num_mixtures
+        gates = tf.nn.softmax(tf.reshape(self.gates(x), [-1, self.num_classes, m + 1]))
+        experts = tf.sigmoid(tf.reshape(self.experts(x), [-1, self.num_classes, m]))
+        probabilities = tf.reduce_sum(gates[:, :, :m] * experts, axis=2)  # (B, C)
+        if self.prob_gating is not None:
+            probabilities = self.prob_gating(probabilities, training=training)
+        return probabilities
+
+
+# -- summary and budget ---------------------------------------------------------------------------
+
+def _weight_layers(layer):
+    """Layers that own weights directly, depth first."""
+    children = [c for c in layer._flatten_layers(include_self=False, recursive=False)]
+    if not children:
+        return [layer] if layer.weights else []
+    found = []
+    for child in children:
+        found.extend(_weight_layers(child))
+    own = {id(w) for w in layer.weights} - {id(w) for c in children for w in c.weights}
+    if own:
+        found.append(layer)
+    return found
+
+
+def summarize(model):
+    """(rows, totals) of a built model: per layer (path, kind, weights, dense-equivalent)."""
+    rows = []
+    for layer in _weight_layers(model):
+        weights = layer.count_params()
+        dense = (layer.dense_weight_count()
+                 if isinstance(layer, circulant_ops.DiagonalCirculant) else weights)
+        rows.append((layer.path, type(layer).__name__, weights, dense))
+    total = model.count_params()
+    dense_total = total + sum(d - w for _, _, w, d in rows)
+    return rows, {"weights": total, "dense_weights": dense_total,
+                  "mb": total * 4 / 2**20, "compression": dense_total / total}
+
+
+def format_summary(model, name):
+    rows, totals = summarize(model)
+    width = max([len(r[0]) for r in rows] + [10])
+    lines = [f"model {name}: {totals['weights']:,} weights, {totals['mb']:.1f} MB at float32; "
+             f"the same model with dense layers: {totals['dense_weights']:,} "
+             f"(compression {totals['compression']:.2f}x)",
+             f"  {'layer':<{width}}  {'kind':<20} {'weights':>13} {'dense':>13}"]
+    for path, kind, weights, dense in rows:
+        lines.append(f"  {path:<{width}}  {kind:<20} {weights:>13,} {dense:>13,}")
+    return "\n".join(lines)
+
+
+def check_budget(model, max_model_mb):
+    """Raise ValueError when the model's float32 weights exceed max_model_mb (0: no limit)."""
+    _, totals = summarize(model)
+    if max_model_mb and totals["mb"] > max_model_mb:
+        raise ValueError(f"the model needs {totals['mb']:.1f} MB at float32, over "
+                         f"--max_model_mb={max_model_mb}")
