@@ -17,8 +17,16 @@ import keras
 import tensorflow as tf
 
 import model_utils
-from model_utils import (ContextGating, MoeClassifier, frame_mask, linear, masked_max,
-                         masked_mean, register, sample_frames)
+from model_utils import (
+    ContextGating,
+    MoeClassifier,
+    frame_mask,
+    linear,
+    masked_max,
+    masked_mean,
+    register,
+    sample_frames,
+)
 
 _ACTIVATIONS = {"sigmoid": tf.sigmoid, "relu6": tf.nn.relu6, "relu": tf.nn.relu}
 
