@@ -1,0 +1,211 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import frame_level_models as flm
+import model_utils
+import video_level_models  # noqa: F401 - registers the video-level models
+
+SMALL = dict(dbof_cluster_size=16, dbof_hidden_size=8, netvlad_cluster_size=4,
+             netvlad_hidden_size=8, fv_cluster_size=4, fv_hidden_size=8, lstm_cells=8,
+             lstm_layers=2, gru_cells=8, gru_layers=1, video_clusters=16, audio_clusters=8,
+             fc_size=8, iterations=5, moe_num_mixtures=2)
+VIDEO_LEVEL = {"LogisticModel", "MoeModel", "GatedMoeModel"}
+ALL_COMPACT = "embedding,fc,moe,gating"
+
+
+def batch_for(name):
+    rng = np.random.default_rng(0)
+    if name in VIDEO_LEVEL:
+        return {"features": tf.constant(rng.normal(size=(3, 1152)), tf.float32),
+                "num_frames": tf.ones([3], tf.int32)}
+    features = rng.normal(size=(3, 10, 1152))
+    features[1, 4:] = features[2, 1:] = 0  # padding, as the reader gives it
+    return {"features": tf.constant(features, tf.float32), "num_frames": tf.constant([10, 4, 1])}
+
+
+@pytest.mark.parametrize("name", model_utils.model_names())
+def test_every_model_trains_and_its_compact_variant_is_smaller(name):
+    counts = {}
+    for compact in ("", ALL_COMPACT):
+        model = model_utils.build_model(name, 20, compact_layers=compact, **SMALL)
+        with tf.GradientTape() as tape:
+            probabilities = model(batch_for(name), training=True)
+            loss = tf.reduce_mean(probabilities)
+        grads = tape.gradient(loss, model.trainable_variables)
+        assert probabilities.shape == (3, 20)
+        assert float(tf.reduce_min(probabilities)) >= 0 and float(tf.reduce_max(probabilities)) <= 1
+        assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
+        counts[compact] = model.count_params()
+    assert counts[ALL_COMPACT] < counts[""]
+
+
+@pytest.mark.parametrize("name", ["FrameLevelLogisticModel", "LstmModel", "NetVLADModelLF",
+                                  "NetFVModelLF", "SoftDbofModelLF", "GatedDbofModelLF"])
+def test_padding_frames_do_not_change_the_output(name):
+    settings = dict(SMALL, iterations=0)  # pool over every real frame, no sampling
+    model = model_utils.build_model(name, 20, **settings)
+    batch = batch_for(name)
+    noisy = batch["features"].numpy()
+    noisy[1, 4:] = 5.0
+    noisy[2, 1:] = -3.0
+    clean = model(batch, training=False).numpy()
+    dirty = model({"features": tf.constant(noisy), "num_frames": batch["num_frames"]},
+                  training=False).numpy()
+    np.testing.assert_allclose(dirty, clean, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown model 'Nope'; choose one of .*DbofModel"):
+        model_utils.build_model("Nope", 10)
+    with pytest.raises(ValueError, match="valid: embedding, fc, moe, gating"):
+        model_utils.build_model("MoeModel", 10, compact_layers="fc,experts")
+
+
+def test_paper_weight_counts():
+    """Araujo et al. 2018 count every weight, batch-norm statistics (4 per unit) included."""
+    def bn(units):
+        return 4 * units
+
+    gating = 3862 * 3862 + bn(3862)
+    moe = lambda d: d * 3862 * 5 + d * 3862 * 4 + 3862 * 4  # gates (no bias), experts  # noqa: E731
+    video = 1024 * 8192 + bn(8192) + 8192 * 512 + bn(512)
+    audio = 128 * 4096 + bn(4096) + 4096 * 512 + bn(512)
+    assert video + audio + moe(1024) + gating == 65_795_732
+    assert video + moe(512) + gating == 45_359_764
+
+    features = {"features": tf.zeros([1, 40, 1152]), "num_frames": tf.constant([40])}
+    both = model_utils.build_model("TwoStreamModel", 3862)
+    both(features)
+    assert both.count_params() == 65_795_732
+    layers = {path.split("/", 1)[1]: (w, d) for path, _, w, d in model_utils.summarize(both)[0]}
+    assert layers["video_dbof/clusters"][0] == 1024 * 8192
+    assert layers["audio_fc"][0] == 4096 * 512
+    assert layers["moe/gates"][0] == 1024 * 19310
+    assert layers["moe/experts"][0] == 1024 * 15448 + 15448
+    assert layers["gating/gating_weights"][0] == 3862 * 3862
+    del both
+    video_only = model_utils.build_model("TwoStreamModel", 3862, use_audio=False)
+    video_only(features)
+    assert video_only.count_params() == 45_359_764
+
+
+def test_summary_compression_and_budget():
+    features = {"features": tf.zeros([1, 40, 1152]), "num_frames": tf.constant([40])}
+    model = model_utils.build_model("TwoStreamModel", 3862, compact_layers="fc,moe,gating",
+                                    k_factor=1)
+    model(features)
+    rows, totals = model_utils.summarize(model)
+    assert totals["dense_weights"] == 65_795_732
+    assert totals["weights"] == model.count_params() < 10_000_000
+    assert totals["compression"] == pytest.approx(65_795_732 / totals["weights"])
+    text = model_utils.format_summary(model, "TwoStreamModel")
+    assert "DiagonalCirculant" in text and "compression" in text
+    model_utils.check_budget(model, 1000)
+    with pytest.raises(ValueError, match="over --max_model_mb=10"):
+        model_utils.check_budget(model, 10)
+
+
+# -- layers against NumPy references ---------------------------------------------------------
+
+def _bn_inference(x, layer):
+    gamma, beta, mean, var = (w.numpy().astype(np.float64) for w in layer.weights)
+    return (x - mean) / np.sqrt(var + layer.epsilon) * gamma + beta
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _l2n(x, axis):
+    return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
+
+
+def _frames(rng):
+    x = rng.normal(size=(2, 6, 5))
+    mask = np.ones((2, 6, 1))
+    mask[1, 3:] = 0
+    return x, mask
+
+
+def _perturb_batch_norm(layer, rng):
+    for weight in layer.weights:
+        weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype(np.float32))
+
+
+def test_netvlad_matches_numpy():
+    rng = np.random.default_rng(1)
+    x, mask = _frames(rng)
+    layer = flm.NetVLAD(3)
+    layer(tf.constant(x, tf.float32), tf.constant(mask, tf.float32))
+    _perturb_batch_norm(layer.norm, rng)
+    got = layer(tf.constant(x, tf.float32), tf.constant(mask, tf.float32)).numpy()
+    w, c = layer.assign.kernel.numpy(), layer.centre.numpy()
+    a = _softmax(_bn_inference(x @ w, layer.norm)) * mask
+    v = np.einsum("btk,btd->bdk", a, x) - a.sum(axis=1)[:, None, :] * c
+    want = _l2n(_l2n(v, 1).reshape(2, -1), 1)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_netfv_matches_numpy():
+    rng = np.random.default_rng(2)
+    x, mask = _frames(rng)
+    layer = flm.NetFV(3, couple_weights=True)
+    layer(tf.constant(x, tf.float32), tf.constant(mask, tf.float32))
+    _perturb_batch_norm(layer.norm, rng)
+    got = layer(tf.constant(x, tf.float32), tf.constant(mask, tf.float32)).numpy()
+    w = layer.assign.kernel.numpy().astype(np.float64)
+    c, sigma = 0.01 * w, layer.scale.numpy().astype(np.float64) ** 2 + 1e-6
+    a = _softmax(_bn_inference(x @ w, layer.norm)) * mask
+    a_sum = a.sum(axis=1)[:, None, :]
+    ax, ax2 = np.einsum("btk,btd->bdk", a, x), np.einsum("btk,btd->bdk", a, x ** 2)
+    first = (ax - a_sum * c) / sigma
+    second = (ax2 + a_sum * c ** 2 - 2 * c * ax) / sigma ** 2 - a_sum
+    want = np.concatenate([_l2n(_l2n(v, 1).reshape(2, -1), 1) for v in (first, second)], axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_context_gating_matches_numpy():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4, 7))
+    layer = model_utils.ContextGating()
+    layer(tf.constant(x, tf.float32))
+    _perturb_batch_norm(layer.norm, rng)
+    got = layer(tf.constant(x, tf.float32), training=False).numpy()
+    gates = _bn_inference(x @ layer.transform.kernel.numpy(), layer.norm)
+    np.testing.assert_allclose(got, x / (1 + np.exp(-gates)), rtol=1e-5, atol=1e-6)
+
+
+def test_moe_matches_numpy():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(4, 7))
+    layer = model_utils.MoeClassifier(5, num_mixtures=3)
+    got = layer(tf.constant(x, tf.float32)).numpy()
+    gates = _softmax((x @ layer.gates.kernel.numpy()).reshape(4, 5, 4))
+    expert_logits = x @ layer.experts.kernel.numpy() + layer.experts.bias.numpy()
+    experts = 1 / (1 + np.exp(-expert_logits.reshape(4, 5, 3)))
+    np.testing.assert_allclose(got, (gates[:, :, :3] * experts).sum(axis=2), rtol=1e-5)
+
+
+def test_frame_sampling_stays_within_real_frames():
+    features = tf.reshape(tf.range(2 * 8, dtype=tf.float32), [2, 8, 1])
+    num_frames = tf.constant([8, 3])
+    sampled = model_utils.sample_frames(features, num_frames, 50, random=True).numpy()
+    assert set(sampled[1, :, 0]) <= {8.0, 9.0, 10.0} and len(set(sampled[0, :, 0])) == 8
+    even = model_utils.sample_frames(features, num_frames, 4, random=False).numpy()
+    assert even[0, :, 0].tolist() == [1.0, 3.0, 5.0, 7.0]  # the middles of 4 equal stretches
+    assert even[1, :, 0].tolist() == [8.0, 9.0, 9.0, 10.0]
+
+
+def test_robust_dbof_averages_max_pools_of_frame_subsets():
+    model = model_utils.build_model("TwoStreamModel", 20, **dict(SMALL, n_bagging=3))
+    batch = batch_for("TwoStreamModel")
+    first = model(batch, training=False).numpy()
+    np.testing.assert_array_equal(model(batch, training=False).numpy(), first)  # deterministic
+    pool = model.streams[0][0]
+    frames, _ = model.frames(batch, False, count=15)
+    video = frames[:, :, :1024]
+    subsets = [pool(video[:, 5 * i:5 * (i + 1)], tf.ones_like(video[:, :5, :1])) for i in range(3)]
+    np.testing.assert_allclose(model._pool(pool, video, None, False).numpy(),
+                               np.mean([s.numpy() for s in subsets], axis=0), rtol=1e-5)
