@@ -1,0 +1,74 @@
+"""Label losses of the YouTube-8M starter, selectable by name (`--label_loss`).
+
+Each loss maps (predictions [B, C] probabilities, or scores for SoftmaxLoss and HingeLoss, and
+multi-hot labels [B, C]) to a per-example loss [B]; the training loop averages over the global
+batch (`tf.nn.compute_average_loss`), so the loss means the same on any number of devices.
+"""
+
+import tensorflow as tf
+
+
+class CrossEntropyLoss:
+    """Binary cross-entropy summed over classes, with the starter's epsilon (1e-5).
+
+    label_smoothing s moves every target towards 1/2: y * (1 - s) + s / 2.
+    """
+
+    epsilon = 1e-5
+
+    def __init__(self, label_smoothing=0.0):
+        self.label_smoothing = label_smoothing
+
+    def __call__(self, predictions, labels):
+        labels = tf.cast(labels, tf.float32)
+        if self.label_smoothing:
+            labels = labels * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        predictions = tf.cast(predictions, tf.float32)
+        log_likelihood = (labels * tf.math.log(predictions + self.epsilon)
+                          + (1.0 - labels) * tf.math.log(1.0 - predictions + self.epsilon))
+        return -tf.reduce_sum(log_likelihood, axis=1)
+
+
+class HingeLoss:
+    """sum over classes of max(0, b - (2y - 1) * prediction), b = 1."""
+
+    def __init__(self, label_smoothing=0.0, b=1.0):
+        if label_smoothing:
+            raise ValueError("HingeLoss takes no label smoothing")
+        self.b = b
+
+    def __call__(self, predictions, labels):
+        signs = 2.0 * tf.cast(labels, tf.float32) - 1.0
+        margins = self.b - signs * tf.cast(predictions, tf.float32)
+        return tf.reduce_sum(tf.maximum(0.0, margins), axis=1)
+
+
+class SoftmaxLoss:
+    """Cross-entropy of softmax(predictions) against the labels normalised to sum to one.
+
+    label_smoothing s mixes the normalised labels with the uniform distribution over C classes.
+    """
+
+    epsilon = 1e-7
+
+    def __init__(self, label_smoothing=0.0):
+        self.label_smoothing = label_smoothing
+
+    def __call__(self, predictions, labels):
+        labels = tf.cast(labels, tf.float32)
+        targets = labels / tf.maximum(tf.reduce_sum(labels, axis=1, keepdims=True), self.epsilon)
+        if self.label_smoothing:
+            classes = tf.cast(tf.shape(labels)[1], tf.float32)
+            targets = targets * (1.0 - self.label_smoothing) + self.label_smoothing / classes
+        log_softmax = tf.nn.log_softmax(tf.cast(predictions, tf.float32), axis=1)
+        return -tf.reduce_sum(targets * log_softmax, axis=1)
+
+
+LOSSES = {cls.__name__: cls for cls in (CrossEntropyLoss, HingeLoss, SoftmaxLoss)}
+
+
+def get_loss(name, label_smoothing=0.0):
+    """The loss `name`; an unknown name lists the valid ones."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown label_loss {name!r}; choose one of {', '.join(LOSSES)}")
+    return LOSSES[name](label_smoothing=label_smoothing)
