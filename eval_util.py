@@ -23,13 +23,63 @@ def top_k_by_row(predictions, k):
 
 def calculate_gap(predictions, labels, top_k=20):
     """GAP@top_k of predictions [N, C] against multi-hot labels [N, C]."""
-    labels = np.asarray(labels)
-    scores, index = top_k_by_row(predictions, top_k)
-    relevant = np.take_along_axis(labels, index, axis=1) > 0
-    positives = int((labels > 0).sum())
-    if positives == 0:
-        return 0.0
-    order = np.argsort(-scores.ravel(), kind="stable")
-    hits = relevant.ravel()[order]
-    precision = np.cumsum(hits) / np.arange(1, hits.size + 1)
-    return float((precision * hits).sum() / positives)
+    metrics = EvaluationMetrics(top_k)
+    metrics.add(predictions, labels)
+    return metrics.gap()
+
+
+def hit_at_one(predictions, labels):
+    """Fraction of videos whose top prediction is one of their labels."""
+    top = np.argmax(predictions, axis=1)
+    return float(np.mean(np.asarray(labels)[np.arange(len(top)), top] > 0))
+
+
+def precision_at_equal_recall(predictions, labels):
+    """PERR: per video with L labels, the precision of its top L predictions; averaged over the
+    videos that have labels."""
+    labels = np.asarray(labels) > 0
+    counts = labels.sum(axis=1)
+    order = np.argsort(-np.asarray(predictions), axis=1, kind="stable")
+    ranked = np.take_along_axis(labels, order, axis=1)
+    rank = np.arange(labels.shape[1])[None, :]
+    hits = (ranked & (rank < counts[:, None])).sum(axis=1)
+    has = counts > 0
+    return float(np.mean(hits[has] / counts[has])) if has.any() else 0.0
+
+
+class EvaluationMetrics:
+    """Streaming GAP@k, hit@1, PERR and mean loss over batches; keeps k pairs per video."""
+
+    def __init__(self, top_k=20):
+        self.top_k = top_k
+        self.scores, self.hits = [], []
+        self.positives = self.videos = self.labelled = 0
+        self.hit_sum = self.perr_sum = self.loss_sum = 0.0
+
+    def add(self, predictions, labels, losses=None):
+        predictions, labels = np.asarray(predictions), np.asarray(labels)
+        scores, index = top_k_by_row(predictions, self.top_k)
+        self.scores.append(scores.ravel())
+        self.hits.append((np.take_along_axis(labels, index, axis=1) > 0).ravel())
+        self.positives += int((labels > 0).sum())
+        self.videos += len(labels)
+        has = (labels > 0).any(axis=1)
+        self.labelled += int(has.sum())
+        self.hit_sum += hit_at_one(predictions, labels) * len(labels)
+        if has.any():
+            self.perr_sum += precision_at_equal_recall(predictions[has], labels[has]) * has.sum()
+        if losses is not None:
+            self.loss_sum += float(np.sum(losses))
+
+    def gap(self):
+        if not self.positives:
+            return 0.0
+        scores, hits = np.concatenate(self.scores), np.concatenate(self.hits)
+        hits = hits[np.argsort(-scores, kind="stable")]
+        precision = np.cumsum(hits) / np.arange(1, hits.size + 1)
+        return float((precision * hits).sum() / self.positives)
+
+    def results(self):
+        videos = max(self.videos, 1)
+        return {"videos": self.videos, "gap": self.gap(), "hit_at_one": self.hit_sum / videos,
+                "perr": self.perr_sum / max(self.labelled, 1), "loss": self.loss_sum / videos}

@@ -32,3 +32,25 @@ def test_gap_extremes():
     labels = np.eye(4)
     assert eval_util.calculate_gap(labels * 0.9 + 0.05, labels, 1) == 1.0
     assert eval_util.calculate_gap(np.zeros((2, 3)), np.zeros((2, 3))) == 0.0
+
+
+def test_streaming_metrics_equal_one_pass():
+    rng = np.random.default_rng(1)
+    predictions = rng.random((60, 25))
+    labels = (rng.random((60, 25)) < 0.15).astype(np.float32)
+    labels[:5] = 0
+    streamed = eval_util.EvaluationMetrics(top_k=10)
+    for start in range(0, 60, 7):
+        streamed.add(predictions[start:start + 7], labels[start:start + 7], np.ones(7)[:len(
+            labels[start:start + 7])])
+    got = streamed.results()
+    assert got["videos"] == 60 and got["loss"] == 1.0
+    assert abs(got["gap"] - reference_gap(predictions, labels, 10)) < 1e-12
+    top = predictions.argmax(axis=1)
+    assert got["hit_at_one"] == np.mean(labels[np.arange(60), top] > 0)
+    perr = []
+    for row, truth in zip(predictions, labels):
+        count = int(truth.sum())
+        if count:
+            perr.append(float(truth[np.argsort(-row)[:count]].sum()) / count)
+    assert abs(got["perr"] - np.mean(perr)) < 1e-12
