@@ -21,3 +21,76 @@ def fail(message):
     """Print a one-line error and exit non-zero (for bad input, not for bugs)."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(1)
+
+
+def duration(seconds):
+    """'1h02m', '3m20s', '45s'."""
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def atomic_write(path, text):
+    """Write a whole file or nothing: a temporary file renamed over the target."""
+    import tensorflow as tf
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(temporary, "w") as f:
+        f.write(text)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def prepare_dir(path):
+    """Create the folder `path` if needed; a clear error if it is a file or not writable."""
+    import tensorflow as tf
+    if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
+        raise ValueError(f"{path} is a file, not a folder")
+    try:
+        tf.io.gfile.makedirs(path)
+        probe = os.path.join(path, f".write-test-{os.getpid()}")
+        with tf.io.gfile.GFile(probe, "w") as f:
+            f.write("")
+        tf.io.gfile.remove(probe)
+    except (OSError, tf.errors.OpError) as err:
+        raise ValueError(f"cannot write in {path}: {getattr(err, 'message', err)}") from None
+    return path
+
+
+class StopRequests:
+    """While active, SIGINT and SIGTERM only set `requested` (the signal number)."""
+
+    def __init__(self):
+        self.requested = 0
+        self._previous = {}
+
+    def __enter__(self):
+        import signal
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        del frame
+        self.requested = signum
+
+    def __exit__(self, *exc):
+        import signal
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def run_cli(function):
+    """Run a tool's main work; bad input or flags end in one line and exit status 1.
+
+    Set YT8M_DEBUG=1 to see the traceback instead.
+    """
+    from readers import DataError
+    try:
+        function()
+    except (DataError, ValueError, FloatingPointError) as err:
+        if os.environ.get("YT8M_DEBUG"):
+            raise
+        fail(str(err).splitlines()[0] if str(err) else type(err).__name__)

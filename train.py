@@ -1,0 +1,337 @@
+"""Train a YouTube-8M model from TFRecords, with the starter code's flags.
+
+    python train.py --train_data_pattern='data/train*.tfrecord' --frame_features \\
+        --model=TwoStreamModel --compact_layers=fc,moe --train_dir=/tmp/yt8m_model
+
+One device, all local GPUs (MirroredStrategy), or several machines (MultiWorkerMirroredStrategy,
+from the standard TF_CONFIG variable). Checkpoints go to train_dir every --checkpoint_steps, at
+the end and on SIGINT/SIGTERM; a restart continues from the latest. train_dir/model_flags.json
+keeps the model's settings, which eval.py and inference.py read.
+"""
+
+import json
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+
+import utils
+
+utils.quiet_tensorflow()
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import eval_util  # noqa: E402
+import frame_level_models  # noqa: E402, F401 - registers the frame-level models
+import losses  # noqa: E402
+import model_utils  # noqa: E402
+import readers  # noqa: E402
+import video_level_models  # noqa: E402, F401 - registers the video-level models
+
+# -- flags: the starter's names and defaults ------------------------------------------------------
+flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "Checkpoints, summaries, model_flags.json.")
+flags.DEFINE_string("train_data_pattern", "", "Comma-separated globs of training TFRecords.")
+flags.DEFINE_string("feature_names", None, "Features to read (default mean_rgb,mean_audio for "
+                    "video level, rgb,audio for frame level).")
+flags.DEFINE_string("feature_sizes", None, "Their sizes (default 1024,128).")
+flags.DEFINE_bool("frame_features", False, "Frame-level SequenceExamples instead of video level.")
+flags.DEFINE_integer("num_classes", readers.NUM_CLASSES, "3862 (2018 on) or 4716 (2017).")
+flags.DEFINE_integer("max_frames", readers.MAX_FRAMES, "Frames kept per video (frame level).")
+flags.DEFINE_string("model", "LogisticModel", "Model class name.")
+flags.DEFINE_bool("start_new_model", False, "Start afresh (old checkpoints are moved aside).")
+flags.DEFINE_integer("batch_size", 1024, "Global batch size, whatever the number of devices.")
+flags.DEFINE_string("label_loss", "CrossEntropyLoss", "CrossEntropyLoss, HingeLoss, SoftmaxLoss.")
+flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing (CrossEntropy and Softmax losses).")
+flags.DEFINE_float("regularization_penalty", 1.0, "Weight of the models' L2 penalties.")
+flags.DEFINE_float("base_learning_rate", 0.01, "Initial learning rate.")
+flags.DEFINE_float("learning_rate_decay", 0.95, "Factor applied every decay period.")
+flags.DEFINE_float("learning_rate_decay_examples", 4000000, "Examples per decay period.")
+flags.DEFINE_integer("num_epochs", 5, "Passes over the training data (in this run).")
+flags.DEFINE_integer("max_steps", None, "Stop at this global step.")
+flags.DEFINE_integer("num_readers", 8, "Files read in parallel.")
+flags.DEFINE_string("optimizer", "AdamOptimizer", "AdamOptimizer, GradientDescentOptimizer, "
+                    "MomentumOptimizer, AdagradOptimizer, RMSPropOptimizer.")
+flags.DEFINE_float("clip_gradient_norm", 1.0, "Clip each gradient to this norm (0: no clipping).")
+flags.DEFINE_integer("export_model_steps", 1000, "Accepted for the starter's command lines; "
+                     "export with export_model.py.")
+# -- flags of our own ---------------------------------------------------------------------------
+flags.DEFINE_integer("seed", 0, "Seeds weights, shuffling and frame sampling.")
+flags.DEFINE_integer("checkpoint_steps", 500, "Save a checkpoint every this many steps.")
+flags.DEFINE_integer("log_steps", 10, "Print progress every this many steps.")
+flags.DEFINE_string("validation_data_pattern", "", "Evaluate on these files as training goes.")
+flags.DEFINE_integer("validation_steps", 1000, "Evaluate every this many steps (and at the end).")
+flags.DEFINE_float("max_model_mb", 0, "Stop at start when the float32 weights exceed this (0: "
+                   "no limit; the 2018 challenge allowed 1024).")
+flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices and mirror "
+                     "over them (to try distribution without GPUs).")
+
+
+def define_model_flags():
+    """One flag per model hyperparameter; unset, each model keeps its own default."""
+    seen = {}
+    for name in model_utils.model_names():
+        for key, default in model_utils.model_hyperparameters(name).items():
+            seen.setdefault(key, {})[name] = default
+    definers = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+                str: flags.DEFINE_string}
+    for key, defaults in sorted(seen.items()):
+        kind = type(next(iter(defaults.values())))
+        values = sorted({repr(v) for v in defaults.values()})
+        definers[kind](key, None, f"Model setting (default: {', '.join(values)} by model).")
+
+
+define_model_flags()
+FLAGS = flags.FLAGS
+MODEL_FLAGS_FILE = "model_flags.json"
+OPTIMIZERS = {
+    "AdamOptimizer": keras.optimizers.Adam,
+    "GradientDescentOptimizer": keras.optimizers.SGD,
+    "MomentumOptimizer": lambda lr, **kw: keras.optimizers.SGD(lr, momentum=0.9, **kw),
+    "AdagradOptimizer": keras.optimizers.Adagrad,
+    "RMSPropOptimizer": keras.optimizers.RMSprop,
+}
+
+
+def model_settings():
+    """The run's model description: what model_flags.json records."""
+    hyperparameters = model_utils.model_hyperparameters(FLAGS.model)  # raises on unknown names
+    settings = {key: FLAGS[key].value if FLAGS[key].value is not None else default
+                for key, default in hyperparameters.items()}
+    reader = readers.make_reader(FLAGS.frame_features, FLAGS.num_classes, FLAGS.feature_names,
+                                 FLAGS.feature_sizes, FLAGS.max_frames)
+    return {"model": FLAGS.model, "frame_features": FLAGS.frame_features,
+            "feature_names": ",".join(reader.feature_names),
+            "feature_sizes": ",".join(map(str, reader.feature_sizes)),
+            "num_classes": FLAGS.num_classes, "max_frames": FLAGS.max_frames,
+            "label_loss": FLAGS.label_loss, "settings": settings}
+
+
+def check_model_flags(train_dir, settings, is_chief):
+    """Write model_flags.json on the first run; later runs must agree or --start_new_model."""
+    path = os.path.join(train_dir, MODEL_FLAGS_FILE)
+    if tf.io.gfile.exists(path) and not FLAGS.start_new_model:
+        with tf.io.gfile.GFile(path) as f:
+            saved = json.load(f)
+        if saved != settings:
+            old, new = _flat(saved), _flat(settings)
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise ValueError(f"model flags differ from {path} ({', '.join(changed)}); use "
+                             "--start_new_model to train a new model in this train_dir")
+        return
+    if is_chief:
+        if FLAGS.start_new_model:
+            move_old_checkpoints(train_dir)
+        utils.atomic_write(path, json.dumps(settings, indent=2, sort_keys=True))
+
+
+def _flat(settings):
+    return {**{k: v for k, v in settings.items() if k != "settings"},
+            **settings.get("settings", {})}
+
+
+def move_old_checkpoints(train_dir):
+    old = [f for f in tf.io.gfile.listdir(train_dir)
+           if f.startswith("model.ckpt") or f == "checkpoint"]
+    if old:
+        aside = os.path.join(train_dir, f"old-{time.strftime('%Y%m%d-%H%M%S')}")
+        tf.io.gfile.makedirs(aside)
+        for name in old:
+            tf.io.gfile.rename(os.path.join(train_dir, name), os.path.join(aside, name))
+        print(f"--start_new_model: moved the previous checkpoints to {aside}")
+
+
+def make_strategy():
+    if FLAGS.cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
+        return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(FLAGS.cpu_devices)])
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    if sum(len(v) for k, v in cluster.items() if k in ("chief", "worker")) > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief_worker(strategy):
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    resolver = strategy.cluster_resolver
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def run():
+    # -- set-up --------------------------------------------------------------------------------
+    if not FLAGS.train_data_pattern:
+        raise ValueError("--train_data_pattern is required")
+    loss_fn = losses.get_loss(FLAGS.label_loss, FLAGS.label_smoothing)
+    if FLAGS.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {FLAGS.optimizer!r}; choose one of "
+                         f"{', '.join(OPTIMIZERS)}")
+    strategy = make_strategy()
+    chief = is_chief_worker(strategy)
+    train_dir = utils.prepare_dir(FLAGS.train_dir)
+    # Non-chief workers write their (identical) checkpoints and summaries to a scratch folder.
+    out_dir = train_dir if chief else utils.prepare_dir(
+        os.path.join(train_dir, "workers", str(strategy.cluster_resolver.task_id)))
+    settings = model_settings()
+    check_model_flags(train_dir, settings, chief)
+    keras.utils.set_random_seed(FLAGS.seed)
+
+    # -- input ---------------------------------------------------------------------------------
+    reader = readers.make_reader(FLAGS.frame_features, FLAGS.num_classes, FLAGS.feature_names,
+                                 FLAGS.feature_sizes, FLAGS.max_frames)
+    files = readers.resolve_files(FLAGS.train_data_pattern)
+    dataset = reader.dataset(files, FLAGS.batch_size, num_epochs=FLAGS.num_epochs, shuffle=True,
+                             num_readers=FLAGS.num_readers, seed=FLAGS.seed)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    batches = strategy.experimental_distribute_dataset(dataset.with_options(options))
+    validation = None
+    if FLAGS.validation_data_pattern:
+        validation_files = readers.resolve_files(FLAGS.validation_data_pattern)
+        validation = (reader, validation_files, reader.dataset(
+            validation_files, FLAGS.batch_size, num_readers=FLAGS.num_readers))
+
+    # -- model, optimizer, checkpoint ------------------------------------------------------------
+    with strategy.scope():
+        model = model_utils.build_model(FLAGS.model, FLAGS.num_classes, **settings["settings"])
+        model(example_batch(reader), training=False)  # creates the weights
+        decay_steps = max(FLAGS.learning_rate_decay_examples / FLAGS.batch_size, 1e-9)
+        learning_rate = keras.optimizers.schedules.ExponentialDecay(
+            FLAGS.base_learning_rate, decay_steps, FLAGS.learning_rate_decay, staircase=True)
+        clip = {"clipnorm": FLAGS.clip_gradient_norm} if FLAGS.clip_gradient_norm > 0 else {}
+        optimizer = OPTIMIZERS[FLAGS.optimizer](learning_rate, **clip)
+        optimizer.build(model.trainable_variables)
+    summary = model_utils.format_summary(model, FLAGS.model)
+    print(summary, flush=True)
+    if chief:
+        utils.atomic_write(os.path.join(train_dir, "model_summary.txt"), summary + "\n")
+    model_utils.check_budget(model, FLAGS.max_model_mb)
+
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, out_dir, max_to_keep=5,
+                                         checkpoint_name="model.ckpt")
+    latest = tf.train.latest_checkpoint(train_dir)
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        print(f"resumed from {latest} at step {int(optimizer.iterations.numpy())}")
+
+    # -- the training step ------------------------------------------------------------------------
+    @tf.function
+    def train_step(batch):
+        def replica_step(batch):
+            with tf.GradientTape() as tape:
+                probabilities = model(batch, training=True)
+                per_example = loss_fn(probabilities, batch["labels"])
+                loss = tf.nn.compute_average_loss(per_example)
+                if model.losses:
+                    loss += FLAGS.regularization_penalty * tf.nn.scale_regularization_loss(
+                        tf.add_n(model.losses))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss, probabilities, batch["labels"]
+
+        loss, probabilities, labels = strategy.run(replica_step, args=(batch,))
+        return strategy.reduce("SUM", loss, axis=None), probabilities, labels
+
+    # -- the loop ---------------------------------------------------------------------------------
+    stop = utils.StopRequests()
+    writer = tf.summary.create_file_writer(out_dir)
+    step = int(optimizer.iterations.numpy())
+    start_step, started = step, time.time()
+    last_log, last_log_step = time.time(), step
+    saved_step = step if latest else None
+    with reader.reraise_data_errors(files), stop, writer.as_default():
+        for batch in batches:
+            if FLAGS.max_steps is not None and step >= FLAGS.max_steps:
+                break
+            loss, probabilities, labels = train_step(batch)
+            step = int(optimizer.iterations.numpy())
+            loss = float(loss)
+            if not np.isfinite(loss):
+                raise FloatingPointError(f"the loss is {loss} at step {step}; stopping (the last "
+                                         "checkpoint is kept)")
+            if step % FLAGS.log_steps == 0 or step == start_step + 1:
+                predictions = gather(strategy, probabilities)
+                truth = gather(strategy, labels)
+                now = time.time()
+                rate = (step - last_log_step) * FLAGS.batch_size / max(now - last_log, 1e-9)
+                last_log, last_log_step = now, step
+                gap = eval_util.calculate_gap(predictions, truth)
+                hit1 = eval_util.hit_at_one(predictions, truth)
+                lr = float(learning_rate(step))
+                left = ""
+                if FLAGS.max_steps:
+                    per_step = (now - started) / max(step - start_step, 1)
+                    left = f" | {utils.duration((FLAGS.max_steps - step) * per_step)} left"
+                print(f"step {step} | {rate:,.0f} examples/s | loss {loss:.4f} | GAP {gap:.3f} | "
+                      f"hit@1 {hit1:.3f} | lr {lr:.2e}{left}", flush=True)
+                for name, value in (("loss", loss), ("gap", gap), ("hit_at_one", hit1),
+                                    ("learning_rate", lr), ("examples_per_second", rate)):
+                    tf.summary.scalar(f"train/{name}", value, step=step)
+            if step % FLAGS.checkpoint_steps == 0:
+                saved_step = save(manager, step, saved_step)
+            if validation and step % FLAGS.validation_steps == 0:
+                validate(model, validation, loss_fn, step, out_dir)
+            if stop.requested:
+                print(f"signal {stop.requested}: saving and stopping", flush=True)
+                break
+        save(manager, step, saved_step)
+    if validation and step % FLAGS.validation_steps != 0 and not stop.requested:
+        validate(model, validation, loss_fn, step, out_dir)
+    print(f"done at step {step}: {train_dir}", flush=True)
+    if stop.requested:
+        sys.exit(128 + stop.requested)
+
+
+def example_batch(reader):
+    """A one-video batch of the reader's shapes, to create the model's weights."""
+    frames = (1, reader.max_frames, reader.feature_dim) if hasattr(reader, "max_frames") \
+        else (1, reader.feature_dim)
+    return {"features": tf.zeros(frames), "num_frames": tf.ones([1], tf.int32)}
+
+
+def gather(strategy, values):
+    return np.concatenate([v.numpy() for v in strategy.experimental_local_results(values)])
+
+
+def save(manager, step, saved_step):
+    """A checkpoint for `step` unless it has one already; returns the step saved."""
+    if step != saved_step:
+        print(f"saved {manager.save(checkpoint_number=step)}", flush=True)
+    return step
+
+
+def validate(model, validation, loss_fn, step, out_dir):
+    reader, files, dataset = validation
+    metrics = eval_util.EvaluationMetrics()
+    started = time.time()
+    with reader.reraise_data_errors(files):
+        for batch in dataset:
+            probabilities = model(batch, training=False)
+            metrics.add(probabilities.numpy(), batch["labels"].numpy(),
+                        loss_fn(probabilities, batch["labels"]).numpy())
+    results = metrics.results()
+    print(f"validation at step {step}: {results['videos']} videos | GAP {results['gap']:.4f} | "
+          f"hit@1 {results['hit_at_one']:.4f} | PERR {results['perr']:.4f} | "
+          f"loss {results['loss']:.4f} | {time.time() - started:.0f}s", flush=True)
+    for name in ("gap", "hit_at_one", "perr", "loss"):
+        tf.summary.scalar(f"validation/{name}", results[name], step=step)
+    with open(os.path.join(out_dir, "validation.jsonl"), "a") as log:
+        log.write(json.dumps(dict(results, step=step)) + "\n")
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    utils.run_cli(run)
+
+
+if __name__ == "__main__":
+    app.run(main)
