@@ -1,0 +1,202 @@
+"""train.py end to end, in subprocesses, on small generated data."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+import generate_data
+from utils import REPO_DIR
+
+TRAIN = os.path.join(REPO_DIR, "train.py")
+STEP_LINE = re.compile(r"^step (\d+) \|.*\| loss ([\d.]+)", re.M)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    structure = generate_data.HiddenStructure(50, seed=0)
+    video = generate_data.synthetic_records(structure, 600, 0, "video", frame_level=False)
+    frames = generate_data.synthetic_records(structure, 160, 0, "frames", frame_level=True,
+                                             min_frames=10, max_frames=40)
+    return {
+        "video": ",".join(generate_data.write_shards(video, str(folder), "video", 3)),
+        "frames": ",".join(generate_data.write_shards(frames, str(folder), "frames", 2)),
+    }
+
+
+def args_for(data, folder, frame=False, **flags):
+    base = {"train_data_pattern": data["frames" if frame else "video"], "num_classes": 50,
+            "train_dir": str(folder), "batch_size": 32, "log_steps": 1,
+            "base_learning_rate": 0.01, "num_epochs": 100}
+    if frame:
+        base.update(frame_features=True, max_frames=40)
+    base.update(flags)
+    return [f"--{k}={v}" if not isinstance(v, bool) else (f"--{k}" if v else f"--no{k}")
+            for k, v in base.items()]
+
+
+def train(args, env=None, timeout=240):
+    environment = dict(os.environ)
+    environment.pop("TF_CONFIG", None)
+    environment.update(env or {})
+    return subprocess.run([sys.executable, TRAIN, *args], capture_output=True, text=True,
+                          timeout=timeout, env=environment)
+
+
+def losses_of(output):
+    return {int(step): float(loss) for step, loss in STEP_LINE.findall(output)}
+
+
+def ok(done):
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.parametrize("model, compact", [("MoeModel", ""), ("MoeModel", "moe,gating"),
+                                            ("GatedMoeModel", "moe")])
+def test_video_level_training_lowers_the_loss(data, tmp_path, model, compact):
+    out = ok(train(args_for(data, tmp_path, model=model, compact_layers=compact, max_steps=40)))
+    losses = losses_of(out)
+    assert losses[40] < 0.75 * losses[1], losses
+    assert "compression" in out and (tmp_path / "model_summary.txt").exists()
+
+
+@pytest.mark.parametrize("compact", ["", "embedding,fc,moe,gating"])
+def test_frame_level_training_lowers_the_loss(data, tmp_path, compact):
+    out = ok(train(args_for(data, tmp_path, frame=True, model="TwoStreamModel",
+                            video_clusters=32, audio_clusters=16, fc_size=32, iterations=10,
+                            moe_num_mixtures=2, compact_layers=compact, max_steps=30)))
+    losses = losses_of(out)
+    assert losses[30] < 0.8 * losses[1], losses
+
+
+def checkpoint_step(path):
+    reader = tf.train.load_checkpoint(path)
+    keys = [k for k in reader.get_variable_to_shape_map() if "iteration" in k]
+    assert keys, "the optimizer's step is checkpointed"
+    return int(reader.get_tensor(keys[0]))
+
+
+def test_resume_continues_at_the_saved_step_with_the_optimizer_state(data, tmp_path):
+    ok(train(args_for(data, tmp_path, model="MoeModel", max_steps=10, checkpoint_steps=5)))
+    assert checkpoint_step(str(tmp_path / "model.ckpt-10")) == 10
+    out = ok(train(args_for(data, tmp_path, model="MoeModel", max_steps=15, checkpoint_steps=5)))
+    assert f"resumed from {tmp_path}/model.ckpt-10 at step 10" in out
+    assert min(losses_of(out)) == 11
+    assert checkpoint_step(str(tmp_path / "model.ckpt-15")) == 15
+    saved = tf.train.load_checkpoint(str(tmp_path / "model.ckpt-10"))
+    moments = [k for k in saved.get_variable_to_shape_map() if k.startswith("optimizer/_variables")]
+    assert moments and any(abs(saved.get_tensor(k)).max() > 0 for k in moments)
+
+
+def start(args):
+    return subprocess.Popen([sys.executable, TRAIN, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+
+
+def read_until(process, pattern, limit=180):
+    deadline, seen = time.time() + limit, ""
+    while time.time() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen += line
+        match = re.search(pattern, line)
+        if match:
+            return match, seen
+    process.kill()
+    raise AssertionError(f"never saw {pattern!r}:\n{seen[-2000:]}")
+
+
+def test_sigkill_loses_only_the_work_since_the_last_checkpoint(data, tmp_path):
+    process = start(args_for(data, tmp_path, model="MoeModel", max_steps=100000,
+                             checkpoint_steps=5))
+    read_until(process, r"saved .*model\.ckpt-10$")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    latest = tf.train.latest_checkpoint(str(tmp_path))
+    step = int(latest.rsplit("-", 1)[1])
+    assert step >= 10
+    out = ok(train(args_for(data, tmp_path, model="MoeModel", max_steps=step + 2)))
+    assert f"at step {step}" in out and max(losses_of(out)) == step + 2
+
+
+def test_sigterm_saves_a_checkpoint_before_exit(data, tmp_path):
+    process = start(args_for(data, tmp_path, model="MoeModel", max_steps=100000,
+                             checkpoint_steps=1000))
+    match, _ = read_until(process, r"^step (\d+) ")
+    while int(match[1]) < 3:
+        match, _ = read_until(process, r"^step (\d+) ")
+    process.send_signal(signal.SIGTERM)
+    rest = process.stdout.read()
+    assert process.wait() == 128 + signal.SIGTERM
+    assert "saving and stopping" in rest
+    latest = tf.train.latest_checkpoint(str(tmp_path))
+    last = max([int(match[1])] + [int(s) for s, _ in STEP_LINE.findall(rest)])
+    assert latest is not None and int(latest.rsplit("-", 1)[1]) >= last
+
+
+def test_changed_model_flags_need_start_new_model(data, tmp_path):
+    ok(train(args_for(data, tmp_path, model="MoeModel", max_steps=2)))
+    flags_file = json.loads((tmp_path / "model_flags.json").read_text())
+    assert flags_file["model"] == "MoeModel" and flags_file["settings"]["moe_num_mixtures"] == 2
+    refused = train(args_for(data, tmp_path, model="MoeModel", moe_num_mixtures=3, max_steps=4))
+    assert refused.returncode == 1
+    last = refused.stderr.strip().splitlines()[-1]
+    assert "moe_num_mixtures" in last and "--start_new_model" in last
+    ok(train(args_for(data, tmp_path, model="MoeModel", moe_num_mixtures=3, max_steps=4,
+                      start_new_model=True)))
+    assert any(p.name.startswith("old-") for p in tmp_path.iterdir())
+    assert json.loads((tmp_path / "model_flags.json").read_text())["settings"][
+        "moe_num_mixtures"] == 3
+
+
+def test_two_cpu_devices_give_the_first_step_loss_of_one(data, tmp_path):
+    one = losses_of(ok(train(args_for(data, tmp_path / "one", model="MoeModel", max_steps=2))))
+    two = losses_of(ok(train(args_for(data, tmp_path / "two", model="MoeModel", max_steps=2,
+                                      cpu_devices=2))))
+    assert one[1] == pytest.approx(two[1], rel=1e-4)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_workers_under_tf_config_train_together(data, tmp_path):
+    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+    args = args_for(data, tmp_path, model="MoeModel", max_steps=4)
+    workers = []
+    for index in range(2):
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        workers.append(subprocess.Popen([sys.executable, TRAIN, *args], text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        env=dict(os.environ, TF_CONFIG=config)))
+    outputs = [w.communicate(timeout=240) for w in workers]
+    for worker, (_, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-3000:]
+    first, second = (losses_of(out) for out, _ in outputs)
+    assert first == second and max(first) == 4  # one model, trained in step
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("model.ckpt-4")
+    assert (tmp_path / "workers" / "1").is_dir()
+
+
+def test_bad_flags_end_in_one_line(data, tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    for flags, expected in [({"model": "NoSuchModel"}, "choose one of"),
+                            ({"label_loss": "L1"}, "unknown label_loss"),
+                            ({"train_dir": str(a_file)}, "is a file"),
+                            ({"train_data_pattern": str(tmp_path / "none*")}, "no file matches")]:
+        done = train(args_for(data, tmp_path / "run", **flags))
+        assert done.returncode == 1
+        assert expected in done.stderr.strip().splitlines()[-1]
