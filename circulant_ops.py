@@ -167,7 +167,8 @@ class DiagonalCirculant(keras.layers.Layer):
     """
 
     def __init__(self, units, k_factors=1, use_bias=True, activation=None,
-                 initializer=DEFAULT_INITIALIZER, regularizer=None, seed=None, **kwargs):
+                 initializer=DEFAULT_INITIALIZER, regularizer=None, seed=None,
+                 bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
         if units < 1 or k_factors < 1:
             raise ValueError(f"units and k_factors must be positive, got {units}, {k_factors}")
@@ -181,6 +182,7 @@ class DiagonalCirculant(keras.layers.Layer):
         self.initializer = initializer
         self.regularizer = keras.regularizers.get(regularizer)
         self.seed = seed
+        self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, input_shape):
         self.input_dim = int(input_shape[-1])
@@ -198,7 +200,8 @@ class DiagonalCirculant(keras.layers.Layer):
             regularizer=self.regularizer)
         self.bias = None
         if self.use_bias:
-            self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+            self.bias = self.add_weight(name="bias", shape=(self.units,),
+                                        initializer=self.bias_initializer)
 
     def call(self, inputs):
         x = tf.cast(inputs, tf.float32)
@@ -227,5 +230,6 @@ class DiagonalCirculant(keras.layers.Layer):
                       activation=keras.activations.serialize(self.activation),
                       initializer=self.initializer,
                       regularizer=keras.regularizers.serialize(self.regularizer),
-                      seed=self.seed)
+                      seed=self.seed,
+                      bias_initializer=keras.initializers.serialize(self.bias_initializer))
         return config

@@ -188,7 +188,8 @@ class FrameModel(keras.Model):
 
 def _classifier(num_classes, name, compact, k_factor, moe_num_mixtures, moe_l2, moe_prob_gating):
     if name == "LogisticModel":
-        return keras.Sequential([linear(num_classes, "moe" in compact, k_factor, l2=moe_l2),
+        return keras.Sequential([linear(num_classes, "moe" in compact, k_factor, l2=moe_l2,
+                                        bias=model_utils.prior_logit(num_classes)),
                                  keras.layers.Activation("sigmoid")], name="classifier")
     if name != "MoeModel":
         raise ValueError(f"unknown video_level_classifier_model {name!r}; "
@@ -204,7 +205,8 @@ class FrameLevelLogisticModel(FrameModel):
     def __init__(self, num_classes, l2_penalty=1e-8, compact_layers="", k_factor=1, **kwargs):
         super().__init__(iterations=0, **kwargs)
         compact = "moe" in model_utils.parse_compact_layers(compact_layers)
-        self.logits = linear(num_classes, compact, k_factor, l2=l2_penalty, name="logistic")
+        self.logits = linear(num_classes, compact, k_factor, l2=l2_penalty,
+                             bias=model_utils.prior_logit(num_classes), name="logistic")
 
     def call(self, inputs, training=False):
         frames, mask = self.frames(inputs, training)

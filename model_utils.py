@@ -6,6 +6,7 @@ returning class probabilities [B, num_classes].
 """
 
 import inspect
+import math
 
 import keras
 import tensorflow as tf
@@ -61,14 +62,25 @@ def parse_compact_layers(value):
     return frozenset(value)
 
 
-def linear(units, compact, k_factor=1, use_bias=True, l2=0.0, name=None):
-    """Dense, or its diagonal-circulant replacement when `compact`."""
+def linear(units, compact, k_factor=1, use_bias=True, l2=0.0, bias=0.0, name=None):
+    """Dense, or its diagonal-circulant replacement when `compact`; bias: its initial value."""
     regularizer = keras.regularizers.L2(l2) if l2 else None
+    bias_initializer = keras.initializers.Constant(bias)
     if compact:
         return circulant_ops.DiagonalCirculant(units, k_factors=k_factor, use_bias=use_bias,
-                                               regularizer=regularizer, name=name)
+                                               regularizer=regularizer,
+                                               bias_initializer=bias_initializer, name=name)
     return keras.layers.Dense(units, use_bias=use_bias, kernel_regularizer=regularizer,
-                              name=name)
+                              bias_initializer=bias_initializer, name=name)
+
+
+def prior_logit(num_classes):
+    """Initial bias of class outputs: every class starts near probability 1/num_classes.
+
+    The starter starts them at 1/2; with thousands of classes and about three labels a video,
+    the first epochs then go into pushing thousands of negatives down.
+    """
+    return -math.log(num_classes)
 
 
 # -- frames ---------------------------------------------------------------------------------------
@@ -138,7 +150,7 @@ class MoeClassifier(keras.layers.Layer):
         self.gates = linear(num_classes * (num_mixtures + 1), compact, k_factor, use_bias=False,
                             l2=l2, name="gates")
         self.experts = linear(num_classes * num_mixtures, compact, k_factor, l2=l2,
-                              name="experts")
+                              bias=prior_logit(num_classes), name="experts")
         self.prob_gating = (ContextGating(compact_gating, k_factor, name="prob_gating")
                             if prob_gating else None)
 

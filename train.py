@@ -252,12 +252,12 @@ def run():
             if FLAGS.max_steps is not None and step >= FLAGS.max_steps:
                 break
             loss, probabilities, labels = train_step(batch)
-            step = int(optimizer.iterations.numpy())
-            loss = float(loss)
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"the loss is {loss} at step {step}; stopping (the last "
-                                         "checkpoint is kept)")
-            if step % FLAGS.log_steps == 0 or step == start_step + 1:
+            step += 1  # counted here: reading optimizer.iterations would wait for the device
+            log_now = step % FLAGS.log_steps == 0 or step == start_step + 1
+            save_now = step % FLAGS.checkpoint_steps == 0 or stop.requested
+            if log_now or save_now:
+                loss = finite(loss, step)
+            if log_now:
                 predictions = gather(strategy, probabilities)
                 truth = gather(strategy, labels)
                 now = time.time()
@@ -275,19 +275,30 @@ def run():
                 for name, value in (("loss", loss), ("gap", gap), ("hit_at_one", hit1),
                                     ("learning_rate", lr), ("examples_per_second", rate)):
                     tf.summary.scalar(f"train/{name}", value, step=step)
-            if step % FLAGS.checkpoint_steps == 0:
+            if save_now:
                 saved_step = save(manager, step, saved_step)
             if validation and step % FLAGS.validation_steps == 0:
                 validate(model, validation, loss_fn, step, out_dir)
             if stop.requested:
                 print(f"signal {stop.requested}: saving and stopping", flush=True)
                 break
+        if step > start_step:
+            finite(loss, step)
         save(manager, step, saved_step)
     if validation and step % FLAGS.validation_steps != 0 and not stop.requested:
         validate(model, validation, loss_fn, step, out_dir)
     print(f"done at step {step}: {train_dir}", flush=True)
     if stop.requested:
         sys.exit(128 + stop.requested)
+
+
+def finite(loss, step):
+    """The loss as a float; stop (keeping the last checkpoint) when it is not finite."""
+    loss = float(loss)
+    if not np.isfinite(loss):
+        raise FloatingPointError(f"the loss is {loss} at step {step}; stopping (the last "
+                                 "checkpoint is kept)")
+    return loss
 
 
 def example_batch(reader):
