@@ -200,3 +200,12 @@ def test_bad_flags_end_in_one_line(data, tmp_path):
         done = train(args_for(data, tmp_path / "run", **flags))
         assert done.returncode == 1
         assert expected in done.stderr.strip().splitlines()[-1]
+
+
+def test_a_non_finite_loss_stops_the_run(data, tmp_path):
+    done = train(args_for(data, tmp_path, model="LogisticModel", max_steps=20,
+                          optimizer="GradientDescentOptimizer", base_learning_rate=1e38,
+                          clip_gradient_norm=0))
+    assert done.returncode == 1
+    assert re.match(r"error: the loss is (inf|nan) at step \d+",
+                    done.stderr.strip().splitlines()[-1])
