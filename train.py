@@ -179,14 +179,14 @@ def run():
     # Non-chief workers write their (identical) checkpoints and summaries to a scratch folder.
     out_dir = train_dir if chief else utils.prepare_dir(
         os.path.join(train_dir, "workers", str(strategy.cluster_resolver.task_id)))
+    reader = readers.make_reader(FLAGS.frame_features, FLAGS.num_classes, FLAGS.feature_names,
+                                 FLAGS.feature_sizes, FLAGS.max_frames)
+    files = readers.resolve_files(FLAGS.train_data_pattern)
     settings = model_settings()
     check_model_flags(train_dir, settings, chief)
     keras.utils.set_random_seed(FLAGS.seed)
 
     # -- input ---------------------------------------------------------------------------------
-    reader = readers.make_reader(FLAGS.frame_features, FLAGS.num_classes, FLAGS.feature_names,
-                                 FLAGS.feature_sizes, FLAGS.max_frames)
-    files = readers.resolve_files(FLAGS.train_data_pattern)
     dataset = reader.dataset(files, FLAGS.batch_size, num_epochs=FLAGS.num_epochs, shuffle=True,
                              num_readers=FLAGS.num_readers, seed=FLAGS.seed)
     options = tf.data.Options()

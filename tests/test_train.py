@@ -196,8 +196,9 @@ def test_bad_flags_end_in_one_line(data, tmp_path):
     for flags, expected in [({"model": "NoSuchModel"}, "choose one of"),
                             ({"label_loss": "L1"}, "unknown label_loss"),
                             ({"train_dir": str(a_file)}, "is a file"),
-                            ({"train_data_pattern": str(tmp_path / "none*")}, "no file matches")]:
-        done = train(args_for(data, tmp_path / "run", **flags))
+                            ({"train_data_pattern": str(tmp_path / "none*")}, "no file matches"),
+                            ({"model": "MoeModel", "max_model_mb": 0.5}, "over --max_model_mb")]:
+        done = train(args_for(data, tmp_path / expected.replace(" ", "_"), **flags))
         assert done.returncode == 1
         assert expected in done.stderr.strip().splitlines()[-1]
 
