@@ -7,13 +7,25 @@ label of every video, also those outside anyone's top k.
 
 import numpy as np
 
+from average_precision_calculator import average_precision, mean_average_precision
+
 
 def top_k_by_row(predictions, k):
-    """(scores, class indexes) [N, min(k, C)] of each row's k highest predictions, descending."""
+    """(scores, class indexes) [N, min(k, C)] of each row's k highest predictions, descending.
+
+    Equal scores rank by class index, also at the k-th place: the result is exact and
+    deterministic, ties included.
+    """
     predictions = np.asarray(predictions)
-    k = min(k, predictions.shape[1])
-    if k < predictions.shape[1]:
-        index = np.argpartition(-predictions, k - 1, axis=1)[:, :k]
+    rows, classes = predictions.shape
+    k = min(k, classes)
+    if k < classes:
+        kth = -np.partition(-predictions, k - 1, axis=1)[:, k - 1:k]  # (N, 1)
+        greater = predictions > kth
+        ties = predictions == kth
+        room = k - greater.sum(axis=1, keepdims=True)
+        chosen = greater | (ties & (np.cumsum(ties, axis=1) <= room))
+        index = np.nonzero(chosen)[1].reshape(rows, k)  # ascending class index per row
     else:
         index = np.broadcast_to(np.arange(k), predictions.shape).copy()
     scores = np.take_along_axis(predictions, index, axis=1)
@@ -48,10 +60,14 @@ def precision_at_equal_recall(predictions, labels):
 
 
 class EvaluationMetrics:
-    """Streaming GAP@k, hit@1, PERR and mean loss over batches; keeps k pairs per video."""
+    """Streaming GAP@k, hit@1, PERR and mean loss over batches; keeps k pairs per video.
 
-    def __init__(self, top_k=20):
+    With mean_ap=True it also keeps every prediction, for the mean AP over classes.
+    """
+
+    def __init__(self, top_k=20, mean_ap=False):
         self.top_k = top_k
+        self.kept = [] if mean_ap else None
         self.scores, self.hits = [], []
         self.positives = self.videos = self.labelled = 0
         self.hit_sum = self.perr_sum = self.loss_sum = 0.0
@@ -70,16 +86,20 @@ class EvaluationMetrics:
             self.perr_sum += precision_at_equal_recall(predictions[has], labels[has]) * has.sum()
         if losses is not None:
             self.loss_sum += float(np.sum(losses))
+        if self.kept is not None:
+            self.kept.append((predictions.astype(np.float32), labels > 0))
 
     def gap(self):
-        if not self.positives:
+        if not self.scores:
             return 0.0
-        scores, hits = np.concatenate(self.scores), np.concatenate(self.hits)
-        hits = hits[np.argsort(-scores, kind="stable")]
-        precision = np.cumsum(hits) / np.arange(1, hits.size + 1)
-        return float((precision * hits).sum() / self.positives)
+        return average_precision(np.concatenate(self.scores), np.concatenate(self.hits),
+                                 self.positives)
 
     def results(self):
         videos = max(self.videos, 1)
-        return {"videos": self.videos, "gap": self.gap(), "hit_at_one": self.hit_sum / videos,
-                "perr": self.perr_sum / max(self.labelled, 1), "loss": self.loss_sum / videos}
+        results = {"videos": self.videos, "gap": self.gap(), "hit_at_one": self.hit_sum / videos,
+                   "perr": self.perr_sum / max(self.labelled, 1), "loss": self.loss_sum / videos}
+        if self.kept:
+            results["map"] = mean_average_precision(np.concatenate([p for p, _ in self.kept]),
+                                                    np.concatenate([t for _, t in self.kept]))
+        return results

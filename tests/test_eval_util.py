@@ -54,3 +54,13 @@ def test_streaming_metrics_equal_one_pass():
         if count:
             perr.append(float(truth[np.argsort(-row)[:count]].sum()) / count)
     assert abs(got["perr"] - np.mean(perr)) < 1e-12
+
+
+def test_gap_with_ties_and_k_above_and_below_the_class_count():
+    rng = np.random.default_rng(3)
+    predictions = rng.integers(0, 4, size=(70, 12)) / 4.0  # many ties, also at the k-th place
+    labels = (rng.random((70, 12)) < 0.2).astype(np.float32)
+    labels[:3] = 0  # videos without labels
+    for k in (1, 3, 12, 20):
+        got = eval_util.calculate_gap(predictions, labels, k)
+        assert abs(got - reference_gap(predictions, labels, k)) < 1e-12, k
