@@ -5,6 +5,8 @@ ranked by confidence; GAP = (1/P) * sum_i precision@i * rel(i), where P counts e
 label of every video, also those outside anyone's top k.
 """
 
+import time
+
 import numpy as np
 
 from average_precision_calculator import average_precision, mean_average_precision
@@ -97,9 +99,27 @@ class EvaluationMetrics:
 
     def results(self):
         videos = max(self.videos, 1)
-        results = {"videos": self.videos, "gap": self.gap(), "hit_at_one": self.hit_sum / videos,
+        results = {"videos": self.videos, "labelled": self.labelled, "gap": self.gap(),
+                   "hit_at_one": self.hit_sum / videos,
                    "perr": self.perr_sum / max(self.labelled, 1), "loss": self.loss_sum / videos}
         if self.kept:
             results["map"] = mean_average_precision(np.concatenate([p for p, _ in self.kept]),
                                                     np.concatenate([t for _, t in self.kept]))
         return results
+
+
+def evaluate(model, reader, files, loss_fn, batch_size, top_k=20, mean_ap=False, num_readers=8):
+    """Metrics of a Keras model over every video of `files`, each counted exactly once."""
+    import tensorflow as tf
+
+    metrics = EvaluationMetrics(top_k, mean_ap=mean_ap)
+    predict = tf.function(lambda batch: model(batch, training=False))
+    started = time.time()
+    with reader.reraise_data_errors(files):
+        for batch in reader.dataset(files, batch_size, num_readers=num_readers):
+            probabilities = predict(batch)
+            metrics.add(probabilities.numpy(), batch["labels"].numpy(),
+                        loss_fn(probabilities, batch["labels"]).numpy())
+    results = metrics.results()
+    results["seconds"] = time.time() - started
+    return results

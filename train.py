@@ -23,12 +23,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import checkpoints  # noqa: E402 - also registers every model
 import eval_util  # noqa: E402
-import frame_level_models  # noqa: E402, F401 - registers the frame-level models
 import losses  # noqa: E402
 import model_utils  # noqa: E402
 import readers  # noqa: E402
-import video_level_models  # noqa: E402, F401 - registers the video-level models
 
 # -- flags: the starter's names and defaults ------------------------------------------------------
 flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "Checkpoints, summaries, model_flags.json.")
@@ -84,7 +83,6 @@ def define_model_flags():
 
 define_model_flags()
 FLAGS = flags.FLAGS
-MODEL_FLAGS_FILE = "model_flags.json"
 OPTIMIZERS = {
     "AdamOptimizer": keras.optimizers.Adam,
     "GradientDescentOptimizer": keras.optimizers.SGD,
@@ -110,7 +108,7 @@ def model_settings():
 
 def check_model_flags(train_dir, settings, is_chief):
     """Write model_flags.json on the first run; later runs must agree or --start_new_model."""
-    path = os.path.join(train_dir, MODEL_FLAGS_FILE)
+    path = os.path.join(train_dir, checkpoints.MODEL_FLAGS_FILE)
     if tf.io.gfile.exists(path) and not FLAGS.start_new_model:
         with tf.io.gfile.GFile(path) as f:
             saved = json.load(f)
@@ -179,10 +177,9 @@ def run():
     # Non-chief workers write their (identical) checkpoints and summaries to a scratch folder.
     out_dir = train_dir if chief else utils.prepare_dir(
         os.path.join(train_dir, "workers", str(strategy.cluster_resolver.task_id)))
-    reader = readers.make_reader(FLAGS.frame_features, FLAGS.num_classes, FLAGS.feature_names,
-                                 FLAGS.feature_sizes, FLAGS.max_frames)
-    files = readers.resolve_files(FLAGS.train_data_pattern)
     settings = model_settings()
+    reader = checkpoints.make_reader(settings)
+    files = readers.resolve_files(FLAGS.train_data_pattern)
     check_model_flags(train_dir, settings, chief)
     keras.utils.set_random_seed(FLAGS.seed)
 
@@ -194,14 +191,11 @@ def run():
     batches = strategy.experimental_distribute_dataset(dataset.with_options(options))
     validation = None
     if FLAGS.validation_data_pattern:
-        validation_files = readers.resolve_files(FLAGS.validation_data_pattern)
-        validation = (reader, validation_files, reader.dataset(
-            validation_files, FLAGS.batch_size, num_readers=FLAGS.num_readers))
+        validation = (reader, readers.resolve_files(FLAGS.validation_data_pattern))
 
     # -- model, optimizer, checkpoint ------------------------------------------------------------
     with strategy.scope():
-        model = model_utils.build_model(FLAGS.model, FLAGS.num_classes, **settings["settings"])
-        model(example_batch(reader), training=False)  # creates the weights
+        model = checkpoints.build_model(settings, reader)
         decay_steps = max(FLAGS.learning_rate_decay_examples / FLAGS.batch_size, 1e-9)
         learning_rate = keras.optimizers.schedules.ExponentialDecay(
             FLAGS.base_learning_rate, decay_steps, FLAGS.learning_rate_decay, staircase=True)
@@ -301,13 +295,6 @@ def finite(loss, step):
     return loss
 
 
-def example_batch(reader):
-    """A one-video batch of the reader's shapes, to create the model's weights."""
-    frames = (1, reader.max_frames, reader.feature_dim) if hasattr(reader, "max_frames") \
-        else (1, reader.feature_dim)
-    return {"features": tf.zeros(frames), "num_frames": tf.ones([1], tf.int32)}
-
-
 def gather(strategy, values):
     return np.concatenate([v.numpy() for v in strategy.experimental_local_results(values)])
 
@@ -320,18 +307,12 @@ def save(manager, step, saved_step):
 
 
 def validate(model, validation, loss_fn, step, out_dir):
-    reader, files, dataset = validation
-    metrics = eval_util.EvaluationMetrics()
-    started = time.time()
-    with reader.reraise_data_errors(files):
-        for batch in dataset:
-            probabilities = model(batch, training=False)
-            metrics.add(probabilities.numpy(), batch["labels"].numpy(),
-                        loss_fn(probabilities, batch["labels"]).numpy())
-    results = metrics.results()
+    reader, files = validation
+    results = eval_util.evaluate(model, reader, files, loss_fn, FLAGS.batch_size,
+                                 num_readers=FLAGS.num_readers)
     print(f"validation at step {step}: {results['videos']} videos | GAP {results['gap']:.4f} | "
           f"hit@1 {results['hit_at_one']:.4f} | PERR {results['perr']:.4f} | "
-          f"loss {results['loss']:.4f} | {time.time() - started:.0f}s", flush=True)
+          f"loss {results['loss']:.4f} | {results['seconds']:.0f}s", flush=True)
     for name in ("gap", "hit_at_one", "perr", "loss"):
         tf.summary.scalar(f"validation/{name}", results[name], step=step)
     with open(os.path.join(out_dir, "validation.jsonl"), "a") as log:

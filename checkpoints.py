@@ -1,0 +1,63 @@
+"""A trained model back from its train_dir: model_flags.json, the reader, a checkpoint."""
+
+import json
+import os
+
+import tensorflow as tf
+
+import frame_level_models  # noqa: F401 - registers the frame-level models
+import model_utils
+import readers
+import video_level_models  # noqa: F401 - registers the video-level models
+
+MODEL_FLAGS_FILE = "model_flags.json"
+
+
+def read_model_flags(train_dir):
+    path = os.path.join(train_dir, MODEL_FLAGS_FILE)
+    if not tf.io.gfile.exists(path):
+        raise ValueError(f"no {MODEL_FLAGS_FILE} in {train_dir}: is it a train_dir of train.py?")
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def make_reader(model_flags):
+    return readers.make_reader(model_flags["frame_features"], model_flags["num_classes"],
+                               model_flags["feature_names"], model_flags["feature_sizes"],
+                               model_flags["max_frames"])
+
+
+def example_batch(reader):
+    """A one-video batch of the reader's shapes, to create a model's weights."""
+    shape = ((1, reader.max_frames, reader.feature_dim) if isinstance(reader, readers.FrameReader)
+             else (1, reader.feature_dim))
+    return {"features": tf.zeros(shape), "num_frames": tf.ones([1], tf.int32)}
+
+
+def build_model(model_flags, reader):
+    """The model that model_flags describe, its weights created."""
+    model = model_utils.build_model(model_flags["model"], model_flags["num_classes"],
+                                    **model_flags["settings"])
+    model(example_batch(reader), training=False)
+    return model
+
+
+def step_of(path):
+    return int(path.rsplit("-", 1)[1])
+
+
+def restore(model, path):
+    """The model's weights from a training checkpoint (the optimizer's state is not needed)."""
+    tf.train.Checkpoint(model=model).restore(path).expect_partial()
+
+
+def load(train_dir, checkpoint=None):
+    """(model, reader, model_flags, checkpoint path) of the latest (or given) checkpoint."""
+    model_flags = read_model_flags(train_dir)
+    checkpoint = checkpoint or tf.train.latest_checkpoint(train_dir)
+    if not checkpoint:
+        raise ValueError(f"no checkpoint in {train_dir}")
+    reader = make_reader(model_flags)
+    model = build_model(model_flags, reader)
+    restore(model, checkpoint)
+    return model, reader, model_flags, checkpoint

@@ -1,0 +1,103 @@
+"""Evaluate the checkpoints of a train_dir: GAP@k, hit@1, PERR, mean AP, loss.
+
+    python eval.py --train_dir=/tmp/yt8m_model --eval_data_pattern='validate*.tfrecord' --run_once
+
+The model and its input come from train_dir/model_flags.json. Without --run_once it watches
+train_dir and evaluates each new checkpoint once, as training writes them. Results go to
+train_dir/eval_results.jsonl (one line per checkpoint step) and TensorBoard (train_dir/eval).
+"""
+
+import json
+import os
+import time
+
+from absl import app, flags, logging
+
+import utils
+
+utils.quiet_tensorflow()
+import tensorflow as tf  # noqa: E402
+
+import checkpoints  # noqa: E402
+import eval_util  # noqa: E402
+import losses  # noqa: E402
+import readers  # noqa: E402
+
+flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The train_dir of train.py.")
+flags.DEFINE_string("eval_data_pattern", "", "Comma-separated globs of labelled TFRecords.")
+flags.DEFINE_integer("batch_size", 1024, "Videos per batch.")
+flags.DEFINE_integer("num_readers", 8, "Files read in parallel.")
+flags.DEFINE_bool("run_once", False, "Evaluate the latest checkpoint once and stop.")
+flags.DEFINE_integer("top_k", 20, "Predictions per video for GAP.")
+flags.DEFINE_integer("poll_seconds", 30, "How often to look for a new checkpoint.")
+flags.DEFINE_bool("mean_ap", True, "Also compute mean AP over classes (keeps all predictions).")
+FLAGS = flags.FLAGS
+RESULTS_FILE = "eval_results.jsonl"
+
+
+def evaluated_steps(train_dir):
+    path = os.path.join(train_dir, RESULTS_FILE)
+    if not tf.io.gfile.exists(path):
+        return set()
+    with tf.io.gfile.GFile(path) as f:
+        return {json.loads(line)["step"] for line in f if line.strip()}
+
+
+def run():
+    if not FLAGS.eval_data_pattern:
+        raise ValueError("--eval_data_pattern is required")
+    model_flags = checkpoints.read_model_flags(FLAGS.train_dir)
+    reader = checkpoints.make_reader(model_flags)
+    files = readers.resolve_files(FLAGS.eval_data_pattern)
+    model = checkpoints.build_model(model_flags, reader)
+    loss_fn = losses.get_loss(model_flags["label_loss"])
+    writer = tf.summary.create_file_writer(os.path.join(FLAGS.train_dir, "eval"))
+    done = evaluated_steps(FLAGS.train_dir)
+    while True:
+        latest = tf.train.latest_checkpoint(FLAGS.train_dir)
+        if latest is None and FLAGS.run_once:
+            raise ValueError(f"no checkpoint in {FLAGS.train_dir}")
+        step = checkpoints.step_of(latest) if latest else None
+        if latest and (FLAGS.run_once or step not in done):
+            try:
+                checkpoints.restore(model, latest)
+            except (tf.errors.NotFoundError, tf.errors.DataLossError):
+                # train.py keeps the last 5: a slow evaluation can lose the race to a deletion.
+                if FLAGS.run_once:
+                    raise ValueError(f"{latest} could not be read") from None
+                print(f"{latest} went away before it was read; taking the next one")
+                time.sleep(1)
+                continue
+            results = eval_util.evaluate(model, reader, files, loss_fn, FLAGS.batch_size,
+                                         FLAGS.top_k, FLAGS.mean_ap, FLAGS.num_readers)
+            if not results["labelled"]:
+                raise ValueError(f"no video of {FLAGS.eval_data_pattern} has labels")
+            report(step, results, writer)
+            done.add(step)
+        if FLAGS.run_once:
+            return
+        time.sleep(FLAGS.poll_seconds)
+
+
+def report(step, results, writer):
+    extra = f" | mAP {results['map']:.4f}" if "map" in results else ""
+    print(f"step {step}: {results['videos']} videos | GAP@{FLAGS.top_k} {results['gap']:.4f} | "
+          f"hit@1 {results['hit_at_one']:.4f} | PERR {results['perr']:.4f}{extra} | "
+          f"loss {results['loss']:.4f} | {results['seconds']:.0f}s", flush=True)
+    with tf.io.gfile.GFile(os.path.join(FLAGS.train_dir, RESULTS_FILE), "a") as out:
+        out.write(json.dumps(dict(results, step=step)) + "\n")
+    with writer.as_default():
+        for name in ("gap", "hit_at_one", "perr", "map", "loss"):
+            if name in results:
+                tf.summary.scalar(f"eval/{name}", results[name], step=step)
+    writer.flush()
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    utils.run_cli(run)
+
+
+if __name__ == "__main__":
+    app.run(main)
