@@ -1,0 +1,133 @@
+"""Write a Kaggle submission: each video's top-k classes with their confidences.
+
+    python inference.py --train_dir=/tmp/yt8m_model --input_data_pattern='test*.tfrecord' \\
+        --output_file=/tmp/submission.csv
+    python inference.py --input_model_tgz=/tmp/yt8m_model.tgz --input_data_pattern=... \\
+        --output_file=...
+
+From the latest checkpoint of a train_dir, or from an exported model (export_model.py): a
+SavedModel folder (--saved_model_dir) or its .tgz bundle (--input_model_tgz, unpacked into
+--untar_model_dir). The CSV has the header `VideoId,LabelConfidencePairs` and one row per
+video; it is written under a temporary name and renamed when complete.
+"""
+
+import os
+import tarfile
+import time
+
+from absl import app, flags, logging
+
+import utils
+
+utils.quiet_tensorflow()
+import tensorflow as tf  # noqa: E402
+
+import checkpoints  # noqa: E402
+import readers  # noqa: E402
+
+flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The train_dir of train.py.")
+flags.DEFINE_string("input_model_tgz", "", "An exported model bundle (export_model.py).")
+flags.DEFINE_string("untar_model_dir", "/tmp/yt8m_model_untarred/", "Where to unpack it.")
+flags.DEFINE_string("saved_model_dir", "", "An exported SavedModel folder.")
+flags.DEFINE_string("input_data_pattern", "", "Comma-separated globs of TFRecords.")
+flags.DEFINE_string("output_file", "", "The CSV file to write.")
+flags.DEFINE_integer("top_k", 20, "Label/confidence pairs per video.")
+flags.DEFINE_integer("batch_size", 1024, "Videos per batch.")
+flags.DEFINE_integer("num_readers", 8, "Files read in parallel.")
+flags.DEFINE_integer("log_seconds", 10, "Print progress at most this often.")
+FLAGS = flags.FLAGS
+HEADER = "VideoId,LabelConfidencePairs\n"
+
+
+def format_row(video_id, classes, scores):
+    pairs = " ".join(f"{int(c)} {float(s):g}" for c, s in zip(classes, scores))
+    return f"{video_id.decode()},{pairs}\n"
+
+
+def checkpoint_predictions(files, top_k, batch_size, num_readers):
+    """(ids, classes, scores) batches from the latest checkpoint of --train_dir."""
+    model, reader, _, _ = checkpoints.load(FLAGS.train_dir)
+    k = min(top_k, reader.num_classes)
+
+    @tf.function
+    def predict(batch):
+        scores, classes = tf.math.top_k(model(batch, training=False), k)
+        return batch["id"], classes, scores
+
+    with reader.reraise_data_errors(files):
+        for batch in reader.dataset(files, batch_size, num_readers=num_readers):
+            yield (t.numpy() for t in predict(batch))
+
+
+def saved_model_predictions(model_dir, files, top_k, batch_size, num_readers):
+    """(ids, classes, scores) batches from an exported SavedModel."""
+    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    records = tf.data.Dataset.from_tensor_slices(files).interleave(
+        tf.data.TFRecordDataset, cycle_length=num_readers, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    for serialized in records:
+        out = serve(serialized=serialized)
+        yield (out["video_id"].numpy(), out["class_indexes"].numpy()[:, :top_k],
+               out["class_scores"].numpy()[:, :top_k])
+
+
+def safe_untar(tgz_path, target):
+    """Unpack an archive that someone sent, refusing members that would land outside `target`
+    (absolute paths, '..', links out of it) and special files; returns the SavedModel folder."""
+    tf.io.gfile.makedirs(target)
+    try:
+        with tarfile.open(tgz_path, "r:*") as tar:
+            tar.extractall(target, filter="data")
+    except (tarfile.TarError, OSError) as err:
+        raise ValueError(f"{tgz_path}: refused or unreadable archive: {err}") from None
+    for root, _, names in os.walk(target):
+        if "saved_model.pb" in names:
+            return root
+    raise ValueError(f"{tgz_path} holds no SavedModel")
+
+
+def run():
+    if not FLAGS.input_data_pattern or not FLAGS.output_file:
+        raise ValueError("--input_data_pattern and --output_file are required")
+    files = readers.resolve_files(FLAGS.input_data_pattern)
+    if FLAGS.input_model_tgz:
+        model_dir = safe_untar(FLAGS.input_model_tgz, FLAGS.untar_model_dir)
+    else:
+        model_dir = FLAGS.saved_model_dir
+    if model_dir:
+        batches = saved_model_predictions(model_dir, files, FLAGS.top_k, FLAGS.batch_size,
+                                          FLAGS.num_readers)
+    else:
+        batches = checkpoint_predictions(files, FLAGS.top_k, FLAGS.batch_size, FLAGS.num_readers)
+
+    folder = os.path.dirname(os.path.abspath(FLAGS.output_file))
+    utils.prepare_dir(folder)
+    temporary = f"{FLAGS.output_file}.tmp-{os.getpid()}"
+    videos, started, last = 0, time.time(), time.time()
+    try:
+        with open(temporary, "w") as out:
+            out.write(HEADER)
+            for ids, classes, scores in batches:
+                out.writelines(format_row(*row) for row in zip(ids, classes, scores))
+                videos += len(ids)
+                if time.time() - last >= FLAGS.log_seconds:
+                    last = time.time()
+                    print(f"{videos} videos | {videos / (last - started):,.0f} videos/s",
+                          flush=True)
+        os.replace(temporary, FLAGS.output_file)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    elapsed = time.time() - started
+    print(f"wrote {videos} videos to {FLAGS.output_file} in {elapsed:.0f}s "
+          f"({videos / max(elapsed, 1e-9):,.0f} videos/s)")
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    utils.run_cli(run)
+
+
+if __name__ == "__main__":
+    app.run(main)
