@@ -77,13 +77,35 @@ def safe_untar(tgz_path, target):
     tf.io.gfile.makedirs(target)
     try:
         with tarfile.open(tgz_path, "r:*") as tar:
-            tar.extractall(target, filter="data")
+            for member in tar.getmembers():
+                problem = _unsafe(member)
+                if problem:
+                    raise ValueError(f"{tgz_path}: refused member {member.name!r}: {problem}")
+            tar.extractall(target, filter="data")  # checks again as it writes
     except (tarfile.TarError, OSError) as err:
         raise ValueError(f"{tgz_path}: refused or unreadable archive: {err}") from None
     for root, _, names in os.walk(target):
         if "saved_model.pb" in names:
             return root
     raise ValueError(f"{tgz_path} holds no SavedModel")
+
+
+def _unsafe(member):
+    """Why a tar member may not be unpacked, or None."""
+    parts = member.name.replace("\\", "/").split("/")
+    if member.name.startswith(("/", "\\")) or os.path.isabs(member.name):
+        return "absolute path"
+    if ".." in parts:
+        return "'..' in its path"
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        return "not a regular file or folder"
+    if member.issym() or member.islnk():
+        link = member.linkname
+        base = os.path.dirname(member.name) if member.issym() else ""
+        resolved = os.path.normpath(os.path.join(base, link))
+        if os.path.isabs(link) or resolved.startswith(".."):
+            return f"link to {link!r}, outside the folder"
+    return None
 
 
 def run():

@@ -1,0 +1,133 @@
+"""train -> eval -> export -> inference on the real shared data, through the command lines."""
+
+import csv
+import io
+import os
+import re
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+import average_precision_calculator
+import inference
+import readers
+from utils import REPO_DIR
+
+
+def tool(name, *args, check=True):
+    done = subprocess.run([sys.executable, os.path.join(REPO_DIR, name), *args],
+                          capture_output=True, text=True, timeout=300)
+    if check:
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def trained(shared_data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("e2e")
+    train_dir = folder / "train"
+    train = ",".join(os.path.join(shared_data, "yt8m-2018-video/train", f"validate00{i:02d}"
+                                  ".tfrecord") for i in range(12))
+    tool("train.py", f"--train_data_pattern={train}", "--model=MoeModel",
+         f"--train_dir={train_dir}", "--batch_size=256", "--max_steps=40",
+         "--base_learning_rate=0.01", "--num_epochs=20", "--log_steps=20")
+    return folder, train_dir
+
+
+def csv_rows(path):
+    with open(path) as f:
+        text = f.read()
+    assert text.startswith("VideoId,LabelConfidencePairs\n")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_gap_from_the_submission_equals_eval(trained, shared_data):
+    folder, train_dir = trained
+    validate = os.path.join(shared_data, "yt8m-2018-video/validate/*.tfrecord")
+    out = tool("eval.py", f"--train_dir={train_dir}", f"--eval_data_pattern={validate}",
+               "--run_once").stdout
+    match = re.search(r"step 40: (\d+) videos \| GAP@20 ([\d.]+)", out)
+    assert match and int(match[1]) == 5701, out
+    submission = folder / "submission.csv"
+    tool("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={validate}",
+         f"--output_file={submission}")
+    rows = csv_rows(submission)
+    assert len(rows) == 5701 == len({r["VideoId"] for r in rows})
+
+    truth = {}
+    for batch in readers.VideoReader().dataset(readers.resolve_files(validate), 1024):
+        for video, labels in zip(batch["id"].numpy(), batch["labels"].numpy()):
+            truth[video.decode()] = set(np.flatnonzero(labels).tolist())
+    scores, hits = [], []
+    for row in rows:
+        pairs = row["LabelConfidencePairs"].split()
+        classes, confidences = pairs[0::2], pairs[1::2]
+        assert len(classes) == 20
+        assert [float(c) for c in confidences] == sorted(map(float, confidences), reverse=True)
+        scores += [float(c) for c in confidences]
+        hits += [int(c) in truth[row["VideoId"]] for c in classes]
+    positives = sum(len(labels) for labels in truth.values())
+    gap = average_precision_calculator.average_precision(np.array(scores), np.array(hits),
+                                                         positives)
+    assert round(gap, 4) == float(match[2])
+
+
+def test_submission_for_the_2017_test_split_without_labels(trained, shared_data):
+    folder, train_dir = trained
+    submission = folder / "test2017.csv"
+    test = os.path.join(shared_data, "yt8m-2017-video/test/*.tfrecord")
+    out = tool("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={test}",
+               f"--output_file={submission}", "--batch_size=300").stdout
+    assert "wrote 1709 videos" in out
+    rows = csv_rows(submission)
+    assert len(rows) == 1709 == len({r["VideoId"] for r in rows})
+    assert not [p for p in folder.iterdir() if ".tmp-" in p.name]
+
+
+def test_exported_model_predicts_as_its_checkpoint(trained, shared_data):
+    folder, train_dir = trained
+    export_dir, bundle = folder / "export", folder / "model.tgz"
+    out = tool("export_model.py", f"--train_dir={train_dir}", f"--output_dir={export_dir}",
+               f"--output_tgz={bundle}").stdout
+    assert re.search(r"exported MoeModel .* [\d,]+ weights, [\d.]+ MB on disk", out)
+    data = os.path.join(shared_data, "yt8m-2018-video/validate/validate008*.tfrecord")
+    from_checkpoint, from_bundle = folder / "a.csv", folder / "b.csv"
+    tool("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={data}",
+         f"--output_file={from_checkpoint}")
+    tool("inference.py", f"--input_model_tgz={bundle}", f"--untar_model_dir={folder / 'untar'}",
+         f"--input_data_pattern={data}", f"--output_file={from_bundle}")
+    assert from_checkpoint.read_text() == from_bundle.read_text()
+
+
+def _archive(path, add):
+    with tarfile.open(path, "w:gz") as tar:
+        add(tar)
+    return str(path)
+
+
+def _member(tar, name, kind=tarfile.REGTYPE, link=""):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    data = b"x" if kind == tarfile.REGTYPE else b""
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.mark.parametrize("name, kind, link", [
+    ("/tmp/absolute_member", tarfile.REGTYPE, ""),
+    ("model/../../escaped", tarfile.REGTYPE, ""),
+    ("model/link", tarfile.SYMTYPE, "/etc/passwd"),
+    ("model/up", tarfile.SYMTYPE, "../../outside"),
+    ("model/device", tarfile.CHRTYPE, ""),
+])
+def test_untrusted_bundles_are_refused(tmp_path, name, kind, link):
+    bundle = _archive(tmp_path / "bad.tgz", lambda tar: _member(tar, name, kind, link))
+    target = tmp_path / "inside" / "target"
+    with pytest.raises(ValueError, match="refused"):
+        inference.safe_untar(bundle, str(target))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tgz", "inside"]
+    if name.startswith("/"):
+        assert not os.path.exists(name)
