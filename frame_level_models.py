@@ -186,11 +186,22 @@ class FrameModel(keras.Model):
         return sampled, tf.ones_like(sampled[:, :, :1])
 
 
+class LogisticClassifier(keras.layers.Layer):
+    """sigmoid(x W + b), b starting at the class prior (model_utils.prior_logit)."""
+
+    def __init__(self, num_classes, compact=False, k_factor=1, l2=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.logits = linear(num_classes, compact, k_factor, l2=l2,
+                             bias=model_utils.prior_logit(num_classes), name="logistic")
+
+    def call(self, x, training=False):
+        return tf.sigmoid(self.logits(x))
+
+
 def _classifier(num_classes, name, compact, k_factor, moe_num_mixtures, moe_l2, moe_prob_gating):
     if name == "LogisticModel":
-        return keras.Sequential([linear(num_classes, "moe" in compact, k_factor, l2=moe_l2,
-                                        bias=model_utils.prior_logit(num_classes)),
-                                 keras.layers.Activation("sigmoid")], name="classifier")
+        return LogisticClassifier(num_classes, "moe" in compact, k_factor, moe_l2,
+                                  name="classifier")
     if name != "MoeModel":
         raise ValueError(f"unknown video_level_classifier_model {name!r}; "
                          "choose MoeModel or LogisticModel")
@@ -256,16 +267,18 @@ class _RecurrentModel(FrameModel):
                  moe_l2, compact_layers, k_factor, **kwargs):
         super().__init__(iterations=0, **kwargs)
         compact = model_utils.parse_compact_layers(compact_layers)
-        self.recurrent = [self.cell(cells, return_sequences=i < layers - 1, name=f"rnn_{i}")
-                          for i in range(layers)]
+        self.layer_count = layers
+        for i in range(layers):  # attributes, not a list: see TwoStreamModel
+            setattr(self, f"rnn_{i}", self.cell(cells, return_sequences=i < layers - 1,
+                                                name=f"rnn_{i}"))
         self.classifier = _classifier(num_classes, video_level_classifier_model, compact,
                                       k_factor, moe_num_mixtures, moe_l2, False)
 
     def call(self, inputs, training=False):
         x, mask = self.frames(inputs, training)
         mask = tf.cast(mask[:, :, 0], tf.bool)
-        for layer in self.recurrent:
-            x = layer(x, mask=mask, training=training)
+        for i in range(self.layer_count):
+            x = getattr(self, f"rnn_{i}")(x, mask=mask, training=training)
         return self.classifier(x, training=training)
 
 
@@ -399,7 +412,10 @@ class TwoStreamModel(FrameModel):
         self.embedding, self.n_bagging = embedding, max(1, n_bagging)
         self.video_size, self.use_audio = video_size, use_audio
 
-        def stream(clusters, name):
+        # Each stream's layers are attributes: tf.train.Checkpoint does not see layers that
+        # Keras 3 keeps in lists or tuples.
+        self.streams = ["video"] + (["audio"] if use_audio else [])
+        for name, clusters in zip(self.streams, (video_clusters, audio_clusters)):
             if embedding == "dbof":
                 pool = DbofPooling(clusters, dbof_activation, True, "max", embed, k_factor,
                                    name=f"{name}_dbof")
@@ -407,12 +423,10 @@ class TwoStreamModel(FrameModel):
                 pool = NetVLAD(clusters, compact=embed, k_factor=k_factor, name=f"{name}_vlad")
             else:
                 pool = NetFV(clusters, fv_couple_weights, embed, k_factor, name=f"{name}_fv")
-            fc = linear(fc_size, "fc" in compact, k_factor, use_bias=False, name=f"{name}_fc")
-            return pool, fc, keras.layers.BatchNormalization(name=f"{name}_fc_bn")
-
-        self.streams = [stream(video_clusters, "video")]
-        if use_audio:
-            self.streams.append(stream(audio_clusters, "audio"))
+            setattr(self, f"{name}_pool", pool)
+            setattr(self, f"{name}_fc", linear(fc_size, "fc" in compact, k_factor,
+                                               use_bias=False, name=f"{name}_fc"))
+            setattr(self, f"{name}_norm", keras.layers.BatchNormalization(name=f"{name}_fc_bn"))
         self.moe = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, "moe" in compact,
                                  k_factor, name="moe")
         self.gating = ContextGating("gating" in compact, k_factor, name="gating") \
@@ -432,7 +446,8 @@ class TwoStreamModel(FrameModel):
         frames, mask = self.frames(inputs, training, count)
         parts = [frames[:, :, :self.video_size], frames[:, :, self.video_size:]]
         outputs = []
-        for (pool, fc, norm), part in zip(self.streams, parts):
+        for name, part in zip(self.streams, parts):
+            pool, fc, norm = (getattr(self, f"{name}_{layer}") for layer in ("pool", "fc", "norm"))
             x = fc(self._pool(pool, part, mask, training))
             outputs.append(tf.nn.relu6(norm(x, training=training)))
         probabilities = self.moe(tf.concat(outputs, axis=1), training=training)

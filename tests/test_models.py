@@ -203,9 +203,29 @@ def test_robust_dbof_averages_max_pools_of_frame_subsets():
     batch = batch_for("TwoStreamModel")
     first = model(batch, training=False).numpy()
     np.testing.assert_array_equal(model(batch, training=False).numpy(), first)  # deterministic
-    pool = model.streams[0][0]
+    pool = model.video_pool
     frames, _ = model.frames(batch, False, count=15)
     video = frames[:, :, :1024]
     subsets = [pool(video[:, 5 * i:5 * (i + 1)], tf.ones_like(video[:, :5, :1])) for i in range(3)]
     np.testing.assert_allclose(model._pool(pool, video, None, False).numpy(),
                                np.mean([s.numpy() for s in subsets], axis=0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name, classifier", [(n, "MoeModel") for n in model_utils.model_names()]
+                         + [("DbofModel", "LogisticModel")])
+def test_a_checkpoint_restores_every_weight(name, classifier, tmp_path):
+    """Batch-norm statistics included: a restored model predicts exactly as the saved one."""
+    settings = dict(SMALL, compact_layers="fc", video_level_classifier_model=classifier)
+    model = model_utils.build_model(name, 20, **settings)
+    batch = batch_for(name)
+    model(batch, training=False)
+    rng = np.random.default_rng(5)
+    for weight in model.weights:
+        weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype(np.float32) * 0.1)
+    path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    restored = model_utils.build_model(name, 20, **settings)
+    restored(batch, training=False)
+    tf.train.Checkpoint(model=restored).read(path).assert_existing_objects_matched()
+    assert len(restored.weights) == len(model.weights)
+    np.testing.assert_array_equal(restored(batch, training=False).numpy(),
+                                  model(batch, training=False).numpy())
