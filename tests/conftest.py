@@ -16,3 +16,19 @@ def shared_data():
             pytest.fail(f"CI needs the shared YouTube-8M data at {path}")
         pytest.skip(f"no shared YouTube-8M data at {path} (set YT8M_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def generated_data(tmp_path_factory):
+    """Small generated datasets (50 classes): comma-separated file lists by name."""
+    import generate_data
+
+    folder = tmp_path_factory.mktemp("generated")
+    structure = generate_data.HiddenStructure(50, seed=0)
+    video = generate_data.synthetic_records(structure, 600, 0, "video", frame_level=False)
+    frames = generate_data.synthetic_records(structure, 160, 0, "frames", frame_level=True,
+                                             min_frames=10, max_frames=40)
+    return {
+        "video": ",".join(generate_data.write_shards(video, str(folder), "video", 3)),
+        "frames": ",".join(generate_data.write_shards(frames, str(folder), "frames", 2)),
+    }

@@ -12,7 +12,6 @@ import time
 import pytest
 import tensorflow as tf
 
-import generate_data
 from utils import REPO_DIR
 
 TRAIN = os.path.join(REPO_DIR, "train.py")
@@ -20,16 +19,8 @@ STEP_LINE = re.compile(r"^step (\d+) \|.*\| loss ([\d.]+)", re.M)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    structure = generate_data.HiddenStructure(50, seed=0)
-    video = generate_data.synthetic_records(structure, 600, 0, "video", frame_level=False)
-    frames = generate_data.synthetic_records(structure, 160, 0, "frames", frame_level=True,
-                                             min_frames=10, max_frames=40)
-    return {
-        "video": ",".join(generate_data.write_shards(video, str(folder), "video", 3)),
-        "frames": ",".join(generate_data.write_shards(frames, str(folder), "frames", 2)),
-    }
+def data(generated_data):
+    return generated_data
 
 
 def args_for(data, folder, frame=False, **flags):

@@ -1,0 +1,42 @@
+"""eval.py watching a train_dir while train.py writes checkpoints."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from utils import REPO_DIR
+
+
+def test_watching_evaluates_each_checkpoint_once(generated_data, tmp_path):
+    train_dir = tmp_path / "train"
+    common = [f"--train_dir={train_dir}"]
+    train = [sys.executable, os.path.join(REPO_DIR, "train.py"), *common,
+             f"--train_data_pattern={generated_data['video']}", "--num_classes=50",
+             "--model=LogisticModel", "--batch_size=32", "--num_epochs=100",
+             "--checkpoint_steps=5"]
+    subprocess.run(train + ["--max_steps=5"], check=True, capture_output=True, timeout=240)
+    watcher = subprocess.Popen(
+        [sys.executable, os.path.join(REPO_DIR, "eval.py"), *common,
+         f"--eval_data_pattern={generated_data['video']}", "--poll_seconds=1",
+         "--batch_size=64"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        subprocess.run(train + ["--max_steps=15"], check=True, capture_output=True, timeout=240)
+        results = train_dir / "eval_results.jsonl"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            lines = results.read_text().splitlines() if results.exists() else []
+            if len(lines) >= 3 and json.loads(lines[-1])["step"] == 15:
+                break
+            time.sleep(1)
+        time.sleep(3)  # a second look at the same checkpoint must not evaluate it again
+    finally:
+        watcher.terminate()
+        out, err = watcher.communicate(timeout=60)
+    steps = [json.loads(line)["step"] for line in results.read_text().splitlines()]
+    assert steps[0] in (5, 10) and steps[-1] == 15, (steps, err[-2000:])
+    assert len(steps) == len(set(steps)), steps
+    assert all(json.loads(line)["videos"] == 600 for line in results.read_text().splitlines())
+    assert "Traceback" not in err and not any(line.startswith("error:")
+                                               for line in err.splitlines())
