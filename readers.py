@@ -73,7 +73,7 @@ def dequantize(quantized):
 
 
 class _Reader:
-    """Shared pipeline: files -> named records -> shuffle/repeat -> batch -> parse -> prefetch."""
+    """Shared pipeline: files -> records -> shuffle/repeat -> batch -> parse -> prefetch."""
 
     def __init__(self, num_classes, feature_names, feature_sizes):
         self.num_classes = int(num_classes)
