@@ -42,25 +42,6 @@ def calculate_gap(predictions, labels, top_k=20):
     return metrics.gap()
 
 
-def hit_at_one(predictions, labels):
-    """Fraction of videos whose top prediction is one of their labels."""
-    top = np.argmax(predictions, axis=1)
-    return float(np.mean(np.asarray(labels)[np.arange(len(top)), top] > 0))
-
-
-def precision_at_equal_recall(predictions, labels):
-    """PERR: per video with L labels, the precision of its top L predictions; averaged over the
-    videos that have labels."""
-    labels = np.asarray(labels) > 0
-    counts = labels.sum(axis=1)
-    order = np.argsort(-np.asarray(predictions), axis=1, kind="stable")
-    ranked = np.take_along_axis(labels, order, axis=1)
-    rank = np.arange(labels.shape[1])[None, :]
-    hits = (ranked & (rank < counts[:, None])).sum(axis=1)
-    has = counts > 0
-    return float(np.mean(hits[has] / counts[has])) if has.any() else 0.0
-
-
 class EvaluationMetrics:
     """Streaming GAP@k, hit@1, PERR and mean loss over batches; keeps k pairs per video.
 
@@ -75,21 +56,25 @@ class EvaluationMetrics:
         self.hit_sum = self.perr_sum = self.loss_sum = 0.0
 
     def add(self, predictions, labels, losses=None):
-        predictions, labels = np.asarray(predictions), np.asarray(labels)
-        scores, index = top_k_by_row(predictions, self.top_k)
-        self.scores.append(scores.ravel())
-        self.hits.append((np.take_along_axis(labels, index, axis=1) > 0).ravel())
-        self.positives += int((labels > 0).sum())
+        predictions, labels = np.asarray(predictions), np.asarray(labels) > 0
+        counts = labels.sum(axis=1)  # (B,)
+        # One top-k serves GAP (the first top_k), hit@1 and PERR (each video's first L).
+        depth = max(self.top_k, int(counts.max()) if counts.size else 0, 1)
+        scores, index = top_k_by_row(predictions, depth)
+        hits = np.take_along_axis(labels, index, axis=1)  # (B, depth) bool
+        self.scores.append(scores[:, :self.top_k].ravel())
+        self.hits.append(hits[:, :self.top_k].ravel())
+        self.positives += int(counts.sum())
         self.videos += len(labels)
-        has = (labels > 0).any(axis=1)
+        has = counts > 0
         self.labelled += int(has.sum())
-        self.hit_sum += hit_at_one(predictions, labels) * len(labels)
-        if has.any():
-            self.perr_sum += precision_at_equal_recall(predictions[has], labels[has]) * has.sum()
+        self.hit_sum += float(hits[:, 0].sum())
+        within = np.arange(hits.shape[1])[None, :] < counts[:, None]
+        self.perr_sum += float(((hits & within).sum(axis=1)[has] / counts[has]).sum())
         if losses is not None:
             self.loss_sum += float(np.sum(losses))
         if self.kept is not None:
-            self.kept.append((predictions.astype(np.float32), labels > 0))
+            self.kept.append((predictions.astype(np.float32), labels))
 
     def gap(self):
         if not self.scores:

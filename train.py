@@ -257,8 +257,9 @@ def run():
                 now = time.time()
                 rate = (step - last_log_step) * FLAGS.batch_size / max(now - last_log, 1e-9)
                 last_log, last_log_step = now, step
-                gap = eval_util.calculate_gap(predictions, truth)
-                hit1 = eval_util.hit_at_one(predictions, truth)
+                batch_metrics = eval_util.EvaluationMetrics()
+                batch_metrics.add(predictions, truth)
+                gap, hit1 = (batch_metrics.results()[k] for k in ("gap", "hit_at_one"))
                 lr = float(learning_rate(step))
                 left = ""
                 if FLAGS.max_steps:
