@@ -22,12 +22,19 @@ def top_k_by_row(predictions, k):
     rows, classes = predictions.shape
     k = min(k, classes)
     if k < classes:
-        kth = -np.partition(-predictions, k - 1, axis=1)[:, k - 1:k]  # (N, 1)
-        greater = predictions > kth
-        ties = predictions == kth
-        room = k - greater.sum(axis=1, keepdims=True)
-        chosen = greater | (ties & (np.cumsum(ties, axis=1) <= room))
-        index = np.nonzero(chosen)[1].reshape(rows, k)  # ascending class index per row
+        index = np.argpartition(predictions, classes - k, axis=1)[:, classes - k:]
+        chosen_scores = np.take_along_axis(predictions, index, axis=1)
+        kth = chosen_scores.min(axis=1, keepdims=True)  # (N, 1)
+        # Rows where the k-th score ties with scores left out: choose the lowest classes.
+        ambiguous = np.flatnonzero((predictions == kth).sum(axis=1)
+                                   > (chosen_scores == kth).sum(axis=1))
+        if ambiguous.size:
+            part, edge = predictions[ambiguous], kth[ambiguous]
+            ties = part == edge
+            room = k - (part > edge).sum(axis=1, keepdims=True)
+            chosen = (part > edge) | (ties & (np.cumsum(ties, axis=1) <= room))
+            index[ambiguous] = np.nonzero(chosen)[1].reshape(len(ambiguous), k)
+        index = np.sort(index, axis=1)  # equal scores then rank by class index
     else:
         index = np.broadcast_to(np.arange(k), predictions.shape).copy()
     scores = np.take_along_axis(predictions, index, axis=1)
