@@ -67,12 +67,12 @@ def diagonal_circulant(x, diagonals, circulants, units):
     if n_in is not None and n_in > n:
         raise ValueError(f"input size {n_in} exceeds the factors' size {n}")
     leading = tf.shape(x)[:-1]
-    y = _diagonal_circulant_rows(tf.reshape(x, [-1, n_in]), diagonals, circulants, units)
+    rows = _diagonal_circulant_rows(n_in, units)
+    y = rows(tf.reshape(x, [-1, n_in]), diagonals, circulants)
     return tf.reshape(y, tf.concat([leading, [units]], axis=0))
 
 
-@tf.custom_gradient
-def _diagonal_circulant_rows(x, diagonals, circulants, units):
+def _diagonal_circulant_rows(n_in, units):
     """diagonal_circulant on rows x [M, n_in], with a hand-written gradient.
 
     Per factor, training needs two rfft/irfft pairs on the rows, the least possible: one
@@ -80,7 +80,15 @@ def _diagonal_circulant_rows(x, diagonals, circulants, units):
     the spectrum conj(rfft(c)). Both weight gradients are row sums: the circulant vector's is
     one irfft of the spectra summed over rows, so it costs no FFT per row.
     """
-    n_in = x.shape[-1]
+
+    @tf.custom_gradient
+    def rows(x, diagonals, circulants):
+        return _forward_and_gradient(x, diagonals, circulants, n_in, units)
+
+    return rows
+
+
+def _forward_and_gradient(x, diagonals, circulants, n_in, units):
     n = circulants.shape[-1]
     k = circulants.shape[0]
     spectra = tf.signal.rfft(circulants)  # (k, n // 2 + 1)
@@ -92,19 +100,19 @@ def _diagonal_circulant_rows(x, diagonals, circulants, units):
         inputs_spectra.append(h_spectrum)
         convolved.append(u)
         h = u * diagonals[i]
-    y = h[:, :units]
+    y = h[:, :units] if units < n else h
 
     def grad(dy):
-        g = tf.pad(dy, [[0, 0], [0, n - units]])  # (M, n)
+        g = tf.pad(dy, [[0, 0], [0, n - units]]) if units < n else dy  # (M, n)
         d_diagonals, d_circulants = [None] * k, [None] * k
-        for step, i in enumerate(range(k)):  # reverse of the forward order
-            h_spectrum, u = inputs_spectra[k - 1 - step], convolved[k - 1 - step]
+        for i in range(k):  # the reverse of the forward order, which stored factor i last-first
+            h_spectrum, u = inputs_spectra[k - 1 - i], convolved[k - 1 - i]
             d_diagonals[i] = tf.reduce_sum(g * u, axis=0)
             g_u = tf.signal.rfft(g * diagonals[i])  # spectrum of dL/du
             d_circulants[i] = tf.signal.irfft(
                 tf.reduce_sum(g_u * tf.math.conj(h_spectrum), axis=0), fft_length=[n])
             g = tf.signal.irfft(g_u * tf.math.conj(spectra[i]), fft_length=[n])  # dL/dh
-        return g[:, :n_in], tf.stack(d_diagonals), tf.stack(d_circulants), None
+        return (g[:, :n_in] if n_in < n else g), tf.stack(d_diagonals), tf.stack(d_circulants)
 
     return y, grad
 
