@@ -11,7 +11,7 @@ import json
 import os
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
 import utils
 
@@ -93,11 +93,5 @@ def report(step, results, writer):
     writer.flush()
 
 
-def main(argv):
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    utils.run_cli(run)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    app.run(utils.cli_main(run))

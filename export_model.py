@@ -12,7 +12,7 @@ Compact models export their diagonal-circulant vectors, not dense matrices.
 import os
 import tarfile
 
-from absl import app, flags, logging
+from absl import app, flags
 
 import utils
 
@@ -83,11 +83,5 @@ def run():
         print(f"bundled in {FLAGS.output_tgz} ({os.path.getsize(FLAGS.output_tgz) / 2**20:.1f} MB)")
 
 
-def main(argv):
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    utils.run_cli(run)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    app.run(utils.cli_main(run))

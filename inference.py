@@ -15,7 +15,7 @@ import os
 import tarfile
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
 import utils
 
@@ -145,11 +145,5 @@ def run():
           f"({videos / max(elapsed, 1e-9):,.0f} videos/s)")
 
 
-def main(argv):
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    utils.run_cli(run)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    app.run(utils.cli_main(run))

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
 import utils
 
@@ -320,11 +320,5 @@ def validate(model, validation, loss_fn, step, out_dir):
         log.write(json.dumps(dict(results, step=step)) + "\n")
 
 
-def main(argv):
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    utils.run_cli(run)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    app.run(utils.cli_main(run))

@@ -82,6 +82,18 @@ class StopRequests:
         return False
 
 
+def cli_main(run):
+    """An absl `main` for a tool: absl's INFO logs off, then `run()` as run_cli runs it."""
+
+    def main(argv):
+        del argv
+        from absl import logging
+        logging.set_verbosity(logging.WARNING)
+        run_cli(run)
+
+    return main
+
+
 def run_cli(function):
     """Run a tool's main work; bad input or flags end in one line and exit status 1.
 
