@@ -19,6 +19,7 @@ import tensorflow as tf
 import model_utils
 from model_utils import (
     ContextGating,
+    LogisticClassifier,
     MoeClassifier,
     frame_mask,
     linear,
@@ -186,18 +187,6 @@ class FrameModel(keras.Model):
         return sampled, tf.ones_like(sampled[:, :, :1])
 
 
-class LogisticClassifier(keras.layers.Layer):
-    """sigmoid(x W + b), b starting at the class prior (model_utils.prior_logit)."""
-
-    def __init__(self, num_classes, compact=False, k_factor=1, l2=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.logits = linear(num_classes, compact, k_factor, l2=l2,
-                             bias=model_utils.prior_logit(num_classes), name="logistic")
-
-    def call(self, x, training=False):
-        return tf.sigmoid(self.logits(x))
-
-
 def _classifier(num_classes, name, compact, k_factor, moe_num_mixtures, moe_l2, moe_prob_gating):
     if name == "LogisticModel":
         return LogisticClassifier(num_classes, "moe" in compact, k_factor, moe_l2,
@@ -216,12 +205,12 @@ class FrameLevelLogisticModel(FrameModel):
     def __init__(self, num_classes, l2_penalty=1e-8, compact_layers="", k_factor=1, **kwargs):
         super().__init__(iterations=0, **kwargs)
         compact = "moe" in model_utils.parse_compact_layers(compact_layers)
-        self.logits = linear(num_classes, compact, k_factor, l2=l2_penalty,
-                             bias=model_utils.prior_logit(num_classes), name="logistic")
+        self.classifier = LogisticClassifier(num_classes, compact, k_factor, l2_penalty,
+                                             name="classifier")
 
     def call(self, inputs, training=False):
         frames, mask = self.frames(inputs, training)
-        return tf.sigmoid(self.logits(masked_mean(frames, mask)))
+        return self.classifier(masked_mean(frames, mask))
 
 
 @register

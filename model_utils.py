@@ -136,6 +136,18 @@ class ContextGating(keras.layers.Layer):
         return x * tf.sigmoid(gates)
 
 
+class LogisticClassifier(keras.layers.Layer):
+    """sigmoid(x W + b), b starting at the class prior (prior_logit)."""
+
+    def __init__(self, num_classes, compact=False, k_factor=1, l2=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.logits = linear(num_classes, compact, k_factor, l2=l2,
+                             bias=prior_logit(num_classes), name="logistic")
+
+    def call(self, x, training=False):
+        return tf.sigmoid(self.logits(x))
+
+
 class MoeClassifier(keras.layers.Layer):
     """Mixture of experts: gates softmax over M+1 (one dummy expert), experts sigmoid.
 

@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 import model_utils
-from model_utils import MoeClassifier, linear, register
+from model_utils import LogisticClassifier, MoeClassifier, register
 
 
 class VideoModel(keras.Model):
@@ -26,11 +26,11 @@ class LogisticModel(VideoModel):
     def __init__(self, num_classes, l2_penalty=1e-8, compact_layers="", k_factor=1, **kwargs):
         super().__init__(**kwargs)
         compact = "moe" in model_utils.parse_compact_layers(compact_layers)
-        self.logits = linear(num_classes, compact, k_factor, l2=l2_penalty,
-                             bias=model_utils.prior_logit(num_classes), name="logistic")
+        self.classifier = LogisticClassifier(num_classes, compact, k_factor, l2_penalty,
+                                             name="classifier")
 
     def call(self, inputs, training=False):
-        return tf.sigmoid(self.logits(self.features(inputs)))
+        return self.classifier(self.features(inputs))
 
 
 @register
