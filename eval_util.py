@@ -104,6 +104,8 @@ def evaluate(model, reader, files, loss_fn, batch_size, top_k=20, mean_ap=False,
     """Metrics of a Keras model over every video of `files`, each counted exactly once."""
     import tensorflow as tf
 
+    import readers
+
     metrics = EvaluationMetrics(top_k, mean_ap=mean_ap)
     predict = tf.function(lambda batch: model(batch, training=False))
     started = time.time()
@@ -112,6 +114,8 @@ def evaluate(model, reader, files, loss_fn, batch_size, top_k=20, mean_ap=False,
             probabilities = predict(batch)
             metrics.add(probabilities.numpy(), batch["labels"].numpy(),
                         loss_fn(probabilities, batch["labels"]).numpy())
+    if not metrics.videos:
+        raise readers.no_records(files)
     results = metrics.results()
     results["seconds"] = time.time() - started
     return results

@@ -168,6 +168,8 @@ class GatedDbof(_ClusterPooling):
 class FrameModel(keras.Model):
     """Base: frames l2-normalised (as the starter does), sampled when iterations > 0."""
 
+    frame_level = True
+
     def __init__(self, iterations=30, sample_random_frames=True, **kwargs):
         super().__init__(**kwargs)
         self.iterations, self.sample_random_frames = iterations, sample_random_frames

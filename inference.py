@@ -136,6 +136,8 @@ def run():
                     last = time.time()
                     print(f"{videos} videos | {videos / (last - started):,.0f} videos/s",
                           flush=True)
+        if not videos:
+            raise readers.no_records(files)
         os.replace(temporary, FLAGS.output_file)
     finally:
         if os.path.exists(temporary):

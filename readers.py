@@ -13,6 +13,7 @@ fails, `reraise_data_errors` re-reads the files one at a time to name the bad fi
 """
 
 import contextlib
+import functools
 import re
 
 import tensorflow as tf
@@ -26,6 +27,7 @@ MAX_FRAMES = 300
 _QUANT_NUMERATOR_SCALE, _QUANT_NUMERATOR_BIAS, _QUANT_DENOMINATOR = 2048.0, -260100.0, 130560.0
 
 _ASSERT_TAG = "yt8m data error"
+_SENTINEL_ID = "\x00end of stream"
 
 
 class DataError(ValueError):
@@ -66,10 +68,29 @@ def resolve_files(pattern):
     return sorted(set(files))
 
 
+def no_records(files):
+    """The DataError for input files that hold no record at all."""
+    files = [files] if isinstance(files, str) else list(files)
+    more = f" and {len(files) - 1} more" if len(files) > 1 else ""
+    return DataError(f"no records in {files[0]}{more}")
+
+
 def dequantize(quantized):
     """uint8 YouTube-8M frame values -> float32 in [-2, 2], each the nearest float32."""
     numerator = tf.cast(quantized, tf.float32) * _QUANT_NUMERATOR_SCALE + _QUANT_NUMERATOR_BIAS
     return numerator / _QUANT_DENOMINATOR
+
+
+class SkipCounts:
+    """What a tolerant dataset (`dataset(..., skipped=SkipCounts())`) has dropped so far."""
+
+    def __init__(self):
+        self.records = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.damaged_files = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def __str__(self):
+        return (f"{int(self.records.numpy()):,} bad records and the damaged ends of "
+                f"{int(self.damaged_files.numpy()):,} files skipped")
 
 
 class _Reader:
@@ -81,26 +102,67 @@ class _Reader:
         self.feature_dim = sum(self.feature_sizes)
 
     def dataset(self, files, batch_size, num_epochs=1, shuffle=False, num_readers=8, seed=None,
-                shuffle_buffer=None, drop_remainder=False):
+                shuffle_buffer=None, drop_remainder=False, skipped=None):
         """Batches from `files` (a pattern or a list of paths).
 
         Evaluation (shuffle=False) reads every record exactly once per epoch in a fixed order and
         keeps the final partial batch. num_epochs=None repeats forever.
+
+        With `skipped` (a `SkipCounts`), bad records are dropped instead of stopping the
+        pipeline, and counted there; a damaged file (bad length or CRC, cut short) is read up to
+        the damage, which is counted once per file per epoch. Records are then parsed one at a
+        time, which is slower.
         """
         if isinstance(files, str):
             files = resolve_files(files)
-        file_ds = tf.data.Dataset.from_tensor_slices(list(files))
+        if skipped is None:
+            file_ds = tf.data.Dataset.from_tensor_slices(list(files))
+            read_file = tf.data.TFRecordDataset
+        else:
+            sizes = [tf.io.gfile.stat(path).length for path in files]
+            file_ds = tf.data.Dataset.from_tensor_slices((list(files), sizes))
+            read_file = functools.partial(_tolerant_records, damaged=skipped.damaged_files)
         if shuffle:
             file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
         records = file_ds.repeat(num_epochs).interleave(
-            tf.data.TFRecordDataset, cycle_length=max(1, num_readers), block_length=1,
+            read_file, cycle_length=max(1, num_readers), block_length=1,
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if shuffle:
             buffer = shuffle_buffer or max(10 * batch_size, 1024)
             records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-        batches = records.batch(batch_size, drop_remainder=drop_remainder)
-        batches = batches.map(self.parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if skipped is None:
+            batches = records.batch(batch_size, drop_remainder=drop_remainder)
+            batches = batches.map(self.parse, num_parallel_calls=tf.data.AUTOTUNE,
+                                  deterministic=True)
+        else:
+            batches = self._parse_tolerantly(records, skipped.records).batch(
+                batch_size, drop_remainder=drop_remainder)
         return batches.prefetch(tf.data.AUTOTUNE)
+
+    def _parse_tolerantly(self, records, skipped):
+        """Records -> parsed examples, dropping those that fail; `skipped` counts them.
+
+        Records are numbered before parsing, so the gap between a survivor's number and the
+        count of survivors is the number dropped; a valid sentinel record closes the stream so
+        that failures after the last good record are counted too.
+        """
+        records = records.concatenate(tf.data.Dataset.from_tensors(self.sentinel_record()))
+        parsed = records.enumerate().map(
+            lambda index, record: (index, self.parse(record[None])),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
+
+        def count(kept, item):
+            index, example = item
+            skipped.assign(index - kept)
+            return kept + 1, example
+
+        parsed = parsed.scan(tf.constant(0, tf.int64), count)
+        parsed = parsed.filter(lambda example: example["id"][0] != _SENTINEL_ID)
+        return parsed.unbatch()
+
+    def sentinel_record(self):
+        """A serialized record that parses, marked with an id no real video has."""
+        raise NotImplementedError
 
     def find_bad_record(self, files, batch_size=1024):
         """Re-read `files` one at a time with named records; the first problem as a DataError.
@@ -113,7 +175,7 @@ class _Reader:
                 for _ in batches:
                     pass
             except (tf.errors.OpError, UnicodeDecodeError) as err:
-                return _describe_named_error(err, path)
+                return _describe_named_error(err, path, self.missing_feature_hint)
         return None
 
     @contextlib.contextmanager
@@ -161,9 +223,18 @@ class _Reader:
 class VideoReader(_Reader):
     """Video-level `tf.train.Example` records (`mean_rgb` [1024], `mean_audio` [128], ...)."""
 
+    missing_feature_hint = " (frame-level data? then add --frame_features)"
+
     def __init__(self, num_classes=NUM_CLASSES, feature_names="mean_rgb,mean_audio",
                  feature_sizes="1024,128"):
         super().__init__(num_classes, feature_names, feature_sizes)
+
+    def sentinel_record(self):
+        features = {"id": _bytes_feature([_SENTINEL_ID.encode()])}
+        for name, size in zip(self.feature_names, self.feature_sizes):
+            features[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[0.0] * size))
+        return tf.train.Example(
+            features=tf.train.Features(feature=features)).SerializeToString()
 
     def parse(self, serialized, names=None):
         spec = self._context_spec()
@@ -187,12 +258,21 @@ class VideoReader(_Reader):
 class FrameReader(_Reader):
     """Frame-level `tf.train.SequenceExample` records: one uint8 byte string per frame."""
 
+    missing_feature_hint = " (video-level data? then leave out --frame_features)"
+
     def __init__(self, num_classes=NUM_CLASSES, feature_names="rgb,audio",
                  feature_sizes="1024,128", max_frames=MAX_FRAMES):
         super().__init__(num_classes, feature_names, feature_sizes)
         self.max_frames = int(max_frames)
         if self.max_frames <= 0:
             raise DataError(f"max_frames must be positive, not {max_frames}")
+
+    def sentinel_record(self):
+        lists = {name: tf.train.FeatureList(feature=[_bytes_feature([bytes(size)])])
+                 for name, size in zip(self.feature_names, self.feature_sizes)}
+        return tf.train.SequenceExample(
+            context=tf.train.Features(feature={"id": _bytes_feature([_SENTINEL_ID.encode()])}),
+            feature_lists=tf.train.FeatureLists(feature_list=lists)).SerializeToString()
 
     def parse(self, serialized, names=None):
         names = _default_names(serialized, names)
@@ -248,6 +328,30 @@ def _named_records(path):
         lambda i, record: (tf.strings.join([path, " record ", tf.strings.as_string(i)]), record))
 
 
+def _tolerant_records(path, size, damaged):
+    """The records of one file up to any damage; `damaged` counts files that end early.
+
+    TFRecord frames a record of n bytes in n + 16, so a file read without damage adds up to its
+    size; a sentinel after the last record compares the two.
+    """
+    records = tf.data.TFRecordDataset(path).map(lambda record: (record, False)).ignore_errors()
+    records = records.concatenate(tf.data.Dataset.from_tensors((tf.constant(""), True)))
+
+    def account(consumed, item):
+        record, end = item
+        length = tf.cast(tf.strings.length(record), tf.int64) + 16
+        consumed += tf.where(end, tf.constant(0, tf.int64), length)
+        damaged.assign_add(tf.cast(end & (consumed != tf.cast(size, tf.int64)), tf.int64))
+        return consumed, item
+
+    records = records.scan(tf.constant(0, tf.int64), account)
+    return records.filter(lambda record, end: ~end).map(lambda record, end: record)
+
+
+def _bytes_feature(values):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
 def _default_names(serialized, names):
     if names is not None:
         return names
@@ -288,7 +392,7 @@ def _is_input_error(err):
     return any(mark in _message(err) for mark in _INPUT_ERROR_MARKS)
 
 
-def _describe_named_error(err, path):
+def _describe_named_error(err, path, missing_feature_hint=""):
     """A failure while parsing `path` with named records -> DataError naming the record."""
     if isinstance(err, UnicodeDecodeError):
         return _find_unparseable(path)
@@ -304,7 +408,10 @@ def _describe_named_error(err, path):
         return DataError(f"{match['name']}: {what}{value}")
     match = _NAMED_PARSE_ERROR.search(message)
     if match:
-        return DataError(f"{match['name']}: {_describe_parse_failure(match['what'])}")
+        what = _describe_parse_failure(match["what"])
+        if what.endswith("is missing"):
+            what += missing_feature_hint
+        return DataError(f"{match['name']}: {what}")
     return DataError(f"{path}: {_first_line(message)}")
 
 

@@ -50,6 +50,8 @@ flags.DEFINE_float("learning_rate_decay_examples", 4000000, "Examples per decay 
 flags.DEFINE_integer("num_epochs", 5, "Passes over the training data (in this run).")
 flags.DEFINE_integer("max_steps", None, "Stop at this global step.")
 flags.DEFINE_integer("num_readers", 8, "Files read in parallel.")
+flags.DEFINE_bool("skip_corrupt_records", False, "Drop unreadable records and the damaged ends "
+                  "of files instead of stopping; counts are printed with the progress.")
 flags.DEFINE_string("optimizer", "AdamOptimizer", "AdamOptimizer, GradientDescentOptimizer, "
                     "MomentumOptimizer, AdagradOptimizer, RMSPropOptimizer.")
 flags.DEFINE_float("clip_gradient_norm", 1.0, "Clip each gradient to this norm (0: no clipping).")
@@ -184,8 +186,9 @@ def run():
     keras.utils.set_random_seed(FLAGS.seed)
 
     # -- input ---------------------------------------------------------------------------------
+    skipped = readers.SkipCounts() if FLAGS.skip_corrupt_records else None
     dataset = reader.dataset(files, FLAGS.batch_size, num_epochs=FLAGS.num_epochs, shuffle=True,
-                             num_readers=FLAGS.num_readers, seed=FLAGS.seed)
+                             num_readers=FLAGS.num_readers, seed=FLAGS.seed, skipped=skipped)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     batches = strategy.experimental_distribute_dataset(dataset.with_options(options))
@@ -266,7 +269,7 @@ def run():
                     per_step = (now - started) / max(step - start_step, 1)
                     left = f" | {utils.duration((FLAGS.max_steps - step) * per_step)} left"
                 print(f"step {step} | {rate:,.0f} examples/s | loss {loss:.4f} | GAP {gap:.3f} | "
-                      f"hit@1 {hit1:.3f} | lr {lr:.2e}{left}", flush=True)
+                      f"hit@1 {hit1:.3f} | lr {lr:.2e}{left}{skip_note(skipped)}", flush=True)
                 for name, value in (("loss", loss), ("gap", gap), ("hit_at_one", hit1),
                                     ("learning_rate", lr), ("examples_per_second", rate)):
                     tf.summary.scalar(f"train/{name}", value, step=step)
@@ -279,10 +282,12 @@ def run():
                 break
         if step > start_step:
             finite(loss, step)
+        elif not stop.requested and (FLAGS.max_steps is None or step < FLAGS.max_steps):
+            raise readers.no_records(files)
         save(manager, step, saved_step)
     if validation and step % FLAGS.validation_steps != 0 and not stop.requested:
         validate(model, validation, loss_fn, step, out_dir)
-    print(f"done at step {step}: {train_dir}", flush=True)
+    print(f"done at step {step}: {train_dir}{skip_note(skipped)}", flush=True)
     if stop.requested:
         sys.exit(128 + stop.requested)
 
@@ -294,6 +299,12 @@ def finite(loss, step):
         raise FloatingPointError(f"the loss is {loss} at step {step}; stopping (the last "
                                  "checkpoint is kept)")
     return loss
+
+
+def skip_note(skipped):
+    if skipped is None or not (skipped.records.numpy() or skipped.damaged_files.numpy()):
+        return ""
+    return f" | {skipped}"
 
 
 def gather(strategy, values):

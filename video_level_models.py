@@ -15,6 +15,8 @@ from model_utils import LogisticClassifier, MoeClassifier, register
 class VideoModel(keras.Model):
     """Base: l2-normalises the input features (as the starter does) before the layers."""
 
+    frame_level = False
+
     def features(self, inputs):
         return tf.math.l2_normalize(inputs["features"], axis=-1)
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from records import frame_example, video_example, write
 
+import eval_util
 import readers
 
 RGB, AUDIO = np.zeros(1024), np.zeros(128)
@@ -107,10 +108,73 @@ def test_frame_of_wrong_length(tmp_path):
                  "1024 bytes")
 
 
-def test_missing_feature_list(tmp_path):
-    # A video-level record has no frames: reading it as frame-level data names a missing list.
-    bad = write(tmp_path / "video.tfrecord", [video_example(b"a", [1], RGB, AUDIO)])
-    expect_error(readers.FrameReader(), [bad], "video.tfrecord record 0", "is missing")
+def test_data_of_the_other_level(tmp_path):
+    video = write(tmp_path / "video.tfrecord", [video_example(b"a", [1], RGB, AUDIO)])
+    expect_error(readers.FrameReader(), [video], "video.tfrecord record 0", "is missing",
+                 "leave out --frame_features")
+    frames = write(tmp_path / "frames.tfrecord", [
+        frame_example(b"a", [1], [np.zeros(1024, np.uint8)], [np.zeros(128, np.uint8)])])
+    expect_error(readers.VideoReader(), [frames], "frames.tfrecord record 0",
+                 "is missing", "add --frame_features")
+
+
+def test_empty_files(tmp_path):
+    empty = tmp_path / "empty.tfrecord"
+    empty.write_bytes(b"")
+    ids = [i for batch in readers.VideoReader().dataset([str(empty), good_file(tmp_path)], 4)
+           for i in batch["id"].numpy()]
+    assert ids == [f"g{i}".encode() for i in range(5)]
+    with pytest.raises(readers.DataError, match="no records in .*empty.tfrecord$"):
+        eval_util.evaluate(None, readers.VideoReader(), [str(empty)], None, 4)
+
+
+def damage(path, cut=None, flip=None):
+    data = bytearray(open(path, "rb").read())
+    if flip is not None:
+        data[flip] ^= 0xFF
+    open(path, "wb").write(bytes(data[:cut]))
+    return path
+
+
+def test_skipping_drops_and_counts_bad_records(tmp_path):
+    per_record = len(open(good_file(tmp_path, "probe.tfrecord", 1), "rb").read())
+    rgb = RGB.copy()
+    rgb[3] = np.inf
+    files = [
+        good_file(tmp_path),
+        write(tmp_path / "bad.tfrecord", [
+            video_example(b"a", [1], RGB, AUDIO), video_example(b"b", [1], RGB, None),
+            video_example(b"c", [3862], RGB, AUDIO), b"not a record", video_example(b"d", [2],
+                                                                                  RGB, AUDIO),
+            video_example(b"e", [1], rgb, AUDIO)]),
+        damage(good_file(tmp_path, "crc.tfrecord"), flip=2 * per_record + 50),
+        damage(good_file(tmp_path, "cut.tfrecord"), cut=3 * per_record + 20),
+    ]
+    skipped = readers.SkipCounts()
+    batches = list(readers.VideoReader().dataset(files, 3, skipped=skipped))
+    ids = sorted(i.decode() for batch in batches for i in batch["id"].numpy())
+    assert ids == sorted([f"g{i}" for i in range(5)] + ["a", "d", "g0", "g1"]
+                         + ["g0", "g1", "g2"])
+    assert [len(b["id"]) for b in batches] == [3, 3, 3, 3]
+    assert int(skipped.records.numpy()) == 4 and int(skipped.damaged_files.numpy()) == 2
+    assert str(skipped) == "4 bad records and the damaged ends of 2 files skipped"
+    labels = {i.decode(): np.flatnonzero(row).tolist() for batch in batches
+              for i, row in zip(batch["id"].numpy(), batch["labels"].numpy())}
+    assert labels["d"] == [2] and labels["g3"] == [3]
+
+
+def test_skipping_frame_records(tmp_path):
+    good = [np.zeros(1024, np.uint8)] * 3
+    files = [write(tmp_path / "frames.tfrecord", [
+        frame_example(b"a", [1], good, [np.zeros(128, np.uint8)] * 3),
+        frame_example(b"b", [1], good[:2] + [np.zeros(9, np.uint8)], [np.zeros(128, np.uint8)] * 3),
+        video_example(b"c", [1], RGB, AUDIO),
+        frame_example(b"d", [4], good, [np.full(128, 255, np.uint8)] * 2)])]
+    skipped = readers.SkipCounts()
+    batches = list(readers.FrameReader(max_frames=5).dataset(files, 8, skipped=skipped))
+    assert [i.decode() for i in batches[0]["id"].numpy()] == ["a", "d"]
+    assert batches[0]["num_frames"].numpy().tolist() == [3, 2]
+    assert int(skipped.records.numpy()) == 2 and int(skipped.damaged_files.numpy()) == 0
 
 
 def test_feature_flags_that_do_not_fit():

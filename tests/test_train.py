@@ -184,14 +184,41 @@ def test_two_workers_under_tf_config_train_together(data, tmp_path):
 def test_bad_flags_end_in_one_line(data, tmp_path):
     a_file = tmp_path / "file"
     a_file.write_text("")
+    empty = tmp_path / "empty.tfrecord"
+    empty.write_bytes(b"")
+    frame_data = {"train_data_pattern": data["frames"]}
     for flags, expected in [({"model": "NoSuchModel"}, "choose one of"),
                             ({"label_loss": "L1"}, "unknown label_loss"),
                             ({"train_dir": str(a_file)}, "is a file"),
+                            ({"train_dir": str(a_file / "sub")}, "cannot write in"),
                             ({"train_data_pattern": str(tmp_path / "none*")}, "no file matches"),
+                            ({"train_data_pattern": str(empty)}, "no records in"),
+                            ({"feature_sizes": "1024"}, "must be non-empty and of equal length"),
+                            ({"model": "DbofModel"}, "add --frame_features"),
+                            ({"model": "MoeModel", "frame_features": True, **frame_data},
+                             "leave out --frame_features"),
+                            ({"model": "DbofModel", "frame_features": True},
+                             "is missing (video-level data? then leave out --frame_features)"),
                             ({"model": "MoeModel", "max_model_mb": 0.5}, "over --max_model_mb")]:
-        done = train(args_for(data, tmp_path / expected.replace(" ", "_"), **flags))
-        assert done.returncode == 1
-        assert expected in done.stderr.strip().splitlines()[-1]
+        folder = tmp_path / re.sub(r"\W", "_", expected)
+        done = train(args_for(data, folder, **flags))
+        assert done.returncode == 1, (flags, done.stdout[-500:], done.stderr[-1000:])
+        assert expected in done.stderr.strip().splitlines()[-1], (flags, done.stderr[-1000:])
+
+
+def test_skip_corrupt_records_trains_past_bad_data_and_counts_it(data, tmp_path):
+    shard = data["video"].split(",")[0]
+    damaged = tmp_path / "damaged.tfrecord"
+    damaged.write_bytes(open(shard, "rb").read()[:-300])
+    pattern = f"{data['video']},{damaged}"
+    done = train(args_for(data, tmp_path / "strict", train_data_pattern=pattern, num_epochs=1))
+    assert done.returncode == 1
+    assert re.search(r"damaged.tfrecord: corrupt or truncated record.*after \d+ good records$",
+                     done.stderr.strip().splitlines()[-1])
+    out = ok(train(args_for(data, tmp_path / "tolerant", train_data_pattern=pattern,
+                            num_epochs=1, skip_corrupt_records=True)))
+    assert out.strip().splitlines()[-1].endswith(
+        "0 bad records and the damaged ends of 1 files skipped")
 
 
 def test_a_non_finite_loss_stops_the_run(data, tmp_path):
