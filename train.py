@@ -314,7 +314,15 @@ def gather(strategy, values):
 def save(manager, step, saved_step):
     """A checkpoint for `step` unless it has one already; returns the step saved."""
     if step != saved_step:
-        print(f"saved {manager.save(checkpoint_number=step)}", flush=True)
+        try:
+            path = manager.save(checkpoint_number=step)
+        except (tf.errors.OpError, OSError) as err:
+            kept = manager.latest_checkpoint
+            reason = (getattr(err, "message", None) or str(err)).strip() or "no reason given"
+            raise OSError(f"could not save the checkpoint of step {step} in {manager.directory} "
+                          f"({reason.splitlines()[0]}; disk full?); "
+                          + (f"{kept} is kept" if kept else "no earlier checkpoint")) from None
+        print(f"saved {path}", flush=True)
     return step
 
 

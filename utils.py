@@ -95,14 +95,14 @@ def cli_main(run):
 
 
 def run_cli(function):
-    """Run a tool's main work; bad input or flags end in one line and exit status 1.
+    """Run a tool's main work; bad input, bad flags or a failing disk end in one line, exit 1.
 
     Set YT8M_DEBUG=1 to see the traceback instead.
     """
     from readers import DataError
     try:
         function()
-    except (DataError, ValueError, FloatingPointError) as err:
+    except (DataError, ValueError, FloatingPointError, OSError) as err:
         if os.environ.get("YT8M_DEBUG"):
             raise
         fail(str(err).splitlines()[0] if str(err) else type(err).__name__)

@@ -4,9 +4,11 @@ import csv
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 
 import numpy as np
 import pytest
@@ -131,3 +133,21 @@ def test_untrusted_bundles_are_refused(tmp_path, name, kind, link):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tgz", "inside"]
     if name.startswith("/"):
         assert not os.path.exists(name)
+
+
+def test_sigkill_of_inference_leaves_no_partial_submission(trained, shared_data):
+    folder, train_dir = trained
+    output = folder / "killed.csv"
+    validate = os.path.join(shared_data, "yt8m-2018-video/validate/*.tfrecord")
+    for delay in (0.0, 0.3, 1.0):
+        process = subprocess.Popen(
+            [sys.executable, os.path.join(REPO_DIR, "inference.py"), f"--train_dir={train_dir}",
+             f"--input_data_pattern={validate}", f"--output_file={output}", "--batch_size=8",
+             "--log_seconds=0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = process.stdout.readline()
+        assert re.match(r"\d+ videos \|", line), line
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert not output.exists()
+        assert list(folder.glob("killed.csv.tmp-*")), "the partial file keeps its temporary name"

@@ -2,7 +2,9 @@
 
 import json
 import os
+import random
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -107,17 +109,59 @@ def read_until(process, pattern, limit=180):
     raise AssertionError(f"never saw {pattern!r}:\n{seen[-2000:]}")
 
 
-def test_sigkill_loses_only_the_work_since_the_last_checkpoint(data, tmp_path):
-    process = start(args_for(data, tmp_path, model="MoeModel", max_steps=100000,
-                             checkpoint_steps=5))
-    read_until(process, r"saved .*model\.ckpt-10$")
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    latest = tf.train.latest_checkpoint(str(tmp_path))
-    step = int(latest.rsplit("-", 1)[1])
-    assert step >= 10
-    out = ok(train(args_for(data, tmp_path, model="MoeModel", max_steps=step + 2)))
-    assert f"at step {step}" in out and max(losses_of(out)) == step + 2
+def test_repeated_sigkill_at_random_moments_never_costs_a_checkpoint(data, tmp_path):
+    chance = random.Random(0)
+    flags = dict(model="LogisticModel", checkpoint_steps=3)
+    last_saved = 0
+    for round in range(4):
+        process = start(args_for(data, tmp_path, max_steps=100000, **flags))
+        _, seen = read_until(process, r"^saved " if round == 0 else r"^step \d+ ")
+        resumed = re.search(r"resumed from .* at step (\d+)", seen)
+        if round:
+            assert int(resumed[1]) >= last_saved, seen
+        time.sleep(chance.uniform(0.0, 1.5))
+        process.send_signal(signal.SIGKILL)
+        seen += process.stdout.read()
+        process.wait()
+        saved = [int(s) for s in re.findall(r"saved .*model\.ckpt-(\d+)$", seen, re.M)]
+        latest = tf.train.latest_checkpoint(str(tmp_path))
+        assert latest is not None and checkpoint_step(latest) == int(latest.rsplit("-", 1)[1])
+        assert int(latest.rsplit("-", 1)[1]) >= max(saved + [last_saved])
+        last_saved = int(latest.rsplit("-", 1)[1])
+    out = ok(train(args_for(data, tmp_path, max_steps=last_saved + 3, **flags)))
+    assert f"at step {last_saved}" in out and max(losses_of(out)) == last_saved + 3
+    evaluated = subprocess.run(
+        [sys.executable, os.path.join(REPO_DIR, "eval.py"), f"--train_dir={tmp_path}",
+         f"--eval_data_pattern={data['video']}", "--run_once"],
+        capture_output=True, text=True, timeout=240)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert re.search(rf"^step {last_saved + 3}: 600 videos \| GAP@20 0\.\d+", evaluated.stdout,
+                     re.M), evaluated.stdout
+
+
+def limit_file_size(size):
+    def preexec():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails: EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    return preexec
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(data, tmp_path):
+    flags = dict(model="LogisticModel", checkpoint_steps=5)
+    ok(train(args_for(data, tmp_path, max_steps=5, **flags)))
+    first = str(tmp_path / "model.ckpt-5")
+    done = subprocess.run([sys.executable, TRAIN, *args_for(data, tmp_path, max_steps=10,
+                                                            **flags)],
+                          capture_output=True, text=True, timeout=240,
+                          preexec_fn=limit_file_size(64 * 1024))
+    assert done.returncode == 1, done.stderr[-2000:]
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert re.match(r"error: could not save the checkpoint of step 10 in .*disk full\?\); "
+                    rf".*{re.escape(first)} is kept$", last_line), last_line
+    assert tf.train.latest_checkpoint(str(tmp_path)) == first
+    out = ok(train(args_for(data, tmp_path, max_steps=10, **flags)))
+    assert f"resumed from {first} at step 5" in out and checkpoint_step(
+        str(tmp_path / "model.ckpt-10")) == 10
 
 
 def test_sigterm_saves_a_checkpoint_before_exit(data, tmp_path):
