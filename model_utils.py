@@ -179,24 +179,23 @@ class MoeClassifier(keras.layers.Layer):
 # -- summary and budget ---------------------------------------------------------------------------
 
 def _weight_layers(layer):
-    """Layers that own weights directly, depth first."""
+    """(layer, weights it owns directly) for each layer that owns weights, depth first."""
     children = [c for c in layer._flatten_layers(include_self=False, recursive=False)]
-    if not children:
-        return [layer] if layer.weights else []
     found = []
     for child in children:
         found.extend(_weight_layers(child))
-    own = {id(w) for w in layer.weights} - {id(w) for c in children for w in c.weights}
+    inner = {id(w) for c in children for w in c.weights}
+    own = [w for w in layer.weights if id(w) not in inner]
     if own:
-        found.append(layer)
+        found.append((layer, own))
     return found
 
 
 def summarize(model):
     """(rows, totals) of a built model: per layer (path, kind, weights, dense-equivalent)."""
     rows = []
-    for layer in _weight_layers(model):
-        weights = layer.count_params()
+    for layer, own in _weight_layers(model):
+        weights = sum(math.prod(w.shape) for w in own)
         dense = (layer.dense_weight_count()
                  if isinstance(layer, circulant_ops.DiagonalCirculant) else weights)
         rows.append((layer.path, type(layer).__name__, weights, dense))

@@ -73,8 +73,10 @@ def define_model_flags():
     """One flag per model hyperparameter; unset, each model keeps its own default."""
     seen = {}
     for name in model_utils.model_names():
+        measured = getattr(model_utils.get_model_class(name), "data_settings", ())
         for key, default in model_utils.model_hyperparameters(name).items():
-            seen.setdefault(key, {})[name] = default
+            if key not in measured:
+                seen.setdefault(key, {})[name] = default
     definers = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
                 str: flags.DEFINE_string}
     for key, defaults in sorted(seen.items()):
@@ -94,13 +96,20 @@ OPTIMIZERS = {
 }
 
 
-def model_settings():
-    """The run's model description: what model_flags.json records."""
-    hyperparameters = model_utils.model_hyperparameters(FLAGS.model)  # raises on unknown names
+def model_settings(files):
+    """The run's model description: what model_flags.json records.
+
+    A model with `data_settings` (a memory of the training videos) measures them on `files`.
+    """
+    model_class = model_utils.get_model_class(FLAGS.model)  # raises on unknown names
+    measured = getattr(model_class, "data_settings", ())
     settings = {key: FLAGS[key].value if FLAGS[key].value is not None else default
-                for key, default in hyperparameters.items()}
+                for key, default in model_utils.model_hyperparameters(FLAGS.model).items()
+                if key not in measured}
     reader = readers.make_reader(FLAGS.frame_features, FLAGS.num_classes, FLAGS.feature_names,
                                  FLAGS.feature_sizes, FLAGS.max_frames)
+    if measured:
+        settings.update(model_class.settings_from_data(reader, files))
     return {"model": FLAGS.model, "frame_features": FLAGS.frame_features,
             "feature_names": ",".join(reader.feature_names),
             "feature_sizes": ",".join(map(str, reader.feature_sizes)),
@@ -179,9 +188,9 @@ def run():
     # Non-chief workers write their (identical) checkpoints and summaries to a scratch folder.
     out_dir = train_dir if chief else utils.prepare_dir(
         os.path.join(train_dir, "workers", str(strategy.cluster_resolver.task_id)))
-    settings = model_settings()
-    reader = checkpoints.make_reader(settings)
     files = readers.resolve_files(FLAGS.train_data_pattern)
+    settings = model_settings(files)
+    reader = checkpoints.make_reader(settings)
     check_model_flags(train_dir, settings, chief)
     keras.utils.set_random_seed(FLAGS.seed)
 
@@ -218,6 +227,12 @@ def run():
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
         print(f"resumed from {latest} at step {int(optimizer.iterations.numpy())}")
+    elif hasattr(model, "memorize"):
+        started = time.time()
+        with reader.reraise_data_errors(files):
+            model.memorize(reader.dataset(files, 4096, num_readers=FLAGS.num_readers))
+        print(f"memorised {model.memory_videos:,} training videos in "
+              f"{time.time() - started:.0f}s", flush=True)
 
     # -- the training step ------------------------------------------------------------------------
     @tf.function

@@ -10,7 +10,8 @@ SMALL = dict(dbof_cluster_size=16, dbof_hidden_size=8, netvlad_cluster_size=4,
              netvlad_hidden_size=8, fv_cluster_size=4, fv_hidden_size=8, lstm_cells=8,
              lstm_layers=2, gru_cells=8, gru_layers=1, video_clusters=16, audio_clusters=8,
              fc_size=8, iterations=5, moe_num_mixtures=2)
-VIDEO_LEVEL = {"LogisticModel", "MoeModel", "GatedMoeModel"}
+VIDEO_LEVEL = {n for n in model_utils.model_names()
+               if not model_utils.get_model_class(n).frame_level}
 ALL_COMPACT = "embedding,fc,moe,gating"
 
 
@@ -221,7 +222,7 @@ def test_a_checkpoint_restores_every_weight(name, classifier, tmp_path):
     model(batch, training=False)
     rng = np.random.default_rng(5)
     for weight in model.weights:
-        weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype(np.float32) * 0.1)
+        weight.assign((rng.uniform(0.5, 1.5, weight.shape) * 0.1).astype(weight.dtype))
     path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
     restored = model_utils.build_model(name, 20, **settings)
     restored(batch, training=False)
@@ -229,3 +230,32 @@ def test_a_checkpoint_restores_every_weight(name, classifier, tmp_path):
     assert len(restored.weights) == len(model.weights)
     np.testing.assert_array_equal(restored(batch, training=False).numpy(),
                                   model(batch, training=False).numpy())
+
+
+def test_knn_moe_neighbours_match_numpy():
+    rng = np.random.default_rng(6)
+    memory, labels = rng.normal(size=(40, 12)), (rng.random((40, 7)) < 0.3).astype(np.float32)
+    model = model_utils.build_model("KnnMoeModel", 7, video_size=8, audio_weight=0.5, knn_k=5,
+                                    knn_temperature=3.0, knn_weight=0.25, memory_videos=40,
+                                    memory_labels=int(labels.sum()))
+    batches = [{"features": tf.constant(memory[i:i + 16], tf.float32),
+                "labels": tf.constant(labels[i:i + 16])} for i in (0, 16, 32)]
+    model({"features": batches[0]["features"]})
+    model.memorize(batches)
+    queries = rng.normal(size=(6, 12))
+
+    def features(x):
+        return np.concatenate([x[:, :8] / np.linalg.norm(x[:, :8], axis=1, keepdims=True),
+                               0.5 * x[:, 8:] / np.linalg.norm(x[:, 8:], axis=1, keepdims=True)],
+                              axis=1)
+
+    similarity = features(queries) @ features(memory).astype(np.float16).astype(np.float64).T
+    nearest = np.argsort(-similarity, axis=1)[:, :5]
+    weights = np.exp(3.0 * np.take_along_axis(similarity, nearest, 1))
+    knn = np.einsum("nk,nkc->nc", weights / weights.sum(axis=1, keepdims=True), labels[nearest])
+    batch = {"features": tf.constant(queries, tf.float32)}
+    moe = model.moe(tf.constant(features(queries), tf.float32)).numpy()
+    np.testing.assert_allclose(model(batch, training=False).numpy(), 0.75 * moe + 0.25 * knn,
+                               rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="the training data changed"):
+        model.memorize(batches[:2])

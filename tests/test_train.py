@@ -62,6 +62,22 @@ def test_video_level_training_lowers_the_loss(data, tmp_path, model, compact):
     assert "compression" in out and (tmp_path / "model_summary.txt").exists()
 
 
+def test_knn_moe_memorises_the_training_videos_once(data, tmp_path):
+    out = ok(train(args_for(data, tmp_path, model="KnnMoeModel", max_steps=20,
+                            validation_data_pattern=data["video"], validation_steps=20)))
+    assert "memorised 600 training videos" in out
+    settings = json.loads((tmp_path / "model_flags.json").read_text())["settings"]
+    assert settings["memory_videos"] == 600 and settings["knn_k"] == 30
+    assert settings["memory_labels"] > 600
+    first = json.loads((tmp_path / "validation.jsonl").read_text().splitlines()[0])
+    assert first["gap"] > 0.9  # the training videos themselves: their nearest neighbours
+    out = ok(train(args_for(data, tmp_path, model="KnnMoeModel", max_steps=25)))
+    assert "resumed from" in out and "memorised" not in out
+    changed = train(args_for(data, tmp_path, model="KnnMoeModel", max_steps=30,
+                             train_data_pattern=data["video"].split(",")[0]))
+    assert changed.returncode == 1 and "(memory_labels, memory_videos)" in changed.stderr
+
+
 @pytest.mark.parametrize("compact", ["", "embedding,fc,moe,gating"])
 def test_frame_level_training_lowers_the_loss(data, tmp_path, compact):
     out = ok(train(args_for(data, tmp_path, frame=True, model="TwoStreamModel",
