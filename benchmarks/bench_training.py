@@ -1,0 +1,225 @@
+"""Training, evaluation and memory of the paper's DBoF model, dense against its compact variants.
+
+    .venv/bin/python benchmarks/bench_training.py [--scale=small|paper] [--batch=32]
+
+The model is `TwoStreamModel` (DBoF embedding, audio + video, MoE, Context Gating), trained as
+train.py trains it (Adam, the starter's cross-entropy, one tf.function step). Variants, all
+built in one process and timed in turn, round after round, on the same cached batches:
+dense; compact FC with k = 1, 3, 6; compact embedding (k=1); compact MoE and gating (k=1).
+
+Also measured:
+- evaluation throughput (forward only, videos/s) of each variant;
+- the input pipeline: the compact k=1 model trained from the frame-level reader (generated
+  files, read as train.py reads them) against the same model on cached batches;
+- a breakdown of one compact k=1 step: input batch, embedding, FC, MoE + gating, whole forward,
+  forward + backward, optimizer (the step minus forward + backward);
+- peak memory of training, each variant in its own process (peak resident set minus the
+  resident set before the model was built).
+
+Scales: "paper" is the paper's model (8,192 video and 4,096 audio clusters, FC 512, MoE 4
+mixtures, 30 frames sampled); "small" has 1,024 and 512 clusters, same FC, MoE and frames.
+Data: --videos generated frame-level videos (3,862 classes, 100-300 frames).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from utils import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import frame_level_models  # noqa: E402,F401 - registers TwoStreamModel
+import generate_data  # noqa: E402
+import losses  # noqa: E402
+import model_utils  # noqa: E402
+import readers  # noqa: E402
+
+SCALES = {"paper": dict(video_clusters=8192, audio_clusters=4096),
+          "small": dict(video_clusters=1024, audio_clusters=512)}
+VARIANTS = {"dense": ("", 1), "fc_k1": ("fc", 1), "fc_k3": ("fc", 3), "fc_k6": ("fc", 6),
+            "embedding_k1": ("embedding", 1), "moe_k1": ("moe,gating", 1)}
+flags.DEFINE_enum("scale", "small", list(SCALES), "Model size.")
+flags.DEFINE_integer("batch", 32, "Videos per step.")
+flags.DEFINE_integer("videos", 256, "Generated frame-level videos.")
+flags.DEFINE_integer("steps", 5, "Steps per timing.")
+flags.DEFINE_integer("rounds", 3, "Timings per variant; the best is kept.")
+flags.DEFINE_string("variants", ",".join(VARIANTS), "Variants to run.")
+flags.DEFINE_string("memory_variant", "", "Internal: measure this variant's peak memory.")
+flags.DEFINE_string("data_dir", "", "Internal: the generated files.")
+FLAGS = flags.FLAGS
+CLASSES = readers.NUM_CLASSES
+
+
+def build(variant):
+    compact, k = VARIANTS[variant]
+    keras.utils.set_random_seed(0)
+    model = model_utils.build_model("TwoStreamModel", CLASSES, compact_layers=compact,
+                                    k_factor=k, **SCALES[FLAGS.scale])
+    optimizer = keras.optimizers.Adam(0.01)
+    loss_fn = losses.CrossEntropyLoss()
+
+    @tf.function
+    def train_step(batch):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(loss_fn(model(batch, training=True), batch["labels"]))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def predict(batch):
+        return model(batch, training=False)
+
+    return model, train_step, predict
+
+
+def timed(function, batches, steps):
+    """Seconds for `steps` calls over `batches` (an iterator or list), the result fetched."""
+    source = iter(batches) if not isinstance(batches, list) else None
+    start = time.perf_counter()
+    for i in range(steps):
+        result = function(next(source) if source else batches[i % len(batches)])
+    float(tf.reduce_sum(result))
+    return time.perf_counter() - start
+
+
+def make_data(folder):
+    structure = generate_data.HiddenStructure(CLASSES, seed=0)
+    records = generate_data.synthetic_records(structure, FLAGS.videos, 0, "train",
+                                              frame_level=True, min_frames=100, max_frames=300)
+    return generate_data.write_shards(records, folder, "train", 4)
+
+
+def reader_batches(files):
+    dataset = readers.FrameReader().dataset(files, FLAGS.batch, num_epochs=None, shuffle=True,
+                                            seed=0, drop_remainder=True)
+    return iter(dataset)
+
+
+def rss_kib(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def memory_of(variant, files):
+    """Peak memory (MB) of training `variant`, in this process (run alone)."""
+    source = reader_batches(files)
+    cached = [next(source) for _ in range(2)]
+    before = rss_kib("VmRSS")
+    _, train_step, _ = build(variant)
+    for i in range(3):
+        train_step(cached[i % 2])
+    return (rss_kib("VmHWM") - before) / 1024
+
+
+def breakdown(files, cached):
+    model, train_step, predict = build("fc_k1")
+    batch = cached[0]
+    frames, mask = model.frames(batch, True)
+    video, audio = frames[:, :, :1024], frames[:, :, 1024:]
+
+    def pool(which, stream):
+        return model._pool(getattr(model, f"{which}_pool"), stream, mask, True)
+
+    pooled = [pool("video", video), pool("audio", audio)]
+    fc_in = tf.concat([model.video_fc(pooled[0]), model.audio_fc(pooled[1])], 1)
+
+    parts = {
+        "embedding (both DBoF pools)": tf.function(
+            lambda b: tf.concat([pool("video", video), pool("audio", audio)], 1)),
+        "FC (both streams, circulant k=1)": tf.function(lambda b: tf.concat(
+            [model.video_fc(pooled[0]), model.audio_fc(pooled[1])], 1)),
+        "MoE + gating": tf.function(lambda b: model.gating(model.moe(fc_in, training=True),
+                                                          training=True)),
+        "forward": tf.function(lambda b: model(b, training=True)),
+    }
+
+    @tf.function
+    def forward_backward(b):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(losses.CrossEntropyLoss()(model(b, training=True),
+                                                            b["labels"]))
+        return tape.gradient(loss, model.trainable_variables)[0]
+
+    parts["forward + backward"] = forward_backward
+    parts["whole step (forward, backward, Adam)"] = train_step
+    source = reader_batches(files)
+    next(source)
+    results = {"input: one batch from the reader": min(
+        timed(lambda b: b["features"], source, FLAGS.steps) for _ in range(FLAGS.rounds))}
+    for name, function in parts.items():
+        timed(function, cached, 2)
+        results[name] = min(timed(function, cached, FLAGS.steps) for _ in range(FLAGS.rounds))
+    return {name: 1000 * seconds / FLAGS.steps for name, seconds in results.items()}
+
+
+def main(argv):
+    del argv
+    if FLAGS.memory_variant:
+        print(json.dumps({"mb": memory_of(FLAGS.memory_variant, FLAGS.data_dir.split(","))}))
+        return
+    variants = FLAGS.variants.split(",")
+    with tempfile.TemporaryDirectory() as folder:
+        files = make_data(folder)
+        source = reader_batches(files)
+        cached = [next(source) for _ in range(4)]
+        built = {v: build(v) for v in variants}
+        for v in variants:  # trace and warm up
+            timed(built[v][1], cached, 2)
+            timed(built[v][2], cached, 2)
+        train, evaluate = {v: [] for v in variants}, {v: [] for v in variants}
+        for _ in range(FLAGS.rounds):
+            for v in variants:
+                train[v].append(timed(built[v][1], cached, FLAGS.steps))
+                evaluate[v].append(timed(built[v][2], cached, FLAGS.steps))
+        compact_step = built.get("fc_k1", built[variants[0]])[1]
+        reading, cache = [], []
+        for _ in range(FLAGS.rounds):
+            reading.append(timed(compact_step, source, FLAGS.steps))
+            cache.append(timed(compact_step, cached, FLAGS.steps))
+        weights = {v: built[v][0].count_params() for v in variants}
+        del built
+        memory = {}
+        for v in variants:
+            done = subprocess.run(
+                [sys.executable, __file__, f"--memory_variant={v}", f"--scale={FLAGS.scale}",
+                 f"--batch={FLAGS.batch}", f"--data_dir={','.join(files)}"],
+                capture_output=True, text=True, check=True)
+            memory[v] = json.loads(done.stdout.strip().splitlines()[-1])["mb"]
+        parts = breakdown(files, cached)
+
+    examples = FLAGS.batch * FLAGS.steps
+    dense = examples / min(train["dense"]) if "dense" in train else None
+    print(f"scale {FLAGS.scale}, batch {FLAGS.batch}, best of {FLAGS.rounds} x {FLAGS.steps} "
+          f"steps, CPU threads {tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}")
+    print("| variant | weights | train examples/s | vs dense | eval videos/s | peak MB |")
+    print("|---|---|---|---|---|---|")
+    for v in variants:
+        rate = examples / min(train[v])
+        ratio = f"{rate / dense:.2f}x" if dense else "-"
+        print(f"| {v} | {weights[v]:,} | {rate:,.1f} | {ratio} | "
+              f"{examples / min(evaluate[v]):,.1f} | {memory[v]:,.0f} |")
+    print(f"input pipeline: fc_k1 from the reader {examples / min(reading):,.1f} examples/s, "
+          f"from cached batches {examples / min(cache):,.1f} "
+          f"(reading/cached time {min(reading) / min(cache):.3f}x)")
+    print("| part of one fc_k1 step | ms |")
+    print("|---|---|")
+    for name, ms in parts.items():
+        print(f"| {name} | {ms:,.1f} |")
+
+
+if __name__ == "__main__":
+    app.run(main)
