@@ -28,6 +28,7 @@ from model_utils import (
     register,
     sample_frames,
 )
+from readers import dequantize
 
 _ACTIVATIONS = {"sigmoid": tf.sigmoid, "relu6": tf.nn.relu6, "relu": tf.nn.relu}
 
@@ -177,16 +178,24 @@ class FrameModel(keras.Model):
     def frames(self, inputs, training, count=None):
         """(frames [B, T', F], mask [B, T', 1]): `count` sampled real frames, or all of them.
 
+        Features may be float32 or quantized uint8 (`FrameReader(quantized=True)`).
+
         Sampling is random only in training with sample_random_frames; otherwise evenly spaced.
         """
-        features = tf.math.l2_normalize(inputs["features"], axis=-1)
-        num_frames = inputs["num_frames"]
+        features, num_frames = inputs["features"], inputs["num_frames"]
         count = self.iterations if count is None else count
         if count <= 0:
-            return features, frame_mask(num_frames, tf.shape(features)[1])
+            mask = frame_mask(num_frames, tf.shape(features)[1])
+            if features.dtype == tf.uint8:  # padding must stay 0 once dequantized
+                features = tf.where(mask > 0, dequantize(features), 0.0)
+            return tf.math.l2_normalize(features, axis=-1), mask
+        # Dequantizing and normalising act on each frame alone: sampling first gives the same
+        # values for less work.
         sampled = sample_frames(features, num_frames, count,
                                 random=bool(training) and self.sample_random_frames)
-        return sampled, tf.ones_like(sampled[:, :, :1])
+        if sampled.dtype == tf.uint8:
+            sampled = dequantize(sampled)
+        return tf.math.l2_normalize(sampled, axis=-1), tf.ones_like(sampled[:, :, :1])
 
 
 def _classifier(num_classes, name, compact, k_factor, moe_num_mixtures, moe_l2, moe_prob_gating):

@@ -18,7 +18,8 @@ Also measured:
 
 Scales: "paper" is the paper's model (8,192 video and 4,096 audio clusters, FC 512, MoE 4
 mixtures, 30 frames sampled); "small" has 1,024 and 512 clusters, same FC, MoE and frames.
-Data: --videos generated frame-level videos (3,862 classes, 100-300 frames).
+Data: --videos generated frame-level videos (3,862 classes, 100-300 frames), read as uint8
+frames as train.py reads them (--noquantized: dequantized by the reader, as before).
 """
 
 import json
@@ -54,6 +55,8 @@ flags.DEFINE_integer("videos", 256, "Generated frame-level videos.")
 flags.DEFINE_integer("steps", 5, "Steps per timing.")
 flags.DEFINE_integer("rounds", 3, "Timings per variant; the best is kept.")
 flags.DEFINE_string("variants", ",".join(VARIANTS), "Variants to run.")
+flags.DEFINE_bool("quantized", True, "Frames as uint8, as train.py reads them (--noquantized: "
+                  "float32, as before).")
 flags.DEFINE_string("memory_variant", "", "Internal: measure this variant's peak memory.")
 flags.DEFINE_string("data_dir", "", "Internal: the generated files.")
 FLAGS = flags.FLAGS
@@ -101,8 +104,8 @@ def make_data(folder):
 
 
 def reader_batches(files):
-    dataset = readers.FrameReader().dataset(files, FLAGS.batch, num_epochs=None, shuffle=True,
-                                            seed=0, drop_remainder=True)
+    dataset = readers.FrameReader(quantized=FLAGS.quantized).dataset(
+        files, FLAGS.batch, num_epochs=None, shuffle=True, seed=0, drop_remainder=True)
     return iter(dataset)
 
 
@@ -196,15 +199,16 @@ def main(argv):
         for v in variants:
             done = subprocess.run(
                 [sys.executable, __file__, f"--memory_variant={v}", f"--scale={FLAGS.scale}",
-                 f"--batch={FLAGS.batch}", f"--data_dir={','.join(files)}"],
+                 f"--batch={FLAGS.batch}", f"--data_dir={','.join(files)}",
+                 f"--quantized={FLAGS.quantized}"],
                 capture_output=True, text=True, check=True)
             memory[v] = json.loads(done.stdout.strip().splitlines()[-1])["mb"]
         parts = breakdown(files, cached)
 
     examples = FLAGS.batch * FLAGS.steps
     dense = examples / min(train["dense"]) if "dense" in train else None
-    print(f"scale {FLAGS.scale}, batch {FLAGS.batch}, best of {FLAGS.rounds} x {FLAGS.steps} "
-          f"steps, CPU threads {tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}")
+    print(f"scale {FLAGS.scale}, batch {FLAGS.batch}, quantized {FLAGS.quantized}, "
+          f"best of {FLAGS.rounds} x {FLAGS.steps} steps")
     print("| variant | weights | train examples/s | vs dense | eval videos/s | peak MB |")
     print("|---|---|---|---|---|---|")
     for v in variants:

@@ -4,6 +4,7 @@ import tensorflow as tf
 
 import frame_level_models as flm
 import model_utils
+import readers
 import video_level_models  # noqa: F401 - registers the video-level models
 
 SMALL = dict(dbof_cluster_size=16, dbof_hidden_size=8, netvlad_cluster_size=4,
@@ -259,3 +260,17 @@ def test_knn_moe_neighbours_match_numpy():
                                rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="the training data changed"):
         model.memorize(batches[:2])
+
+
+@pytest.mark.parametrize("iterations", [0, 5])
+def test_quantized_frames_give_the_float_readers_output(iterations):
+    rng = np.random.default_rng(7)
+    quantized = rng.integers(0, 256, size=(3, 10, 1152), dtype=np.uint8)
+    num_frames = tf.constant([10, 4, 1])
+    quantized[1, 4:] = quantized[2, 1:] = 0  # padding, as FrameReader(quantized=True) gives it
+    real = np.arange(10)[None, :, None] < num_frames.numpy()[:, None, None]
+    floats = np.where(real, readers.dequantize(quantized).numpy(), 0.0).astype(np.float32)
+    model = model_utils.build_model("TwoStreamModel", 20, **dict(SMALL, iterations=iterations))
+    from_floats = model({"features": tf.constant(floats), "num_frames": num_frames}).numpy()
+    from_bytes = model({"features": tf.constant(quantized), "num_frames": num_frames}).numpy()
+    np.testing.assert_array_equal(from_bytes, from_floats)

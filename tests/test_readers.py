@@ -85,6 +85,15 @@ def test_frame_level_padding_truncation_and_exact_values(tmp_path):
     np.testing.assert_array_equal(got["features"][1, :, :1024], dequantized(long_rgb[:5]))
     np.testing.assert_array_equal(got["features"][1, :5, 1024:], dequantized(long_audio[:5]))
 
+    quantized = read_all(readers.FrameReader(max_frames=5, quantized=True), [path])["features"]
+    assert quantized.dtype == np.uint8 and quantized.shape == (2, 5, 1152)
+    np.testing.assert_array_equal(quantized[0, :3], np.concatenate(
+        [np.stack(short_rgb), np.stack(short_audio)], axis=1))
+    assert not quantized[0, 3:].any(), "padding frames must be zeros"
+    real = got["num_frames"][:, None, None] > np.arange(5)[None, :, None]
+    np.testing.assert_array_equal(np.where(real, readers.dequantize(quantized).numpy(), 0.0),
+                                  got["features"])
+
 
 def test_frame_level_single_feature(tmp_path):
     rng = np.random.default_rng(2)
