@@ -27,7 +27,7 @@ def plot(rows, out, title):
     figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
     for variant, points in curves.items():
         points.sort()
-        label = f"{variant} ({points[0][2] / 1e6:.2f}M weights)"
+        label = f"{variant} ({points[0][2]:,} weights)"
         axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3,
                   label=label)
     axes.set_xlabel("epoch")
