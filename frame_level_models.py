@@ -205,7 +205,7 @@ def _classifier(num_classes, name, compact, k_factor, moe_num_mixtures, moe_l2, 
     if name != "MoeModel":
         raise ValueError(f"unknown video_level_classifier_model {name!r}; "
                          "choose MoeModel or LogisticModel")
-    return MoeClassifier(num_classes, moe_num_mixtures, moe_l2, "moe" in compact, k_factor,
+    return MoeClassifier(num_classes, moe_num_mixtures, moe_l2, compact, k_factor,
                          moe_prob_gating, "gating" in compact, name="classifier")
 
 
@@ -332,7 +332,7 @@ class _LearnablePoolingModel(FrameModel):
         self.relu = relu
         self.gating = ContextGating("gating" in compact, k_factor, name="gating") \
             if gating else None
-        self.classifier = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, "moe" in compact,
+        self.classifier = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, compact,
                                         k_factor, moe_prob_gating, "gating" in compact,
                                         name="classifier")
 
@@ -427,7 +427,7 @@ class TwoStreamModel(FrameModel):
             setattr(self, f"{name}_fc", linear(fc_size, "fc" in compact, k_factor,
                                                use_bias=False, name=f"{name}_fc"))
             setattr(self, f"{name}_norm", keras.layers.BatchNormalization(name=f"{name}_fc_bn"))
-        self.moe = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, "moe" in compact,
+        self.moe = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, compact,
                                  k_factor, name="moe")
         self.gating = ContextGating("gating" in compact, k_factor, name="gating") \
             if gating else None

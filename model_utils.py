@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import circulant_ops
 
-COMPACT_LAYERS = ("embedding", "fc", "moe", "gating")
+COMPACT_LAYERS = ("embedding", "fc", "moe", "moe_gates", "moe_experts", "gating")
 
 _REGISTRY = {}
 
@@ -151,6 +151,9 @@ class LogisticClassifier(keras.layers.Layer):
 class MoeClassifier(keras.layers.Layer):
     """Mixture of experts: gates softmax over M+1 (one dummy expert), experts sigmoid.
 
+    compact: True/False for both parts, or the compact layer names ("moe": both parts,
+    "moe_gates" or "moe_experts": one).
+
     probabilities = sum_m gate_m * expert_m, per class. Optionally Context Gating on the output
     probabilities (`prob_gating`, Miech et al. 2017).
     """
@@ -159,9 +162,14 @@ class MoeClassifier(keras.layers.Layer):
                  prob_gating=False, compact_gating=False, **kwargs):
         super().__init__(**kwargs)
         self.num_classes, self.num_mixtures = num_classes, num_mixtures
-        self.gates = linear(num_classes * (num_mixtures + 1), compact, k_factor, use_bias=False,
-                            l2=l2, name="gates")
-        self.experts = linear(num_classes * num_mixtures, compact, k_factor, l2=l2,
+        if isinstance(compact, bool):
+            compact_gates = compact_experts = compact
+        else:  # the set of compact layer names: "moe" is both parts
+            compact_gates = bool({"moe", "moe_gates"} & set(compact))
+            compact_experts = bool({"moe", "moe_experts"} & set(compact))
+        self.gates = linear(num_classes * (num_mixtures + 1), compact_gates, k_factor,
+                            use_bias=False, l2=l2, name="gates")
+        self.experts = linear(num_classes * num_mixtures, compact_experts, k_factor, l2=l2,
                               bias=prior_logit(num_classes), name="experts")
         self.prob_gating = (ContextGating(compact_gating, k_factor, name="prob_gating")
                             if prob_gating else None)

@@ -44,7 +44,7 @@ class MoeModel(VideoModel):
                  compact_layers="", k_factor=1, **kwargs):
         super().__init__(**kwargs)
         compact = model_utils.parse_compact_layers(compact_layers)
-        self.moe = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, "moe" in compact,
+        self.moe = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, compact,
                                  k_factor, moe_prob_gating, "gating" in compact, name="moe")
 
     def call(self, inputs, training=False):
@@ -87,7 +87,7 @@ class KnnMoeModel(VideoModel):
         self.knn_k, self.knn_temperature, self.knn_weight = knn_k, knn_temperature, knn_weight
         self.dropout = keras.layers.Dropout(input_dropout)
         compact = model_utils.parse_compact_layers(compact_layers)
-        self.moe = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, "moe" in compact, k_factor,
+        self.moe = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, compact, k_factor,
                                  name="moe")
         self.memory_videos, self.memory_labels = memory_videos, memory_labels
 

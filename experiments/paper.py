@@ -14,6 +14,8 @@ Experiments defined so far:
                validate videos), LogisticModel and MoeModel (2 mixtures), dense against their
                compact versions (every dense layer of the classifier diagonal-circulant, k=1).
                Adam 0.01, batch 256, 10 epochs. The same at both scales: the data is what it is.
+  compact_moe  the same data and training: MoeModel with only its gates diagonal-circulant
+               (k=1, experts dense), with 2 and 1 mixtures, and the dense 1-mixture MoE.
 """
 
 import json
@@ -44,6 +46,19 @@ EXPERIMENTS = {
             "MoeModel dense": ["--model=MoeModel", "--moe_num_mixtures=2"],
             "MoeModel compact": ["--model=MoeModel", "--moe_num_mixtures=2",
                                  "--compact_layers=moe,gating"],
+        },
+        "videos_per_epoch": TRAIN_VIDEOS,
+        "batch_size": 256,
+    },
+    "compact_moe": {  # which part of the MoE to make compact (issue 7's goal for the MoE)
+        "train": "yt8m-2018-video/train/*.tfrecord",
+        "validate": "yt8m-2018-video/validate/*.tfrecord",
+        "flags": ["--batch_size=256", "--base_learning_rate=0.01", "--num_epochs=10",
+                  "--validation_steps=91", "--log_steps=30", "--seed=0", "--model=MoeModel"],
+        "variants": {
+            "2 mixtures, compact gates": ["--moe_num_mixtures=2", "--compact_layers=moe_gates"],
+            "1 mixture, compact gates": ["--moe_num_mixtures=1", "--compact_layers=moe_gates"],
+            "1 mixture, dense": ["--moe_num_mixtures=1"],
         },
         "videos_per_epoch": TRAIN_VIDEOS,
         "batch_size": 256,

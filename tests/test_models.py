@@ -60,7 +60,8 @@ def test_padding_frames_do_not_change_the_output(name):
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(ValueError, match="unknown model 'Nope'; choose one of .*DbofModel"):
         model_utils.build_model("Nope", 10)
-    with pytest.raises(ValueError, match="valid: embedding, fc, moe, gating"):
+    with pytest.raises(ValueError,
+                       match="valid: embedding, fc, moe, moe_gates, moe_experts, gating"):
         model_utils.build_model("MoeModel", 10, compact_layers="fc,experts")
 
 
@@ -274,3 +275,19 @@ def test_quantized_frames_give_the_float_readers_output(iterations):
     from_floats = model({"features": tf.constant(floats), "num_frames": num_frames}).numpy()
     from_bytes = model({"features": tf.constant(quantized), "num_frames": num_frames}).numpy()
     np.testing.assert_array_equal(from_bytes, from_floats)
+
+
+def test_moe_gates_or_experts_alone_can_be_compact():
+    import circulant_ops
+
+    x = tf.constant(np.random.default_rng(8).normal(size=(2, 16)), tf.float32)
+    kinds = {}
+    for compact in (frozenset(), {"moe_gates"}, {"moe_experts"}, {"moe"}, True):
+        layer = model_utils.MoeClassifier(10, 2, compact=compact)
+        assert layer(x).shape == (2, 10)
+        kinds[str(sorted(compact)) if not isinstance(compact, bool) else "True"] = (
+            isinstance(layer.gates, circulant_ops.DiagonalCirculant),
+            isinstance(layer.experts, circulant_ops.DiagonalCirculant))
+    assert kinds == {"[]": (False, False), "['moe_gates']": (True, False),
+                     "['moe_experts']": (False, True), "['moe']": (True, True),
+                     "True": (True, True)}
