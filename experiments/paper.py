@@ -6,7 +6,8 @@
 Each variant is one `train.py` run (seed 0) in `<out_dir>/<experiment>/<variant>/` that
 evaluates the validation files after every epoch; its per-epoch validation GAP@20, weights and
 training examples/s are appended to `<out_dir>/<experiment>.jsonl`, one JSON line per epoch.
-A variant whose train_dir already holds a finished run is read again, not re-trained.
+A variant whose train_dir already holds a finished run is read again, not re-trained; with
+--variants, only those are trained, and the results file gathers every finished variant.
 
 Experiments defined so far:
 
@@ -15,7 +16,8 @@ Experiments defined so far:
                compact versions (every dense layer of the classifier diagonal-circulant, k=1).
                Adam 0.01, batch 256, 10 epochs. The same at both scales: the data is what it is.
   compact_moe  the same data and training: MoeModel with only its gates diagonal-circulant
-               (k=1, experts dense), with 2 and 1 mixtures, and the dense 1-mixture MoE.
+               (k=1, experts dense), with 2 and 1 mixtures, 1 mixture with k=3, and the dense
+               1-mixture MoE.
 """
 
 import json
@@ -59,6 +61,8 @@ EXPERIMENTS = {
             "2 mixtures, compact gates": ["--moe_num_mixtures=2", "--compact_layers=moe_gates"],
             "1 mixture, compact gates": ["--moe_num_mixtures=1", "--compact_layers=moe_gates"],
             "1 mixture, dense": ["--moe_num_mixtures=1"],
+            "1 mixture, compact gates, k=3": ["--moe_num_mixtures=1", "--compact_layers=moe_gates",
+                                              "--k_factor=3"],
         },
         "videos_per_epoch": TRAIN_VIDEOS,
         "batch_size": 256,
@@ -69,7 +73,8 @@ flags.DEFINE_enum("experiment", "video_level", list(EXPERIMENTS), "Which experim
 flags.DEFINE_enum("scale", "small", ["small", "paper"], "small: a 2-core CPU; paper: the "
                   "paper's sizes, for a GPU (the same for video_level).")
 flags.DEFINE_string("out_dir", os.path.join(REPO, "out", "experiments"), "Where runs go.")
-flags.DEFINE_string("variants", "", "Comma-separated variant names (default: all).")
+flags.DEFINE_string("variants", "", "Comma-separated variants as their folder names, e.g. "
+                    "moemodel_dense (default: all).")
 FLAGS = flags.FLAGS
 
 
@@ -122,15 +127,18 @@ def results_of(spec, name, train_dir, output, seconds):
 def main(argv):
     del argv
     spec = EXPERIMENTS[FLAGS.experiment]
-    names = FLAGS.variants.split(",") if FLAGS.variants else list(spec["variants"])
-    unknown = [n for n in names if n not in spec["variants"]]
+    slugs = {slug(name): name for name in spec["variants"]}
+    requested = [v.strip() for v in FLAGS.variants.split(",") if v.strip()] or list(slugs)
+    unknown = [v for v in requested if v not in slugs]
     if unknown:
-        raise SystemExit(f"error: unknown variant(s) {unknown}; choose from "
-                         f"{list(spec['variants'])}")
+        raise SystemExit(f"error: unknown variant(s) {unknown}; choose from {list(slugs)}")
+    names = [slugs[v] for v in requested]
     results = os.path.join(FLAGS.out_dir, f"{FLAGS.experiment}.jsonl")
     rows = []
-    for name in names:
+    for name in spec["variants"]:  # results of every finished variant, trained or not now
         train_dir = os.path.join(FLAGS.out_dir, FLAGS.experiment, FLAGS.scale, slug(name))
+        if name not in names and not os.path.exists(os.path.join(train_dir, "done")):
+            continue
         output, seconds = run_variant(spec, name, train_dir)
         rows.extend(results_of(spec, name, train_dir, output, seconds))
         best = max((r for r in rows if r["variant"] == name), key=lambda r: r["gap"])
