@@ -21,6 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
+from process_memory import rss_kib  # noqa: E402 - beside this script
 
 from utils import quiet_tensorflow  # noqa: E402
 
@@ -42,14 +43,6 @@ flags.DEFINE_integer("repeats", 3, "Timings per variant; the best is kept.")
 flags.DEFINE_string("variant", "", "Internal: run one variant and print JSON.")
 flags.DEFINE_string("json_out", "", "Also write the rows as JSON lines here.")
 FLAGS = flags.FLAGS
-
-
-def _rss_kib(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def run_variant(spec):
@@ -120,13 +113,13 @@ def run_variant(spec):
 
     if gpu:
         tf.config.experimental.reset_memory_stats("GPU:0")
-    before = _rss_kib("VmRSS")  # inputs and weights are in place; no step has run
+    before = rss_kib("VmRSS")  # inputs and weights are in place; no step has run
     forward_s = best_time(fwd)
     train_s = best_time(fwd_bwd)
     if gpu:
         peak_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
     else:
-        peak_mb = max(0, _rss_kib("VmHWM") - before) / 1024
+        peak_mb = max(0, rss_kib("VmHWM") - before) / 1024
     return dict(spec, n=n, weights=weights, forward_ms=forward_s * 1e3, train_ms=train_s * 1e3,
                 peak_mb=peak_mb, device="GPU" if gpu else "CPU")
 

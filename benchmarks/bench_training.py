@@ -33,6 +33,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
+from process_memory import rss_kib  # noqa: E402 - beside this script
 
 from utils import quiet_tensorflow  # noqa: E402
 
@@ -124,14 +125,6 @@ def inference_rate(predict, files):
                             scores.numpy()))
         best = min(best, time.perf_counter() - start) if rows else best
     return len(rows) / best
-
-
-def rss_kib(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def memory_of(variant, files):
