@@ -17,8 +17,10 @@ venv: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# Two workers: most tests start TensorFlow processes, and each start-up uses one core.
+TEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 # The demo: generated frame-level data, the paper's two-stream model with every dense layer
 # made compact (scaled down to train in about two minutes on a CPU), evaluation, submission.

@@ -1,26 +1,45 @@
 """The paper's experiments, re-run with this project's own train.py (issue 7).
 
-    .venv/bin/python experiments/paper.py --experiment=video_level [--out_dir=out/experiments]
-    .venv/bin/python experiments/plot.py out/experiments/video_level.jsonl
+    .venv/bin/python experiments/paper.py --experiment=NAME [--scale=small|paper]
+    .venv/bin/python experiments/plot.py out/experiments/NAME.jsonl
 
-Each variant is one `train.py` run (seed 0) in `<out_dir>/<experiment>/<variant>/` that
+Each variant is one `train.py` run (seed 0) in `<out_dir>/<experiment>/<scale>/<variant>/` that
 evaluates the validation files after every epoch; its per-epoch validation GAP@20, weights and
 training examples/s are appended to `<out_dir>/<experiment>.jsonl`, one JSON line per epoch.
-A variant whose train_dir already holds a finished run is read again, not re-trained; with
---variants, only those are trained, and the results file gathers every finished variant.
+A variant whose train_dir already holds a finished run is read again, not re-trained, and so is
+one whose exact command another experiment has already run; with --variants, only those are
+trained, and the results file gathers every finished variant.
 
-Experiments defined so far:
+Frame-level experiments (1-3; 4 is their figures) train on frame-level files expanded once from
+the shared real 2018 video-level records (`generate_data.py --from_video_pattern`: real ids and
+labels, each video's frames its real mean features plus zero-mean noise) into
+`<out_dir>/frames/<scale>/`, and validate on the expanded validate split.
 
-  video_level  experiment 5: on the shared real 2018 video-level data (23,091 train, 5,701
-               validate videos), LogisticModel and MoeModel (2 mixtures), dense against their
-               compact versions (every dense layer of the classifier diagonal-circulant, k=1).
-               Adam 0.01, batch 256, 10 epochs. The same at both scales: the data is what it is.
-  compact_moe  the same data and training: MoeModel with only its gates diagonal-circulant
-               (k=1, experts dense), with 2 and 1 mixtures, 1 mixture with k=3, and the dense
-               1-mixture MoE.
+Experiments:
+
+  layer_by_layer  experiment 1: video only, TwoStreamModel with DBoF; dense, then the DBoF
+                  embedding, the FC layer, or the MoE and Context Gating diagonal-circulant.
+  embeddings      experiment 2: audio + video, DBoF, NetVLAD and NetFV, each with a dense and a
+                  circulant FC layer.
+  factors         experiment 3: audio + video DBoF, circulant FC with k = 1, 3, 6 factors
+                  against dense (examples/s, FC weights, GAP).
+  video_level     experiment 5: on the shared real 2018 video-level data (23,091 train, 5,701
+                  validate videos), LogisticModel and MoeModel (2 mixtures), dense against their
+                  compact versions (every dense layer of the classifier diagonal-circulant, k=1).
+                  Adam 0.01, batch 256, 10 epochs. The same at both scales: the data is what it is.
+  compact_moe     the same data and training: MoeModel with only its gates diagonal-circulant
+                  (k=1, experts dense), with 2 and 1 mixtures, 1 mixture with k=3, and the dense
+                  1-mixture MoE.
+
+Scales of the frame-level experiments: "paper" is the paper's model (DBoF 8,192 video / 4,096
+audio clusters, NetVLAD and NetFV 64 / 32, FC 512, MoE 4 mixtures, Context Gating, 30 frames
+sampled from videos of 100-300 frames; Adam 0.0002 as the paper, batch 80, 15 epochs) for a GPU;
+"small" keeps that structure with SMALL's sizes, to finish in about 30 minutes an experiment on
+a 2-core CPU.
 """
 
 import json
+import math
 import os
 import re
 import statistics
@@ -36,10 +55,55 @@ from absl import app, flags  # noqa: E402
 import utils  # noqa: E402
 
 TRAIN_VIDEOS = 23091
+VIDEO_DATA = {"train": "yt8m-2018-video/train/*.tfrecord",
+              "validate": "yt8m-2018-video/validate/*.tfrecord"}
+
+# The frame-level experiments' sizes and training, by scale (see the module's docstring).
+FRAME_SCALES = {
+    "paper": {"frames": (100, 300), "batch_size": 320, "num_epochs": 15,
+              "clusters": {"dbof": (8192, 4096), "netvlad": (64, 32), "netfv": (64, 32)},
+              "flags": ["--base_learning_rate=0.0002", "--learning_rate_decay=0.8",
+                        "--learning_rate_decay_examples=4000000", "--fc_size=512",
+                        "--moe_num_mixtures=4"]},
+    "small": {"frames": (30, 60), "batch_size": 256, "num_epochs": 5,
+              "clusters": {"dbof": (256, 128), "netvlad": (16, 8), "netfv": (16, 8)},
+              "flags": ["--base_learning_rate=0.002", "--learning_rate_decay=0.8",
+                        "--learning_rate_decay_examples=4000000", "--fc_size=512",
+                        "--moe_num_mixtures=2"]},
+}
+VIDEO_ONLY = ["--use_audio=false", "--feature_names=rgb", "--feature_sizes=1024"]
 EXPERIMENTS = {
+    "layer_by_layer": {
+        "frame_level": True,
+        "variants": {
+            "dense": [*VIDEO_ONLY],
+            "compact DBoF": [*VIDEO_ONLY, "--compact_layers=embedding"],
+            "compact FC": [*VIDEO_ONLY, "--compact_layers=fc"],
+            "compact MoE": [*VIDEO_ONLY, "--compact_layers=moe,gating"],
+        },
+    },
+    "embeddings": {
+        "frame_level": True,
+        "variants": {
+            "DBoF dense": ["--embedding=dbof"],
+            "DBoF compact FC": ["--embedding=dbof", "--compact_layers=fc"],
+            "NetVLAD dense": ["--embedding=netvlad"],
+            "NetVLAD compact FC": ["--embedding=netvlad", "--compact_layers=fc"],
+            "NetFV dense": ["--embedding=netfv"],
+            "NetFV compact FC": ["--embedding=netfv", "--compact_layers=fc"],
+        },
+    },
+    "factors": {
+        "frame_level": True,
+        "variants": {  # dense and k=1 are the same runs as embeddings' DBoF ones
+            "dense": ["--embedding=dbof"],
+            "compact FC, k=1": ["--embedding=dbof", "--compact_layers=fc"],
+            "compact FC, k=3": ["--embedding=dbof", "--compact_layers=fc", "--k_factor=3"],
+            "compact FC, k=6": ["--embedding=dbof", "--compact_layers=fc", "--k_factor=6"],
+        },
+    },
     "video_level": {
-        "train": "yt8m-2018-video/train/*.tfrecord",
-        "validate": "yt8m-2018-video/validate/*.tfrecord",
+        **VIDEO_DATA,
         "flags": ["--batch_size=256", "--base_learning_rate=0.01", "--num_epochs=10",
                   "--validation_steps=91", "--log_steps=30", "--seed=0"],
         "variants": {
@@ -49,12 +113,10 @@ EXPERIMENTS = {
             "MoeModel compact": ["--model=MoeModel", "--moe_num_mixtures=2",
                                  "--compact_layers=moe,gating"],
         },
-        "videos_per_epoch": TRAIN_VIDEOS,
         "batch_size": 256,
     },
     "compact_moe": {  # which part of the MoE to make compact (issue 7's goal for the MoE)
-        "train": "yt8m-2018-video/train/*.tfrecord",
-        "validate": "yt8m-2018-video/validate/*.tfrecord",
+        **VIDEO_DATA,
         "flags": ["--batch_size=256", "--base_learning_rate=0.01", "--num_epochs=10",
                   "--validation_steps=91", "--log_steps=30", "--seed=0", "--model=MoeModel"],
         "variants": {
@@ -64,7 +126,6 @@ EXPERIMENTS = {
             "1 mixture, compact gates, k=3": ["--moe_num_mixtures=1", "--compact_layers=moe_gates",
                                               "--k_factor=3"],
         },
-        "videos_per_epoch": TRAIN_VIDEOS,
         "batch_size": 256,
     },
 }
@@ -82,17 +143,75 @@ def slug(name):
     return re.sub(r"\W+", "_", name).strip("_").lower()
 
 
-def run_variant(spec, name, train_dir):
-    """Train one variant (unless done); returns its output lines and wall seconds."""
+def frame_patterns(scale):
+    folder = os.path.join(FLAGS.out_dir, "frames", scale)
+    return {split: os.path.join(folder, f"{split}*.tfrecord") for split in ("train", "validate")}
+
+
+def expand_frames(scale):
+    """Expand the real video-level train and validate files to frame level (once a scale)."""
+    folder = os.path.join(FLAGS.out_dir, "frames", scale)
+    low, high = FRAME_SCALES[scale]["frames"]
+    for split, pattern in VIDEO_DATA.items():
+        marker = os.path.join(folder, f"{split}.done")
+        if os.path.exists(marker):
+            continue
+        command = [sys.executable, os.path.join(REPO, "generate_data.py"), f"--output_dir={folder}",
+                   f"--split={split}", f"--min_frames={low}", f"--max_frames={high}",
+                   f"--from_video_pattern={os.path.join(utils.shared_data_dir(), pattern)}",
+                   "--num_shards=8", "--seed=0"]
+        print(f"expanding {split} to frame level: {' '.join(command[1:])}", flush=True)
+        if subprocess.run(command).returncode:
+            raise SystemExit(f"error: expanding the {split} split failed")
+        utils.atomic_write(marker, "")
+
+
+def arguments(spec, name, scale):
+    """(train.py's arguments but --train_dir, global batch size) of a variant at a scale."""
+    variant = spec["variants"][name]
+    if not spec.get("frame_level"):
+        data = utils.shared_data_dir()
+        files = {split: os.path.join(data, pattern) for split, pattern in VIDEO_DATA.items()}
+        common, batch = spec["flags"], spec["batch_size"]
+    else:
+        size, files = FRAME_SCALES[scale], frame_patterns(scale)
+        embedding = next((f.split("=", 1)[1] for f in variant if f.startswith("--embedding=")),
+                         "dbof")
+        video, audio = size["clusters"][embedding]
+        batch = size["batch_size"]
+        common = ["--frame_features", "--model=TwoStreamModel", f"--max_frames={size['frames'][1]}",
+                  f"--video_clusters={video}", f"--audio_clusters={audio}",
+                  f"--batch_size={batch}", f"--num_epochs={size['num_epochs']}",
+                  f"--validation_steps={math.ceil(TRAIN_VIDEOS / batch)}", "--log_steps=20",
+                  "--seed=0", *size["flags"]]
+    return [f"--train_data_pattern={files['train']}",
+            f"--validation_data_pattern={files['validate']}", "--start_new_model",
+            *common, *variant], batch
+
+
+def run_dir(experiment, scale, name):
+    return os.path.join(FLAGS.out_dir, experiment, scale, slug(name))
+
+
+def finished_run(args, scale):
+    """The folder of a finished run of exactly these arguments, in any experiment, or None."""
+    for experiment, spec in EXPERIMENTS.items():
+        for name in spec["variants"]:
+            folder = run_dir(experiment, scale, name)
+            if os.path.exists(os.path.join(folder, "done")) and \
+                    arguments(spec, name, scale)[0] == args:
+                return folder
+    return None
+
+
+def run_variant(args, name, train_dir):
+    """Train one variant (unless this run exists); returns its folder, output and wall seconds."""
+    train_dir = finished_run(args, FLAGS.scale) or train_dir
     log = os.path.join(train_dir, "train_log.txt")
     if os.path.exists(os.path.join(train_dir, "done")):
         with open(log) as f, open(os.path.join(train_dir, "done")) as done:
-            return f.read(), json.load(done)["seconds"]
-    data = utils.shared_data_dir()
-    command = [sys.executable, os.path.join(REPO, "train.py"), f"--train_dir={train_dir}",
-               f"--train_data_pattern={os.path.join(data, spec['train'])}",
-               f"--validation_data_pattern={os.path.join(data, spec['validate'])}",
-               "--start_new_model", *spec["flags"], *spec["variants"][name]]
+            return train_dir, f.read(), json.load(done)["seconds"]
+    command = [sys.executable, os.path.join(REPO, "train.py"), f"--train_dir={train_dir}", *args]
     print(f"{name}: {' '.join(command[1:])}", flush=True)
     started = time.time()
     os.makedirs(train_dir, exist_ok=True)
@@ -103,10 +222,17 @@ def run_variant(spec, name, train_dir):
     seconds = time.time() - started
     utils.atomic_write(os.path.join(train_dir, "done"), json.dumps({"seconds": seconds}))
     with open(log) as f:
-        return f.read(), seconds
+        return train_dir, f.read(), seconds
 
 
-def results_of(spec, name, train_dir, output, seconds):
+def fc_weights(train_dir):
+    """Weights of the FC layers after the embeddings (model_summary.txt's *_fc rows)."""
+    with open(os.path.join(train_dir, "model_summary.txt")) as f:
+        rows = re.findall(r"^\s+\S+_fc\s+\w+\s+([\d,]+)", f.read(), re.M)
+    return sum(int(r.replace(",", "")) for r in rows) if rows else None
+
+
+def results_of(name, train_dir, batch, output, seconds):
     """One row per validation (an epoch): variant, epoch, GAP, weights, examples/s."""
     weights = int(re.search(r"^model \w+: ([\d,]+) weights", output, re.M)[1].replace(",", ""))
     rates = [float(r.replace(",", "")) for r in
@@ -116,10 +242,11 @@ def results_of(spec, name, train_dir, output, seconds):
     with open(os.path.join(train_dir, "validation.jsonl")) as f:
         for line in f:
             result = json.loads(line)
-            epoch = result["step"] * spec["batch_size"] / spec["videos_per_epoch"]
+            epoch = result["step"] * batch / TRAIN_VIDEOS
             rows.append({"experiment": FLAGS.experiment, "scale": FLAGS.scale, "variant": name,
                          "epoch": round(epoch, 2), "step": result["step"],
                          "gap": result["gap"], "weights": weights,
+                         "fc_weights": fc_weights(train_dir),
                          "examples_per_second": rate, "wall_seconds": round(seconds)})
     return rows
 
@@ -133,14 +260,17 @@ def main(argv):
     if unknown:
         raise SystemExit(f"error: unknown variant(s) {unknown}; choose from {list(slugs)}")
     names = [slugs[v] for v in requested]
+    if spec.get("frame_level"):
+        expand_frames(FLAGS.scale)
     results = os.path.join(FLAGS.out_dir, f"{FLAGS.experiment}.jsonl")
     rows = []
     for name in spec["variants"]:  # results of every finished variant, trained or not now
-        train_dir = os.path.join(FLAGS.out_dir, FLAGS.experiment, FLAGS.scale, slug(name))
-        if name not in names and not os.path.exists(os.path.join(train_dir, "done")):
+        args, batch = arguments(spec, name, FLAGS.scale)
+        train_dir = run_dir(FLAGS.experiment, FLAGS.scale, name)
+        if name not in names and not finished_run(args, FLAGS.scale):
             continue
-        output, seconds = run_variant(spec, name, train_dir)
-        rows.extend(results_of(spec, name, train_dir, output, seconds))
+        train_dir, output, seconds = run_variant(args, name, train_dir)
+        rows.extend(results_of(name, train_dir, batch, output, seconds))
         best = max((r for r in rows if r["variant"] == name), key=lambda r: r["gap"])
         print(f"{name}: {best['weights']:,} weights, best GAP {best['gap']:.4f} at epoch "
               f"{best['epoch']}, {best['examples_per_second'] or 0:,.0f} examples/s, "

@@ -241,29 +241,56 @@ def test_two_workers_under_tf_config_train_together(data, tmp_path):
     assert (tmp_path / "workers" / "1").is_dir()
 
 
+# Runs train.py's command line once per case in one process: one TensorFlow start-up for all.
+IN_ONE_PROCESS = """
+import contextlib, io, json, sys
+from absl import flags
+import train, utils
+results = []
+for args in json.loads(sys.argv[1]):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["train.py", *args])
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        try:
+            utils.cli_main(train.run)([])
+            code = 0
+        except SystemExit as exit:
+            code = exit.code
+    results.append([code, stderr.getvalue()])
+print(json.dumps(results))
+"""
+
+
 def test_bad_flags_end_in_one_line(data, tmp_path):
+    done = train(args_for(data, tmp_path / "model", model="NoSuchModel"))
+    assert done.returncode == 1 and "choose one of" in done.stderr.strip().splitlines()[-1]
     a_file = tmp_path / "file"
     a_file.write_text("")
     empty = tmp_path / "empty.tfrecord"
     empty.write_bytes(b"")
     frame_data = {"train_data_pattern": data["frames"]}
-    for flags, expected in [({"model": "NoSuchModel"}, "choose one of"),
-                            ({"label_loss": "L1"}, "unknown label_loss"),
-                            ({"train_dir": str(a_file)}, "is a file"),
-                            ({"train_dir": str(a_file / "sub")}, "cannot write in"),
-                            ({"train_data_pattern": str(tmp_path / "none*")}, "no file matches"),
-                            ({"train_data_pattern": str(empty)}, "no records in"),
-                            ({"feature_sizes": "1024"}, "must be non-empty and of equal length"),
-                            ({"model": "DbofModel"}, "add --frame_features"),
-                            ({"model": "MoeModel", "frame_features": True, **frame_data},
-                             "leave out --frame_features"),
-                            ({"model": "DbofModel", "frame_features": True},
-                             "is missing (video-level data? then leave out --frame_features)"),
-                            ({"model": "MoeModel", "max_model_mb": 0.5}, "over --max_model_mb")]:
-        folder = tmp_path / re.sub(r"\W", "_", expected)
-        done = train(args_for(data, folder, **flags))
-        assert done.returncode == 1, (flags, done.stdout[-500:], done.stderr[-1000:])
-        assert expected in done.stderr.strip().splitlines()[-1], (flags, done.stderr[-1000:])
+    cases = [({"label_loss": "L1"}, "unknown label_loss"),
+             ({"train_dir": str(a_file)}, "is a file"),
+             ({"train_dir": str(a_file / "sub")}, "cannot write in"),
+             ({"train_data_pattern": str(tmp_path / "none*")}, "no file matches"),
+             ({"train_data_pattern": str(empty)}, "no records in"),
+             ({"feature_sizes": "1024"}, "must be non-empty and of equal length"),
+             ({"model": "DbofModel"}, "add --frame_features"),
+             ({"model": "MoeModel", "frame_features": True, **frame_data},
+              "leave out --frame_features"),
+             ({"model": "DbofModel", "frame_features": True},
+              "is missing (video-level data? then leave out --frame_features)"),
+             ({"model": "MoeModel", "max_model_mb": 0.5}, "over --max_model_mb")]
+    arguments = [args_for(data, tmp_path / re.sub(r"\W", "_", expected), **flags)
+                 for flags, expected in cases]
+    done = subprocess.run([sys.executable, "-c", IN_ONE_PROCESS, json.dumps(arguments)],
+                          capture_output=True, text=True, timeout=240, cwd=REPO_DIR)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for (flags, expected), (code, stderr) in zip(cases, json.loads(done.stdout.splitlines()[-1]),
+                                                  strict=True):
+        assert code == 1, (flags, stderr[-1000:])
+        assert expected in stderr.strip().splitlines()[-1], (flags, stderr[-1000:])
 
 
 def test_skip_corrupt_records_trains_past_bad_data_and_counts_it(data, tmp_path):
