@@ -25,3 +25,43 @@ def test_plot_writes_a_png_with_one_curve_per_variant(tmp_path):
     done = subprocess.run([sys.executable, os.path.join(REPO_DIR, "experiments", "plot.py"),
                            str(empty)], capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "no results" in done.stderr
+
+
+def finished(folder, weights, gaps):
+    """A train_dir as experiments/paper.py leaves a finished run."""
+    folder.mkdir(parents=True)
+    (folder / "done").write_text(json.dumps({"seconds": 60.0}))
+    (folder / "train_log.txt").write_text(
+        f"model TwoStreamModel: {weights:,} weights, 1.0 MB at float32\n"
+        "step 20 | 100 examples/s | loss 1.0\nstep 40 | 300 examples/s | loss 0.9\n"
+        "step 60 | 200 examples/s | loss 0.8\n")
+    (folder / "model_summary.txt").write_text(
+        f"model TwoStreamModel: {weights:,} weights\n"
+        "  layer                         kind          weights   dense\n"
+        "  two_stream_model/video_fc     Dense         131,072   131,072\n"
+        "  two_stream_model/video_fc_bn  BatchNorm       2,048     2,048\n"
+        "  two_stream_model/audio_fc     Dense          65,536    65,536\n")
+    (folder / "validation.jsonl").write_text("".join(
+        json.dumps({"step": 91 * (i + 1), "gap": gap}) + "\n" for i, gap in enumerate(gaps)))
+
+
+def test_a_run_shared_by_two_experiments_is_trained_once(tmp_path):
+    out = tmp_path / "experiments"
+    (out / "frames" / "small").mkdir(parents=True)
+    for split in ("train", "validate"):  # frame-level data already expanded
+        (out / "frames" / "small" / f"{split}.done").write_text("")
+    finished(out / "embeddings" / "small" / "dbof_dense", 35_192_424, [0.5, 0.6])
+    done = subprocess.run([sys.executable, os.path.join(REPO_DIR, "experiments", "paper.py"),
+                           "--experiment=factors", "--variants=dense", f"--out_dir={out}"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (out / "factors" / "small" / "dense").exists()  # nothing trained
+    rows = [json.loads(line) for line in (out / "factors.jsonl").read_text().splitlines()]
+    assert [(r["variant"], r["epoch"], r["gap"]) for r in rows] == [
+        ("dense", round(91 * 256 / 23091, 2), 0.5), ("dense", round(182 * 256 / 23091, 2), 0.6)]
+    assert {(r["weights"], r["fc_weights"], r["examples_per_second"]) for r in rows} == {
+        (35_192_424, 131_072 + 65_536, 250.0)}  # median of the rates after the first line
+    done = subprocess.run([sys.executable, os.path.join(REPO_DIR, "experiments", "paper.py"),
+                           "--experiment=factors", "--variants=k_9", f"--out_dir={out}"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "unknown variant" in done.stderr
