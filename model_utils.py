@@ -231,3 +231,16 @@ def check_budget(model, max_model_mb):
     if max_model_mb and totals["mb"] > max_model_mb:
         raise ValueError(f"the model needs {totals['mb']:.1f} MB at float32, over "
                          f"--max_model_mb={max_model_mb}")
+
+
+def set_batch_norm_momentum(model, momentum):
+    """Momentum of every batch-norm layer's moving statistics (evaluation's mean and variance).
+
+    At 0.99 (Keras' default) they average about the last 100 steps. Early in training, or at a
+    high learning rate, the weights move faster than that and evaluation sees stale statistics.
+    """
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"--batch_norm_momentum must be in [0, 1), got {momentum}")
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum

@@ -65,6 +65,9 @@ flags.DEFINE_string("validation_data_pattern", "", "Evaluate on these files as t
 flags.DEFINE_integer("validation_steps", 1000, "Evaluate every this many steps (and at the end).")
 flags.DEFINE_float("max_model_mb", 0, "Stop at start when the float32 weights exceed this (0: "
                    "no limit; the 2018 challenge allowed 1024).")
+flags.DEFINE_float("batch_norm_momentum", 0.99, "Momentum of the batch-norm layers' moving "
+                   "statistics, which evaluation uses. Lower it (0.9) for runs of a few hundred "
+                   "steps or at high learning rates, where the weights outpace a 0.99 average.")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices and mirror "
                      "over them (to try distribution without GPUs).")
 
@@ -208,6 +211,7 @@ def run():
     # -- model, optimizer, checkpoint ------------------------------------------------------------
     with strategy.scope():
         model = checkpoints.build_model(settings, reader)
+        model_utils.set_batch_norm_momentum(model, FLAGS.batch_norm_momentum)
         decay_steps = max(FLAGS.learning_rate_decay_examples / FLAGS.batch_size, 1e-9)
         learning_rate = keras.optimizers.schedules.ExponentialDecay(
             FLAGS.base_learning_rate, decay_steps, FLAGS.learning_rate_decay, staircase=True)

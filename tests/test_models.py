@@ -291,3 +291,22 @@ def test_moe_gates_or_experts_alone_can_be_compact():
     assert kinds == {"[]": (False, False), "['moe_gates']": (True, False),
                      "['moe_experts']": (False, True), "['moe']": (True, True),
                      "True": (True, True)}
+
+
+def test_batch_norm_momentum_reaches_every_batch_norm_layer():
+    model = model_utils.build_model("TwoStreamModel", 20, **{
+        k: v for k, v in SMALL.items() if k in ("video_clusters", "audio_clusters", "fc_size",
+                                                 "iterations", "moe_num_mixtures")})
+    batch = batch_for("TwoStreamModel")
+    model(batch)
+    model_utils.set_batch_norm_momentum(model, 0.25)
+    norms = [layer for layer in model._flatten_layers()
+             if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    assert len(norms) == 5  # both streams' DBoF and FC, Context Gating
+    assert {layer.momentum for layer in norms} == {0.25}
+    fc_norm = next(layer for layer in norms if layer.name == "video_fc_bn")
+    x = np.random.default_rng(1).normal(3.0, 2.0, size=(64, fc_norm.moving_mean.shape[0]))
+    fc_norm(tf.constant(x, tf.float32), training=True)
+    np.testing.assert_allclose(fc_norm.moving_mean.numpy(), 0.75 * x.mean(axis=0), rtol=1e-5)
+    with pytest.raises(ValueError, match="batch_norm_momentum"):
+        model_utils.set_batch_norm_momentum(model, 1.0)

@@ -281,7 +281,8 @@ def test_bad_flags_end_in_one_line(data, tmp_path):
               "leave out --frame_features"),
              ({"model": "DbofModel", "frame_features": True},
               "is missing (video-level data? then leave out --frame_features)"),
-             ({"model": "MoeModel", "max_model_mb": 0.5}, "over --max_model_mb")]
+             ({"model": "MoeModel", "max_model_mb": 0.5}, "over --max_model_mb"),
+             ({"batch_norm_momentum": 1.5}, "batch_norm_momentum must be in [0, 1)")]
     arguments = [args_for(data, tmp_path / re.sub(r"\W", "_", expected), **flags)
                  for flags, expected in cases]
     done = subprocess.run([sys.executable, "-c", IN_ONE_PROCESS, json.dumps(arguments)],
