@@ -65,3 +65,23 @@ def test_a_run_shared_by_two_experiments_is_trained_once(tmp_path):
                            "--experiment=factors", "--variants=k_9", f"--out_dir={out}"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "unknown variant" in done.stderr
+
+
+def test_table_has_a_row_per_variant_against_the_first(tmp_path):
+    rows = [{"variant": variant, "epoch": epoch, "gap": gap, "weights": weights,
+             "fc_weights": fc, "examples_per_second": 250.0, "wall_seconds": 90}
+            for variant, weights, fc, gaps in (("dense", 1_000_000, 400_000, (0.5, 0.6)),
+                                               ("compact", 600_000, 2_000, (0.55, 0.58)))
+            for epoch, gap in zip((1, 2), gaps)]
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = os.path.join(REPO_DIR, "experiments", "table.py")
+    done = subprocess.run([sys.executable, table, str(results), "--variants=compact,dense"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[2:] == [
+        "| compact | 600,000 | 0.0% | 2,000 | 0.550, 0.580 | 0.580 | +0.000 | 250 | 1.5 |",
+        "| dense | 1,000,000 | -66.7% | 400,000 | 0.500, 0.600 | 0.600 | +0.020 | 250 | 1.5 |"]
+    done = subprocess.run([sys.executable, table, str(results), "--variants=other"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "no results for ['other']" in done.stderr
