@@ -18,7 +18,8 @@ labels, each video's frames its real mean features plus zero-mean noise) into
 Experiments:
 
   layer_by_layer  experiment 1: video only, TwoStreamModel with DBoF; dense, then the DBoF
-                  embedding, the FC layer, or the MoE and Context Gating diagonal-circulant.
+                  embedding, the FC layer, or the MoE and Context Gating diagonal-circulant;
+                  and only the MoE's gates and Context Gating (experts dense).
   embeddings      experiment 2: audio + video, DBoF, NetVLAD and NetFV, each with a dense and a
                   circulant FC layer.
   factors         experiment 3: audio + video DBoF, circulant FC with k = 1, 3, 6 factors
@@ -82,6 +83,9 @@ EXPERIMENTS = {
             "compact DBoF": [*VIDEO_ONLY, "--compact_layers=embedding"],
             "compact FC": [*VIDEO_ONLY, "--compact_layers=fc"],
             "compact MoE": [*VIDEO_ONLY, "--compact_layers=moe,gating"],
+            # Towards issue 7's compact-MoE goal: the experts stay dense.
+            "compact MoE gates and Context Gating": [*VIDEO_ONLY,
+                                                     "--compact_layers=moe_gates,gating"],
         },
     },
     "embeddings": {
