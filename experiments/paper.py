@@ -19,7 +19,8 @@ Experiments:
 
   layer_by_layer  experiment 1: video only, TwoStreamModel with DBoF; dense, then the DBoF
                   embedding, the FC layer, or the MoE and Context Gating diagonal-circulant;
-                  and only the MoE's gates and Context Gating (experts dense).
+                  and only the MoE's gates and Context Gating (experts dense), with a dense
+                  model of about that size for comparison.
   embeddings      experiment 2: audio + video, DBoF, NetVLAD and NetFV, each with a dense and a
                   circulant FC layer.
   factors         experiment 3: audio + video DBoF, circulant FC with k = 1, 3, 6 factors
@@ -86,6 +87,9 @@ EXPERIMENTS = {
             # Towards issue 7's compact-MoE goal: the experts stay dense.
             "compact MoE gates and Context Gating": [*VIDEO_ONLY,
                                                      "--compact_layers=moe_gates,gating"],
+            # A dense model of about the size of the one above: does the compact one beat it?
+            "dense, 1 mixture, no Context Gating": [*VIDEO_ONLY, "--moe_num_mixtures=1",
+                                                    "--gating=false"],
         },
     },
     "embeddings": {
