@@ -99,8 +99,11 @@ EXPERIMENTS = {
             "DBoF compact FC": ["--embedding=dbof", "--compact_layers=fc"],
             "NetVLAD dense": ["--embedding=netvlad"],
             "NetVLAD compact FC": ["--embedding=netvlad", "--compact_layers=fc"],
-            "NetFV dense": ["--embedding=netfv"],
-            "NetFV compact FC": ["--embedding=netfv", "--compact_layers=fc"],
+            # The paper's NetFV learns its centres apart from the assignment weights: its weight
+            # counts are those of --fv_couple_weights=false, to the unit.
+            "NetFV dense": ["--embedding=netfv", "--fv_couple_weights=false"],
+            "NetFV compact FC": ["--embedding=netfv", "--fv_couple_weights=false",
+                                 "--compact_layers=fc"],
         },
     },
     "factors": {
