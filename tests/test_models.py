@@ -310,3 +310,21 @@ def test_batch_norm_momentum_reaches_every_batch_norm_layer():
     np.testing.assert_allclose(fc_norm.moving_mean.numpy(), 0.75 * x.mean(axis=0), rtol=1e-5)
     with pytest.raises(ValueError, match="batch_norm_momentum"):
         model_utils.set_batch_norm_momentum(model, 1.0)
+
+
+@pytest.mark.parametrize("settings, paper", [
+    (dict(use_audio=False, compact_layers="embedding"), 36_987_540),
+    (dict(use_audio=False, compact_layers="fc"), 41_181_844),
+    (dict(embedding="netvlad", video_clusters=64, audio_clusters=32), 86_333_460),
+    (dict(embedding="netvlad", video_clusters=64, audio_clusters=32, compact_layers="fc"),
+     50_821_140),
+    (dict(embedding="netfv", video_clusters=64, audio_clusters=32, fv_couple_weights=False),
+     122_054_676),
+    (dict(embedding="netfv", video_clusters=64, audio_clusters=32, fv_couple_weights=False,
+          compact_layers="fc"), 51_030_036)])
+def test_paper_scale_variants_have_the_papers_weight_counts(settings, paper):
+    """experiments/paper.py's paper-scale models, counted as the paper counts them."""
+    model = model_utils.build_model("TwoStreamModel", 3862, **settings)
+    size = 1024 if settings.get("use_audio") is False else 1152
+    model({"features": tf.zeros([1, 40, size]), "num_frames": tf.constant([40])})
+    assert model.count_params() == paper
