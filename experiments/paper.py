@@ -156,14 +156,17 @@ def slug(name):
     return re.sub(r"\W+", "_", name).strip("_").lower()
 
 
+def frames_dir(scale):
+    return os.path.join(FLAGS.out_dir, "frames", scale)
+
+
 def frame_patterns(scale):
-    folder = os.path.join(FLAGS.out_dir, "frames", scale)
-    return {split: os.path.join(folder, f"{split}*.tfrecord") for split in ("train", "validate")}
+    return {split: os.path.join(frames_dir(scale), f"{split}*.tfrecord") for split in VIDEO_DATA}
 
 
 def expand_frames(scale):
     """Expand the real video-level train and validate files to frame level (once a scale)."""
-    folder = os.path.join(FLAGS.out_dir, "frames", scale)
+    folder = frames_dir(scale)
     low, high = FRAME_SCALES[scale]["frames"]
     for split, pattern in VIDEO_DATA.items():
         marker = os.path.join(folder, f"{split}.done")
@@ -218,12 +221,11 @@ def finished_run(args, scale):
 
 
 def run_variant(args, name, train_dir):
-    """Train one variant (unless this run exists); returns its folder, output and wall seconds."""
-    train_dir = finished_run(args, FLAGS.scale) or train_dir
+    """Train one variant in train_dir unless it holds a finished run; (output, wall seconds)."""
     log = os.path.join(train_dir, "train_log.txt")
     if os.path.exists(os.path.join(train_dir, "done")):
         with open(log) as f, open(os.path.join(train_dir, "done")) as done:
-            return train_dir, f.read(), json.load(done)["seconds"]
+            return f.read(), json.load(done)["seconds"]
     command = [sys.executable, os.path.join(REPO, "train.py"), f"--train_dir={train_dir}", *args]
     print(f"{name}: {' '.join(command[1:])}", flush=True)
     started = time.time()
@@ -235,7 +237,7 @@ def run_variant(args, name, train_dir):
     seconds = time.time() - started
     utils.atomic_write(os.path.join(train_dir, "done"), json.dumps({"seconds": seconds}))
     with open(log) as f:
-        return train_dir, f.read(), seconds
+        return f.read(), seconds
 
 
 def fc_weights(train_dir):
@@ -251,6 +253,7 @@ def results_of(name, train_dir, batch, output, seconds):
     rates = [float(r.replace(",", "")) for r in
              re.findall(r"^step \d+ \| ([\d,]+) examples/s", output, re.M)[1:]]
     rate = statistics.median(rates) if rates else None
+    fc = fc_weights(train_dir)
     rows = []
     with open(os.path.join(train_dir, "validation.jsonl")) as f:
         for line in f:
@@ -259,7 +262,7 @@ def results_of(name, train_dir, batch, output, seconds):
             rows.append({"experiment": FLAGS.experiment, "scale": FLAGS.scale, "variant": name,
                          "epoch": round(epoch, 2), "step": result["step"],
                          "gap": result["gap"], "weights": weights,
-                         "fc_weights": fc_weights(train_dir),
+                         "fc_weights": fc,
                          "examples_per_second": rate, "wall_seconds": round(seconds)})
     return rows
 
@@ -279,10 +282,11 @@ def main(argv):
     rows = []
     for name in spec["variants"]:  # results of every finished variant, trained or not now
         args, batch = arguments(spec, name, FLAGS.scale)
-        train_dir = run_dir(FLAGS.experiment, FLAGS.scale, name)
-        if name not in names and not finished_run(args, FLAGS.scale):
+        finished = finished_run(args, FLAGS.scale)  # here or in another experiment
+        if name not in names and not finished:
             continue
-        train_dir, output, seconds = run_variant(args, name, train_dir)
+        train_dir = finished or run_dir(FLAGS.experiment, FLAGS.scale, name)
+        output, seconds = run_variant(args, name, train_dir)
         rows.extend(results_of(name, train_dir, batch, output, seconds))
         best = max((r for r in rows if r["variant"] == name), key=lambda r: r["gap"])
         print(f"{name}: {best['weights']:,} weights, best GAP {best['gap']:.4f} at epoch "

@@ -4,11 +4,11 @@
 """
 
 import collections
-import json
 import os
 import sys
 
 from absl import app, flags
+from table import read_results  # beside this script
 
 flags.DEFINE_string("out", "", "The PNG to write (default: the results file's name, .png).")
 flags.DEFINE_string("title", "", "Figure title (default: the experiment's name).")
@@ -43,10 +43,7 @@ def plot(rows, out, title):
 def main(argv):
     if len(argv) != 2:
         raise SystemExit("usage: plot.py RESULTS.jsonl [--out=FILE.png]")
-    with open(argv[1]) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    if not rows:
-        raise SystemExit(f"error: no results in {argv[1]}")
+    rows = read_results(argv[1])
     out = FLAGS.out or os.path.splitext(argv[1])[0] + ".png"
     plot(rows, out, FLAGS.title or rows[0]["experiment"].replace("_", " "))
     print(f"wrote {out}")

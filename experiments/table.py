@@ -12,6 +12,15 @@ import json
 import sys
 
 
+def read_results(path):
+    """experiments/paper.py's rows from a JSON-lines file; exits with one line when it has none."""
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    if not rows:
+        raise SystemExit(f"error: no results in {path}")
+    return rows
+
+
 def table(rows, variants=None):
     runs = collections.OrderedDict()
     for row in rows:
@@ -44,11 +53,7 @@ def main(argv):
     chosen = [a.split("=", 1)[1] for a in argv[1:] if a.startswith("--variants=")]
     if len(paths) != 1:
         raise SystemExit("usage: table.py RESULTS.jsonl [--variants=A,B,...]")
-    with open(paths[0]) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    if not rows:
-        raise SystemExit(f"error: no results in {paths[0]}")
-    print(table(rows, chosen[0].split(",") if chosen else None))
+    print(table(read_results(paths[0]), chosen[0].split(",") if chosen else None))
 
 
 if __name__ == "__main__":
