@@ -10,11 +10,22 @@ Definitions (the tests hold the code to them):
 * `circ(c)` is the n x n matrix with first column c, `C[i, j] = c[(i - j) mod n]`, so `C x` is the
   circular convolution of c and x, computed as `irfft(rfft(c) * rfft(x), n)`.
 * `D_i = diag(d_i)`. A is applied to x from the right: Ck first, then Dk, ..., C1, D1.
+  With `diagonal_side="input"` (the 2018 paper's released code) each factor is `C_i D_i`
+  instead, so A = C1 D1 ... Ck Dk: the diagonal scales the factor's *input* (a random-sign
+  mixing before the convolution, as in Cheng et al. 2015). Followed by batch norm, an
+  output-side diagonal at k=1 is nearly redundant with the batch norm's scale; an input-side
+  one is not.
 * Row vectors x [..., n_in] are padded with zeros to n, multiplied by A, and the first n_out
   outputs kept: `y = x @ A[:n_out, :n_in].T (+ bias)`.
+* Expanding layers (n_out > n_in): `expansion="pad"` makes one product of size n >= n_out;
+  `expansion="blocks"` (the 2018 code) makes ceil(n_out / n) independent products of size
+  n >= n_in, all applied to the same input, their outputs concatenated.
+* `leaky_slope` < 1 puts a leaky ReLU between consecutive factors (Araujo et al., ECAI 2020,
+  "Understanding and training deep diagonal circulant neural networks"); 1 keeps A linear.
 
 An n x n factor pair keeps 2n weights instead of n**2 and costs O(n log n). n is the smallest size
-at least max(n_in, n_out) whose prime factors are all 2, 3, 5 or 7 (`fft_size`): FFT libraries
+at least max(n_in, n_out) (one block) or n_in (blocks) whose prime factors are all 2, 3, 5 or 7
+(`fft_size`): FFT libraries
 (DUCC on CPU, cuFFT on GPU) are fastest on such sizes. Measured with one rfft/irfft pair of
 128 rows on the 2-core CPU: n = 19,310 = 2*5*1931 took 27 ms, the next such size 19,440 took
 12 ms.
@@ -28,6 +39,8 @@ import tensorflow as tf
 
 INITIALIZERS = ("fan_in", "araujo2020", "araujo2018", "cheng2015")
 DEFAULT_INITIALIZER = "araujo2020"
+DIAGONAL_SIDES = ("output", "input")
+EXPANSIONS = ("pad", "blocks")
 
 
 def fft_size(min_size):
@@ -56,23 +69,33 @@ def _apply_spectrum(x, c_spectrum, n):
     return tf.signal.irfft(tf.signal.rfft(x, fft_length=[n]) * c_spectrum, fft_length=[n])
 
 
-def diagonal_circulant(x, diagonals, circulants, units):
-    """y = x @ A[:units, :n_in].T with A = diag(d_1) circ(c_1) ... diag(d_k) circ(c_k).
+def diagonal_circulant(x, diagonals, circulants, units, diagonal_side="output", blocks=1,
+                       leaky_slope=1.0):
+    """y = x @ A[:units, :n_in].T for the layer's product A (see the module's docstring).
 
-    x [..., n_in]; diagonals, circulants [k, n] with n >= max(n_in, units). The circulant
-    vectors go through the FFT once per call, whatever the batch; no n x n matrix is formed.
+    x [..., n_in]; diagonals, circulants [k, blocks * n] with n >= n_in: `blocks` independent
+    n x n products side by side, their outputs concatenated (one block: n >= units too).
+    diagonal_side "output": each factor is diag(d) circ(c); "input": circ(c) diag(d), the
+    diagonal applied to the factor's input. leaky_slope != 1 puts a leaky ReLU of that slope
+    between factors (then A is no longer linear). The circulant vectors go through the FFT once
+    per call, whatever the batch; no n x n matrix is formed.
     """
-    n = circulants.shape[-1]
+    if diagonal_side not in DIAGONAL_SIDES:
+        raise ValueError(f"diagonal_side must be one of {', '.join(DIAGONAL_SIDES)}, "
+                         f"got {diagonal_side!r}")
+    n = circulants.shape[-1] // blocks
     n_in = x.shape[-1]
     if n_in is not None and n_in > n:
         raise ValueError(f"input size {n_in} exceeds the factors' size {n}")
+    if units > blocks * n:
+        raise ValueError(f"{units} outputs exceed {blocks} block(s) of {n}")
     leading = tf.shape(x)[:-1]
-    rows = _diagonal_circulant_rows(n_in, units)
+    rows = _diagonal_circulant_rows(n_in, units, blocks, diagonal_side, float(leaky_slope))
     y = rows(tf.reshape(x, [-1, n_in]), diagonals, circulants)
     return tf.reshape(y, tf.concat([leading, [units]], axis=0))
 
 
-def _diagonal_circulant_rows(n_in, units):
+def _diagonal_circulant_rows(n_in, units, blocks, diagonal_side, slope):
     """diagonal_circulant on rows x [M, n_in], with a hand-written gradient.
 
     Per factor, training needs two rfft/irfft pairs on the rows, the least possible: one
@@ -83,55 +106,98 @@ def _diagonal_circulant_rows(n_in, units):
 
     @tf.custom_gradient
     def rows(x, diagonals, circulants):
-        return _forward_and_gradient(x, diagonals, circulants, n_in, units)
+        return _forward_and_gradient(x, diagonals, circulants, n_in, units, blocks,
+                                     diagonal_side == "input", slope)
 
     return rows
 
 
-def _forward_and_gradient(x, diagonals, circulants, n_in, units):
-    n = circulants.shape[-1]
+def _forward_and_gradient(x, diagonals, circulants, n_in, units, blocks, input_side, slope):
     k = circulants.shape[0]
-    spectra = tf.signal.rfft(circulants)  # (k, n // 2 + 1)
-    inputs_spectra, convolved = [], []
-    h = x
+    n = circulants.shape[-1] // blocks
+    d = tf.reshape(diagonals, [k, blocks, n])
+    spectra = tf.signal.rfft(tf.reshape(circulants, [k, blocks, n]))  # (k, blocks, n // 2 + 1)
+    h = tf.pad(x, [[0, 0], [0, n - n_in]])[:, None, :]  # (M, 1, n): one input for every block
+    saved, scales = [], []  # per factor in the order applied (factor k-1 first)
     for i in reversed(range(k)):
-        h_spectrum = tf.signal.rfft(h, fft_length=[n])  # (M, n // 2 + 1); pads h to n
-        u = tf.signal.irfft(h_spectrum * spectra[i], fft_length=[n])  # (M, n) = circ(c_i) h
-        inputs_spectra.append(h_spectrum)
-        convolved.append(u)
-        h = u * diagonals[i]
-    y = h[:, :units] if units < n else h
+        if input_side:  # u = circ(c_i) (d_i * h)
+            v_spectrum = tf.signal.rfft(h * d[i])
+            z = tf.signal.irfft(v_spectrum * spectra[i], fft_length=[n])
+            saved.append((h, v_spectrum))
+        else:  # z = d_i * circ(c_i) h
+            h_spectrum = tf.signal.rfft(h)
+            u = tf.signal.irfft(h_spectrum * spectra[i], fft_length=[n])
+            z = u * d[i]
+            saved.append((h_spectrum, u))
+        if i > 0 and slope != 1.0:  # leaky ReLU between factors, not after the last
+            scale = tf.where(z > 0, 1.0, slope)
+            scales.append(scale)
+            h = z * scale
+        else:
+            scales.append(None)
+            h = z
+    m = tf.shape(x)[0]
+    y = tf.reshape(h, [m, blocks * n])[:, :units]
 
     def grad(dy):
-        g = tf.pad(dy, [[0, 0], [0, n - units]]) if units < n else dy  # (M, n)
+        g = tf.reshape(tf.pad(dy, [[0, 0], [0, blocks * n - units]]), [m, blocks, n])
         d_diagonals, d_circulants = [None] * k, [None] * k
-        for i in range(k):  # the reverse of the forward order, which stored factor i last-first
-            h_spectrum, u = inputs_spectra[k - 1 - i], convolved[k - 1 - i]
-            d_diagonals[i] = tf.reduce_sum(g * u, axis=0)
-            g_u = tf.signal.rfft(g * diagonals[i])  # spectrum of dL/du
-            d_circulants[i] = tf.signal.irfft(
-                tf.reduce_sum(g_u * tf.math.conj(h_spectrum), axis=0), fft_length=[n])
-            g = tf.signal.irfft(g_u * tf.math.conj(spectra[i]), fft_length=[n])  # dL/dh
-        return (g[:, :n_in] if n_in < n else g), tf.stack(d_diagonals), tf.stack(d_circulants)
+        for i in range(k):  # the reverse of the forward order
+            first, second = saved[k - 1 - i]
+            if scales[k - 1 - i] is not None:
+                g = g * scales[k - 1 - i]
+            if input_side:
+                h_in, v_spectrum = first, second
+                g_spectrum = tf.signal.rfft(g)
+                d_circulants[i] = tf.signal.irfft(
+                    tf.reduce_sum(g_spectrum * tf.math.conj(v_spectrum), axis=0),
+                    fft_length=[n])
+                g_v = tf.signal.irfft(g_spectrum * tf.math.conj(spectra[i]), fft_length=[n])
+                d_diagonals[i] = tf.reduce_sum(g_v * h_in, axis=0)
+                g = g_v * d[i]
+            else:
+                h_spectrum, u = first, second
+                d_diagonals[i] = tf.reduce_sum(g * u, axis=0)
+                g_u = tf.signal.rfft(g * d[i])  # spectrum of dL/du
+                d_circulants[i] = tf.signal.irfft(
+                    tf.reduce_sum(g_u * tf.math.conj(h_spectrum), axis=0), fft_length=[n])
+                g = tf.signal.irfft(g_u * tf.math.conj(spectra[i]), fft_length=[n])  # dL/dh
+        dx = tf.reduce_sum(g, axis=1)[:, :n_in]  # the blocks share the input
+        return (dx, tf.reshape(tf.stack(d_diagonals), [k, blocks * n]),
+                tf.reshape(tf.stack(d_circulants), [k, blocks * n]))
 
     return y, grad
 
 
-def dense_matrix(diagonals, circulants, n_in, units):
-    """The explicit [units, n_in] matrix A of `diagonal_circulant` (for tests and inspection)."""
+def dense_matrix(diagonals, circulants, n_in, units, diagonal_side="output", blocks=1):
+    """The explicit [units, n_in] matrix A of a linear `diagonal_circulant` (tests, inspection)."""
     identity = tf.eye(n_in, dtype=tf.float32)
-    return tf.transpose(diagonal_circulant(identity, diagonals, circulants, units))
+    return tf.transpose(diagonal_circulant(identity, diagonals, circulants, units,
+                                           diagonal_side, blocks))
 
 
-def weight_count(n_in, units, k_factors=1, use_bias=True):
-    """Weights of a diagonal-circulant layer: 2*k*n (+ units for the bias)."""
-    return 2 * k_factors * fft_size(max(n_in, units)) + (units if use_bias else 0)
+def block_layout(n_in, units, expansion="pad"):
+    """(blocks, n): how many independent n x n products a layer of that shape uses."""
+    if expansion not in EXPANSIONS:
+        raise ValueError(f"expansion must be one of {', '.join(EXPANSIONS)}, got {expansion!r}")
+    if expansion == "blocks" and units > n_in:
+        n = fft_size(n_in)
+        return math.ceil(units / n), n
+    return 1, fft_size(max(n_in, units))
+
+
+def weight_count(n_in, units, k_factors=1, use_bias=True, expansion="pad"):
+    """Weights of a diagonal-circulant layer: 2*k*n per block (+ units for the bias)."""
+    blocks, n = block_layout(n_in, units, expansion)
+    return 2 * k_factors * blocks * n + (units if use_bias else 0)
 
 
 # -- initialisation ----------------------------------------------------------------------------
 
-def initial_values(name, k, n, units, seed=None, n_in=None):
-    """(diagonals, circulants) initial values [k, n], float32, by the scheme `name`.
+def initial_values(name, k, n, units, seed=None, n_in=None, blocks=1):
+    """(diagonals, circulants) initial values [k, blocks * n], float32, by the scheme `name`.
+
+    n is the size of one block's factors, which sets the variances below.
 
     * "fan_in": ours. Diagonals uniform in {-1, +1}; the circulant vector applied first (to the
       zero-padded input, n_in of its n entries non-zero) from N(0, 2/n_in), the others from
@@ -150,16 +216,17 @@ def initial_values(name, k, n, units, seed=None, n_in=None):
     if name not in INITIALIZERS:
         raise ValueError(f"unknown initializer {name!r}; choose one of {', '.join(INITIALIZERS)}")
     rng = np.random.default_rng(seed)
+    shape = (k, blocks * n)
     if name == "fan_in":
-        diagonals = rng.choice([-1.0, 1.0], size=(k, n))
-        circulants = rng.normal(0, math.sqrt(1.0 / n), (k, n))
-        circulants[-1] = rng.normal(0, math.sqrt(2.0 / (n_in or n)), n)  # applied first
+        diagonals = rng.choice([-1.0, 1.0], size=shape)
+        circulants = rng.normal(0, math.sqrt(1.0 / n), shape)
+        circulants[-1] = rng.normal(0, math.sqrt(2.0 / (n_in or n)), blocks * n)  # applied first
     elif name == "araujo2018":
         std = math.sqrt(1.0 / units)
-        diagonals, circulants = rng.normal(0, std, (k, n)), rng.normal(0, std, (k, n))
+        diagonals, circulants = rng.normal(0, std, shape), rng.normal(0, std, shape)
     else:
-        diagonals = rng.choice([-1.0, 1.0], size=(k, n))
-        circulants = rng.normal(0, math.sqrt(2.0 / n), (k, n))
+        diagonals = rng.choice([-1.0, 1.0], size=shape)
+        circulants = rng.normal(0, math.sqrt(2.0 / n), shape)
     return diagonals.astype(np.float32), circulants.astype(np.float32)
 
 
@@ -169,20 +236,32 @@ def initial_values(name, k, n, units, seed=None, n_in=None):
 class DiagonalCirculant(keras.layers.Layer):
     """A drop-in for `keras.layers.Dense` with a diagonal-circulant weight matrix.
 
-    Works on any leading dimensions ([B, F], [B, T, F]). Weights: `diagonals` [k, n],
-    `circulants` [k, n], and `bias` [units]. Under a mixed-precision policy the FFTs run in
-    float32 and the output is cast to the compute dtype.
+    Works on any leading dimensions ([B, F], [B, T, F]). Weights: `diagonals` [k, blocks * n],
+    `circulants` [k, blocks * n], and `bias` [units]. diagonal_side, expansion and leaky_slope:
+    see the module's docstring. Under a mixed-precision policy the FFTs run in float32 and the
+    output is cast to the compute dtype.
     """
 
     def __init__(self, units, k_factors=1, use_bias=True, activation=None,
                  initializer=DEFAULT_INITIALIZER, regularizer=None, seed=None,
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", diagonal_side="output", expansion="pad",
+                 leaky_slope=1.0, **kwargs):
         super().__init__(**kwargs)
         if units < 1 or k_factors < 1:
             raise ValueError(f"units and k_factors must be positive, got {units}, {k_factors}")
         if initializer not in INITIALIZERS:
             raise ValueError(
                 f"unknown initializer {initializer!r}; choose one of {', '.join(INITIALIZERS)}")
+        if diagonal_side not in DIAGONAL_SIDES:
+            raise ValueError(f"diagonal_side must be one of {', '.join(DIAGONAL_SIDES)}, "
+                             f"got {diagonal_side!r}")
+        if expansion not in EXPANSIONS:
+            raise ValueError(f"expansion must be one of {', '.join(EXPANSIONS)}, "
+                             f"got {expansion!r}")
+        if not 0.0 <= leaky_slope <= 1.0:
+            raise ValueError(f"leaky_slope must be in [0, 1], got {leaky_slope}")
+        self.diagonal_side, self.expansion = diagonal_side, expansion
+        self.leaky_slope = float(leaky_slope)
         self.units = int(units)
         self.k_factors = int(k_factors)
         self.use_bias = use_bias
@@ -194,12 +273,12 @@ class DiagonalCirculant(keras.layers.Layer):
 
     def build(self, input_shape):
         self.input_dim = int(input_shape[-1])
-        self.n = fft_size(max(self.input_dim, self.units))
+        self.blocks, self.n = block_layout(self.input_dim, self.units, self.expansion)
         # Without a seed, draw one from NumPy, which keras.utils.set_random_seed seeds.
         seed = self.seed if self.seed is not None else np.random.randint(2**31)
-        diagonals, circulants = initial_values(
-            self.initializer, self.k_factors, self.n, self.units, seed, self.input_dim)
-        shape = (self.k_factors, self.n)
+        diagonals, circulants = initial_values(self.initializer, self.k_factors, self.n,
+                                               self.units, seed, self.input_dim, self.blocks)
+        shape = (self.k_factors, self.blocks * self.n)
         self.diagonals = self.add_weight(
             name="diagonals", shape=shape, initializer=keras.initializers.Constant(diagonals),
             regularizer=self.regularizer, trainable=self.initializer != "cheng2015")
@@ -214,7 +293,8 @@ class DiagonalCirculant(keras.layers.Layer):
     def call(self, inputs):
         x = tf.cast(inputs, tf.float32)
         y = diagonal_circulant(x, tf.cast(self.diagonals, tf.float32),
-                               tf.cast(self.circulants, tf.float32), self.units)
+                               tf.cast(self.circulants, tf.float32), self.units,
+                               self.diagonal_side, self.blocks, self.leaky_slope)
         if self.bias is not None:
             y = y + tf.cast(self.bias, tf.float32)
         y = tf.cast(y, self.compute_dtype)
@@ -224,9 +304,12 @@ class DiagonalCirculant(keras.layers.Layer):
         return (*input_shape[:-1], self.units)
 
     def dense_matrix(self):
-        """The equivalent [units, input_dim] matrix A (y = x @ A.T + bias)."""
+        """The equivalent [units, input_dim] matrix A (y = x @ A.T + bias); linear layers only."""
+        if self.leaky_slope != 1.0 and self.k_factors > 1:
+            raise ValueError("a layer with a leaky ReLU between its factors has no matrix")
         return dense_matrix(tf.cast(self.diagonals, tf.float32),
-                            tf.cast(self.circulants, tf.float32), self.input_dim, self.units)
+                            tf.cast(self.circulants, tf.float32), self.input_dim, self.units,
+                            self.diagonal_side, self.blocks)
 
     def dense_weight_count(self):
         """Weights of the Dense layer this one replaces."""
@@ -239,5 +322,7 @@ class DiagonalCirculant(keras.layers.Layer):
                       initializer=self.initializer,
                       regularizer=keras.regularizers.serialize(self.regularizer),
                       seed=self.seed,
-                      bias_initializer=keras.initializers.serialize(self.bias_initializer))
+                      bias_initializer=keras.initializers.serialize(self.bias_initializer),
+                      diagonal_side=self.diagonal_side, expansion=self.expansion,
+                      leaky_slope=self.leaky_slope)
         return config

@@ -187,3 +187,139 @@ def test_fan_in_initialisation_doubles_the_variance_whatever_k_and_padding(k):
     layer = co.DiagonalCirculant(2000, k_factors=k, use_bias=False, initializer="fan_in", seed=0)
     x = np.random.default_rng(11).normal(size=(256, 500)).astype(np.float32)
     assert abs(layer(x).numpy().var() / 2 - 1) < 0.15
+
+
+# -- the options: factor order, expanding by blocks, leaky ReLU between factors ------------------
+
+def reference_options(x, diagonals, circulants, units, side, blocks, slope):
+    """The layer's map by explicit float64 matrices, block by block, factor by factor."""
+    x = np.asarray(x, np.float64)
+    k, total = circulants.shape
+    n = total // blocks
+    padded = np.zeros((*x.shape[:-1], n))
+    padded[..., : x.shape[-1]] = x
+    outputs = []
+    for b in range(blocks):
+        h = padded
+        for i in reversed(range(k)):
+            d = diagonals[i, b * n:(b + 1) * n].astype(np.float64)
+            c = circ(circulants[i, b * n:(b + 1) * n].astype(np.float64))
+            h = (h * d) @ c.T if side == "input" else (h @ c.T) * d
+            if i > 0:
+                h = np.where(h > 0, h, slope * h)
+        outputs.append(h)
+    return np.concatenate(outputs, axis=-1)[..., :units]
+
+
+OPTIONS = [  # (n_in, units, k, side, expansion, slope)
+    (12, 7, 1, "input", "pad", 1.0), (12, 7, 3, "input", "pad", 1.0),
+    (8, 20, 2, "output", "blocks", 1.0), (8, 20, 2, "input", "blocks", 1.0),
+    (7, 30, 1, "input", "blocks", 1.0),  # blocks of fft_size(7) = 7, the last one cut
+    (10, 10, 3, "output", "pad", 0.1), (10, 10, 3, "input", "pad", 0.1),
+    (6, 25, 4, "input", "blocks", 0.3), (20, 33, 2, "output", "pad", 0.0),
+    (1152, 512, 2, "input", "pad", 0.1), (128, 1000, 2, "input", "blocks", 0.1),
+]
+
+
+def option_layer(n_in, units, k, side, expansion, slope, seed=0):
+    layer = co.DiagonalCirculant(units, k_factors=k, diagonal_side=side, expansion=expansion,
+                                 leaky_slope=slope, seed=seed)
+    layer.build((None, n_in))
+    rng = np.random.default_rng(seed + 1)
+    layer.bias.assign(rng.normal(size=units).astype(np.float32))
+    # Diagonals away from +-1 so that their order matters.
+    layer.diagonals.assign(rng.normal(size=layer.diagonals.shape).astype(np.float32))
+    return layer
+
+
+@pytest.mark.parametrize("n_in, units, k, side, expansion, slope", OPTIONS)
+def test_options_match_explicit_matrices(n_in, units, k, side, expansion, slope):
+    layer = option_layer(n_in, units, k, side, expansion, slope)
+    blocks, n = co.block_layout(n_in, units, expansion)
+    assert (layer.blocks, layer.n) == (blocks, n)
+    assert layer.diagonals.shape == (k, blocks * n)
+    assert layer.count_params() == co.weight_count(n_in, units, k, expansion=expansion)
+    x = np.random.default_rng(2).normal(size=(3, 4, n_in)).astype(np.float32)
+    want = reference_options(x, layer.diagonals.numpy(), layer.circulants.numpy(), units, side,
+                             blocks, slope) + layer.bias.numpy()
+    got = layer(x).numpy()
+    assert got.shape == (3, 4, units)
+    assert relative_error(got, want) < 1e-5
+
+
+def test_the_options_change_the_map():
+    x = np.random.default_rng(3).normal(size=(4, 12)).astype(np.float32)
+    base = option_layer(12, 12, 2, "output", "pad", 1.0)
+    other = option_layer(12, 12, 2, "input", "pad", 1.0)
+    other.set_weights(base.get_weights())
+    assert relative_error(other(x).numpy(), base(x).numpy().astype(np.float64)) > 0.1
+    leaky = option_layer(12, 12, 2, "output", "pad", 0.2)
+    leaky.set_weights(base.get_weights())
+    assert relative_error(leaky(x).numpy(), base(x).numpy().astype(np.float64)) > 0.05
+    assert co.block_layout(8, 20, "blocks") == (3, 8) and co.block_layout(8, 20, "pad") == (1, 20)
+    assert co.block_layout(1024, 8192, "blocks") == (8, 1024)
+    assert co.weight_count(1024, 8192, 1, False, "blocks") == co.weight_count(1024, 8192, 1, False)
+
+
+def dense_reference_tf64(x, diagonals, circulants, bias, units, side, blocks, slope):
+    """The same map in float64 TensorFlow ops on explicit matrices (autodiff gives gradients)."""
+    k, total = circulants.shape
+    n = total // blocks
+    index = tf.constant((np.arange(n)[:, None] - np.arange(n)[None, :]) % n)
+    padded = tf.pad(x, [[0, 0], [0, n - x.shape[-1]]])
+    outputs = []
+    for b in range(blocks):
+        h = padded
+        for i in reversed(range(k)):
+            d = diagonals[i, b * n:(b + 1) * n]
+            c = tf.gather(circulants[i, b * n:(b + 1) * n], index)
+            h = (h * d) @ tf.transpose(c) if side == "input" else (h @ tf.transpose(c)) * d
+            if i > 0:
+                h = tf.where(h > 0, h, slope * h)
+        outputs.append(h)
+    return tf.concat(outputs, axis=-1)[:, :units] + bias
+
+
+@pytest.mark.parametrize("n_in, units, k, side, expansion, slope",
+                         [o for o in OPTIONS if o[0] < 100])
+def test_option_gradients_equal_those_of_explicit_matrices(n_in, units, k, side, expansion,
+                                                           slope):
+    layer = option_layer(n_in, units, k, side, expansion, slope, seed=5)
+    rng = np.random.default_rng(6)
+    x = tf.constant(rng.normal(size=(5, n_in)), tf.float32)
+    weights = tf.constant(rng.normal(size=(5, units)), tf.float32)
+    variables = [layer.diagonals, layer.circulants, layer.bias]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        ours = tf.reduce_sum(weights * layer(x))
+    ours_grads = tape.gradient(ours, [x, *variables])
+
+    x64 = tf.cast(x, tf.float64)
+    v64 = [tf.Variable(tf.cast(v, tf.float64)) for v in variables]
+    with tf.GradientTape() as tape64:
+        tape64.watch(x64)
+        y = dense_reference_tf64(x64, *v64, units, side, layer.blocks, slope)
+        dense = tf.reduce_sum(tf.cast(weights, tf.float64) * y)
+    dense_grads = tape64.gradient(dense, [x64, *v64])
+    for name, got, want in zip(("x", "diagonals", "circulants", "bias"), ours_grads, dense_grads):
+        assert relative_error(got.numpy(), want.numpy()) < 1e-5, name
+
+
+def test_options_survive_save_and_load(tmp_path):
+    inputs = keras.Input((9,))
+    outputs = co.DiagonalCirculant(40, k_factors=2, diagonal_side="input", expansion="blocks",
+                                   leaky_slope=0.1)(inputs)
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(7).normal(size=(2, 9)).astype(np.float32)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+    layer = loaded.layers[1]
+    assert (layer.diagonal_side, layer.expansion, layer.leaky_slope, layer.blocks) == \
+        ("input", "blocks", 0.1, 5)  # ceil(40 / 9)
+    with pytest.raises(ValueError, match="no matrix"):
+        layer.dense_matrix()
+    with pytest.raises(ValueError, match="diagonal_side must be one of output, input"):
+        co.DiagonalCirculant(4, diagonal_side="left")
+    with pytest.raises(ValueError, match="expansion must be one of pad, blocks"):
+        co.DiagonalCirculant(4, expansion="tile")
