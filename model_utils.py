@@ -5,6 +5,7 @@ Every model is a `keras.Model` called on the reader's batch dict (`features`, `n
 returning class probabilities [B, num_classes].
 """
 
+import dataclasses
 import inspect
 import math
 
@@ -14,6 +15,25 @@ import tensorflow as tf
 import circulant_ops
 
 COMPACT_LAYERS = ("embedding", "fc", "moe", "moe_gates", "moe_experts", "gating")
+
+
+@dataclasses.dataclass(frozen=True)
+class Circulant:
+    """How `linear` makes its diagonal-circulant layers: k factors and the layer's options
+    (circulant_ops.DiagonalCirculant). Models pass it where they pass `k_factor`."""
+
+    k: int = 1
+    diagonal_side: str = "output"
+    expansion: str = "pad"
+    leaky_slope: float = 1.0
+
+
+# Model settings of every model with compact layers, and their defaults for new runs.
+CIRCULANT_SETTINGS = {"circulant_diagonal_side": "input", "circulant_expansion": "blocks",
+                      "circulant_leaky_slope": 1.0}
+# What a model_flags.json written before these settings existed meant by their absence.
+_CIRCULANT_BEFORE_SETTINGS = {"circulant_diagonal_side": "output", "circulant_expansion": "pad",
+                              "circulant_leaky_slope": 1.0}
 
 _REGISTRY = {}
 
@@ -41,14 +61,26 @@ def model_hyperparameters(name):
     found = {p.name: p.default for p in signature.parameters.values()
              if p.name not in ("self", "num_classes", "kwargs")}
     found.update(getattr(cls, "hyperparameters", {}))  # those a model takes through **kwargs
+    if "k_factor" in found:
+        found.update(CIRCULANT_SETTINGS)
     return found
 
 
 def build_model(name, num_classes, **settings):
-    """The model `name` with those of `settings` that it takes (others are ignored)."""
+    """The model `name` with those of `settings` that it takes (others are ignored).
+
+    The circulant_* settings reach the model inside its k_factor (a `Circulant`); when they are
+    absent (a model_flags.json of an earlier version) the layers keep their earlier form.
+    """
     accepted = model_hyperparameters(name)
-    return get_model_class(name)(num_classes, **{k: v for k, v in settings.items()
-                                                 if k in accepted})
+    chosen = {k: v for k, v in settings.items() if k in accepted}
+    if "k_factor" in accepted:
+        options = {key: chosen.pop(key, old) for key, old in _CIRCULANT_BEFORE_SETTINGS.items()}
+        chosen["k_factor"] = Circulant(int(chosen.get("k_factor", 1)),
+                                       options["circulant_diagonal_side"],
+                                       options["circulant_expansion"],
+                                       float(options["circulant_leaky_slope"]))
+    return get_model_class(name)(num_classes, **chosen)
 
 
 def parse_compact_layers(value):
@@ -62,16 +94,38 @@ def parse_compact_layers(value):
     return frozenset(value)
 
 
-def linear(units, compact, k_factor=1, use_bias=True, l2=0.0, bias=0.0, name=None):
-    """Dense, or its diagonal-circulant replacement when `compact`; bias: its initial value."""
+def linear(units, compact, k_factor=1, use_bias=True, l2=0.0, bias=0.0, name=None, rank=0):
+    """Dense, or its diagonal-circulant replacement when `compact` (k_factor: an int or a
+    `Circulant`), or when rank > 0 its low-rank replacement; bias: its initial value."""
     regularizer = keras.regularizers.L2(l2) if l2 else None
     bias_initializer = keras.initializers.Constant(bias)
     if compact:
-        return circulant_ops.DiagonalCirculant(units, k_factors=k_factor, use_bias=use_bias,
-                                               regularizer=regularizer,
-                                               bias_initializer=bias_initializer, name=name)
+        spec = k_factor if isinstance(k_factor, Circulant) else Circulant(int(k_factor))
+        return circulant_ops.DiagonalCirculant(
+            units, k_factors=spec.k, use_bias=use_bias, regularizer=regularizer,
+            bias_initializer=bias_initializer, diagonal_side=spec.diagonal_side,
+            expansion=spec.expansion, leaky_slope=spec.leaky_slope, name=name)
+    if rank:
+        return LowRank(units, rank, use_bias, regularizer, bias_initializer, name=name)
     return keras.layers.Dense(units, use_bias=use_bias, kernel_regularizer=regularizer,
                               bias_initializer=bias_initializer, name=name)
+
+
+class LowRank(keras.layers.Layer):
+    """A Dense layer whose [n_in, units] kernel is the product U V of rank `rank`:
+    (n_in + units) * rank weights instead of n_in * units."""
+
+    def __init__(self, units, rank, use_bias=True, regularizer=None, bias_initializer="zeros",
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.rank = units, rank
+        self.down = keras.layers.Dense(rank, use_bias=False, kernel_regularizer=regularizer,
+                                       name="u")
+        self.up = keras.layers.Dense(units, use_bias=use_bias, kernel_regularizer=regularizer,
+                                     bias_initializer=bias_initializer, name="v")
+
+    def call(self, x):
+        return self.up(self.down(x))
 
 
 def prior_logit(num_classes):
@@ -139,10 +193,10 @@ class ContextGating(keras.layers.Layer):
 class LogisticClassifier(keras.layers.Layer):
     """sigmoid(x W + b), b starting at the class prior (prior_logit)."""
 
-    def __init__(self, num_classes, compact=False, k_factor=1, l2=0.0, **kwargs):
+    def __init__(self, num_classes, compact=False, k_factor=1, l2=0.0, rank=0, **kwargs):
         super().__init__(**kwargs)
         self.logits = linear(num_classes, compact, k_factor, l2=l2,
-                             bias=prior_logit(num_classes), name="logistic")
+                             bias=prior_logit(num_classes), name="logistic", rank=rank)
 
     def call(self, x, training=False):
         return tf.sigmoid(self.logits(x))
@@ -155,11 +209,12 @@ class MoeClassifier(keras.layers.Layer):
     "moe_gates" or "moe_experts": one).
 
     probabilities = sum_m gate_m * expert_m, per class. Optionally Context Gating on the output
-    probabilities (`prob_gating`, Miech et al. 2017).
+    probabilities (`prob_gating`, Miech et al. 2017). rank > 0: the dense gates and experts are
+    low-rank products (LowRank).
     """
 
     def __init__(self, num_classes, num_mixtures=2, l2=1e-8, compact=False, k_factor=1,
-                 prob_gating=False, compact_gating=False, **kwargs):
+                 prob_gating=False, compact_gating=False, rank=0, **kwargs):
         super().__init__(**kwargs)
         self.num_classes, self.num_mixtures = num_classes, num_mixtures
         if isinstance(compact, bool):
@@ -168,9 +223,9 @@ class MoeClassifier(keras.layers.Layer):
             compact_gates = bool({"moe", "moe_gates"} & set(compact))
             compact_experts = bool({"moe", "moe_experts"} & set(compact))
         self.gates = linear(num_classes * (num_mixtures + 1), compact_gates, k_factor,
-                            use_bias=False, l2=l2, name="gates")
+                            use_bias=False, l2=l2, name="gates", rank=rank)
         self.experts = linear(num_classes * num_mixtures, compact_experts, k_factor, l2=l2,
-                              bias=prior_logit(num_classes), name="experts")
+                              bias=prior_logit(num_classes), name="experts", rank=rank)
         self.prob_gating = (ContextGating(compact_gating, k_factor, name="prob_gating")
                             if prob_gating else None)
 
