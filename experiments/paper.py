@@ -46,15 +46,14 @@ import json
 import math
 import os
 import re
-import statistics
 import subprocess
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from absl import app, flags  # noqa: E402
+from runs import examples_per_second, run_train, validations, weights_of  # noqa: E402
 
 import utils  # noqa: E402
 
@@ -220,26 +219,6 @@ def finished_run(args, scale):
     return None
 
 
-def run_variant(args, name, train_dir):
-    """Train one variant in train_dir unless it holds a finished run; (output, wall seconds)."""
-    log = os.path.join(train_dir, "train_log.txt")
-    if os.path.exists(os.path.join(train_dir, "done")):
-        with open(log) as f, open(os.path.join(train_dir, "done")) as done:
-            return f.read(), json.load(done)["seconds"]
-    command = [sys.executable, os.path.join(REPO, "train.py"), f"--train_dir={train_dir}", *args]
-    print(f"{name}: {' '.join(command[1:])}", flush=True)
-    started = time.time()
-    os.makedirs(train_dir, exist_ok=True)
-    with open(log, "w") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, text=True)
-    if done.returncode:
-        raise SystemExit(f"error: {name} failed (exit {done.returncode}); see {log}")
-    seconds = time.time() - started
-    utils.atomic_write(os.path.join(train_dir, "done"), json.dumps({"seconds": seconds}))
-    with open(log) as f:
-        return f.read(), seconds
-
-
 def fc_weights(train_dir):
     """Weights of the FC layers after the embeddings (model_summary.txt's *_fc rows)."""
     with open(os.path.join(train_dir, "model_summary.txt")) as f:
@@ -249,21 +228,15 @@ def fc_weights(train_dir):
 
 def results_of(name, train_dir, batch, output, seconds):
     """One row per validation (an epoch): variant, epoch, GAP, weights, examples/s."""
-    weights = int(re.search(r"^model \w+: ([\d,]+) weights", output, re.M)[1].replace(",", ""))
-    rates = [float(r.replace(",", "")) for r in
-             re.findall(r"^step \d+ \| ([\d,]+) examples/s", output, re.M)[1:]]
-    rate = statistics.median(rates) if rates else None
-    fc = fc_weights(train_dir)
+    weights, rate, fc = weights_of(output), examples_per_second(output), fc_weights(train_dir)
     rows = []
-    with open(os.path.join(train_dir, "validation.jsonl")) as f:
-        for line in f:
-            result = json.loads(line)
-            epoch = result["step"] * batch / TRAIN_VIDEOS
-            rows.append({"experiment": FLAGS.experiment, "scale": FLAGS.scale, "variant": name,
-                         "epoch": round(epoch, 2), "step": result["step"],
-                         "gap": result["gap"], "weights": weights,
-                         "fc_weights": fc,
-                         "examples_per_second": rate, "wall_seconds": round(seconds)})
+    for result in validations(train_dir):
+        epoch = result["step"] * batch / TRAIN_VIDEOS
+        rows.append({"experiment": FLAGS.experiment, "scale": FLAGS.scale, "variant": name,
+                     "epoch": round(epoch, 2), "step": result["step"],
+                     "gap": result["gap"], "weights": weights,
+                     "fc_weights": fc,
+                     "examples_per_second": rate, "wall_seconds": round(seconds)})
     return rows
 
 
@@ -286,7 +259,7 @@ def main(argv):
         if name not in names and not finished:
             continue
         train_dir = finished or run_dir(FLAGS.experiment, FLAGS.scale, name)
-        output, seconds = run_variant(args, name, train_dir)
+        output, seconds = run_train(args, name, train_dir)
         rows.extend(results_of(name, train_dir, batch, output, seconds))
         best = max((r for r in rows if r["variant"] == name), key=lambda r: r["gap"])
         print(f"{name}: {best['weights']:,} weights, best GAP {best['gap']:.4f} at epoch "

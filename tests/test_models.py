@@ -328,3 +328,69 @@ def test_paper_scale_variants_have_the_papers_weight_counts(settings, paper):
     size = 1024 if settings.get("use_audio") is False else 1152
     model({"features": tf.zeros([1, 40, size]), "num_frames": tf.constant([40])})
     assert model.count_params() == paper
+
+
+def bn_weights(units):
+    return 4 * units  # gamma, beta, moving mean and variance
+
+
+@pytest.mark.parametrize("settings, want", [
+    (dict(bottleneck_size=19), 1152 * 19 + bn_weights(19) + 19 * 3862 + 3862),
+    (dict(bottleneck_size=0, low_rank=19), 19 * (1152 + 3862) + 3862),
+    (dict(bottleneck_size=24, compact_layers="fc"),  # one 1152 x 1152 product, 24 outputs kept
+     2 * 1152 + bn_weights(24) + 24 * 3862 + 3862),
+    (dict(bottleneck_size=76, compact_layers="moe", circulant_expansion="blocks"),
+     1152 * 76 + bn_weights(76) + 2 * 49 * 80 + 3862),  # 49 blocks of fft_size(76) = 80
+    (dict(bottleneck_size=128, wide_layers=1, wide_size=4096, compact_layers="fc",
+          circulant_expansion="blocks"),  # 4 blocks of 1152, then 4096 -> 128
+     2 * 4 * 1152 + bn_weights(4096) + 2 * 4096 + bn_weights(128) + 128 * 3862 + 3862),
+    (dict(bottleneck_size=0, video_level_classifier_model="MoeModel", moe_num_mixtures=1,
+          low_rank=10), 10 * (1152 + 2 * 3862) + 10 * (1152 + 3862) + 3862),
+])
+def test_bottleneck_model_weight_counts(settings, want):
+    model = model_utils.build_model("BottleneckModel", 3862, **settings)
+    model(batch_for("BottleneckModel"), training=False)
+    assert model.count_params() == want
+
+
+def test_bottleneck_model_matches_numpy():
+    model = model_utils.build_model("BottleneckModel", 20, bottleneck_size=6, wide_layers=1,
+                                    wide_size=10, low_rank=3)
+    batch = batch_for("BottleneckModel")
+    model(batch, training=False)
+    rng = np.random.default_rng(8)
+    for weight in model.weights:
+        weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype("float32") * 0.3)
+    x = batch["features"].numpy().astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    for i in range(2):
+        gamma, beta, mean, variance = (getattr(model, f"hidden_{i}_bn").get_weights())
+        x = x @ getattr(model, f"hidden_{i}").kernel.numpy()
+        x = np.maximum((x - mean) / np.sqrt(variance + 1e-3) * gamma + beta, 0)
+    logistic = model.classifier.logits
+    logits = x @ logistic.down.kernel.numpy() @ logistic.up.kernel.numpy() + logistic.up.bias.numpy()
+    np.testing.assert_allclose(model(batch, training=False).numpy(), 1 / (1 + np.exp(-logits)),
+                               rtol=1e-5)
+
+
+def test_circulant_settings_reach_every_circulant_layer_and_default_to_the_old_form():
+    import circulant_ops
+
+    def layers(model):
+        return [layer for layer in model._flatten_layers()
+                if isinstance(layer, circulant_ops.DiagonalCirculant)]
+
+    settings = dict(SMALL, compact_layers=ALL_COMPACT)
+    old = model_utils.build_model("TwoStreamModel", 20, **settings)  # a model_flags.json of before
+    new = model_utils.build_model("TwoStreamModel", 20, circulant_diagonal_side="input",
+                                  circulant_expansion="blocks", circulant_leaky_slope=0.2,
+                                  k_factor=2, **settings)
+    for model in (old, new):
+        model(batch_for("TwoStreamModel"), training=False)
+    assert len(layers(old)) == len(layers(new)) >= 6
+    assert {(la.diagonal_side, la.expansion, la.leaky_slope, la.k_factors)
+            for la in layers(old)} == {("output", "pad", 1.0, 1)}
+    assert {(la.diagonal_side, la.expansion, la.leaky_slope, la.k_factors)
+            for la in layers(new)} == {("input", "blocks", 0.2, 2)}
+    assert model_utils.model_hyperparameters("TwoStreamModel")["circulant_diagonal_side"] == \
+        model_utils.CIRCULANT_SETTINGS["circulant_diagonal_side"]

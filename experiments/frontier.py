@@ -1,0 +1,242 @@
+"""The size-accuracy frontier: validation GAP@20 against weight count, by family (issue 14).
+
+    .venv/bin/python experiments/frontier.py [--families=dense,low_rank] [--budgets=0.5M,2M]
+
+Real 2018 video-level data: training on the shared `train/` and `extra-train/` folders (43,552
+videos), validation on `validate/` (5,701). Every point is one `train.py` run of
+`BottleneckModel` (or the starter's LogisticModel and MoeModel at full size) whose size setting
+is the largest that keeps the model within the budget; train.py validates after every epoch
+with eval.py's code, and the point's GAP is its best epoch. Where another family comes within
+--close (0.01) of a budget's best, those families' points of that budget are trained again with
+seed 1 and their GAP is the mean of the two seeds.
+
+Output in --out_dir: `frontier.jsonl` (one JSON line per run), `frontier.png` (GAP against
+weights, log scale, a line per family, the best of each budget marked) and `frontier.md` (the
+table). A run already finished in its folder is read again, not retrained.
+"""
+
+import collections
+import json
+import os
+import statistics
+import sys
+import time
+
+import runs  # beside this script; puts the repository on sys.path
+from absl import app, flags
+
+import utils  # noqa: E402
+
+utils.quiet_tensorflow()
+
+TRAIN_VIDEOS = 43552
+DATA = {"train": ("yt8m-2018-video/train/*.tfrecord", "yt8m-2018-video/extra-train/*.tfrecord"),
+        "validate": ("yt8m-2018-video/validate/*.tfrecord",)}
+BATCH = 256
+TRAINING = [f"--batch_size={BATCH}", "--base_learning_rate=0.003", "--num_epochs=6",
+            f"--validation_steps={TRAIN_VIDEOS // BATCH}", "--log_steps=85",
+            "--batch_norm_momentum=0.9"]
+BUDGETS = {"0.1M": 100_000, "0.5M": 500_000, "2M": 2_000_000, "8M": 8_000_000}
+CIRCULANT = {"circulant_diagonal_side": "input", "circulant_expansion": "blocks"}
+
+# family -> (what it is, fixed settings, the setting that the budget sets or None, budgets)
+FAMILIES = {
+    "dense": ("features -> dense bottleneck (batch norm, ReLU) -> dense logistic classifier",
+              {}, "bottleneck_size", list(BUDGETS)),
+    "low_rank": ("features -> logistic classifier whose matrix is U V of rank r",
+                 {"bottleneck_size": 0}, "low_rank", ["0.1M", "0.5M", "2M"]),
+    "circulant_bottleneck": ("features -> diagonal-circulant bottleneck -> dense logistic "
+                             "classifier", {"compact_layers": "fc", **CIRCULANT},
+                             "bottleneck_size", list(BUDGETS)),
+    "circulant_classifier": ("features -> dense bottleneck -> diagonal-circulant logistic "
+                             "classifier (blocks)", {"compact_layers": "moe", **CIRCULANT},
+                             "bottleneck_size", list(BUDGETS)),
+}
+# The starter's models at full size, as points of the dense family.
+FULL = {"LogisticModel": ["--model=LogisticModel"],
+        "MoeModel, 2 mixtures": ["--model=MoeModel", "--moe_num_mixtures=2"]}
+
+flags.DEFINE_string("families", ",".join(FAMILIES), "Families to train: " + ", ".join(FAMILIES))
+flags.DEFINE_string("budgets", ",".join([*BUDGETS, "full"]), "Budgets: " + ", ".join(BUDGETS)
+                    + " and full (the starter's LogisticModel and MoeModel, dense family).")
+flags.DEFINE_float("close", 0.01, "Families within this GAP of a budget's best get a 2nd seed.")
+flags.DEFINE_string("out_dir", os.path.join(runs.REPO, "out", "frontier"), "Where runs go.")
+FLAGS = flags.FLAGS
+
+
+_WEIGHTS = {}
+
+
+def model_weights(settings):
+    """Weights of BottleneckModel with these settings (built once per settings)."""
+    key = json.dumps(settings, sort_keys=True)
+    if key not in _WEIGHTS:
+        import tensorflow as tf
+
+        import checkpoints  # noqa: F401 - registers the models; imports TensorFlow
+        import model_utils
+
+        model = model_utils.build_model("BottleneckModel", 3862, **settings)
+        model({"features": tf.zeros((1, 1152))})
+        _WEIGHTS[key] = model.count_params()
+    return _WEIGHTS[key]
+
+
+def sized(settings, key, budget):
+    """`settings` with `key` at the largest value whose model keeps within `budget` weights."""
+    if model_weights({**settings, key: 1}) > budget:
+        raise ValueError(f"{settings} does not fit {budget:,} weights at {key}=1")
+    low, high = 1, 2
+    while model_weights({**settings, key: high}) <= budget:
+        low, high = high, high * 2
+    while high - low > 1:  # weights grow with the size setting
+        middle = (low + high) // 2
+        low, high = (middle, high) if model_weights({**settings, key: middle}) <= budget \
+            else (low, middle)
+    return {**settings, key: low}
+
+
+def flag_list(settings):
+    return [f"--{k}={v}" for k, v in sorted(settings.items())]
+
+
+def points(families, budgets):
+    """(family, budget, name, train.py model flags) of every point asked for."""
+    found = []
+    for family in families:
+        _, fixed, key, allowed = FAMILIES[family]
+        for budget in budgets:
+            if budget in allowed:
+                settings = sized(fixed, key, BUDGETS[budget])
+                found.append((family, budget, f"{key}={settings[key]}",
+                              ["--model=BottleneckModel", *flag_list(settings)]))
+    if "full" in budgets and "dense" in families:
+        found.extend(("dense", "full", name, model) for name, model in FULL.items())
+    return found
+
+
+def train(family, budget, name, model_flags, seed):
+    """One run; its row for frontier.jsonl."""
+    data = utils.shared_data_dir()
+    patterns = {split: ",".join(os.path.join(data, p) for p in DATA[split]) for split in DATA}
+    args = [f"--train_data_pattern={patterns['train']}",
+            f"--validation_data_pattern={patterns['validate']}", "--start_new_model",
+            *TRAINING, *model_flags, f"--seed={seed}"]
+    folder = os.path.join(FLAGS.out_dir, "runs", family, budget,
+                          name.replace("=", "_").replace(", ", "_").replace(" ", "_"),
+                          f"seed_{seed}")
+    output, seconds = runs.run_train(args, f"{family} {budget} {name} seed {seed}", folder)
+    gaps = [v["gap"] for v in runs.validations(folder)]
+    best = max(range(len(gaps)), key=gaps.__getitem__)
+    row = {"family": family, "budget": budget, "point": name, "seed": seed,
+           "weights": runs.weights_of(output), "gap": gaps[best],
+           "best_epoch": round((best + 1) * BATCH * (TRAIN_VIDEOS // BATCH) / TRAIN_VIDEOS, 2),
+           "gaps": [round(g, 4) for g in gaps], "flags": model_flags,
+           "examples_per_second": runs.examples_per_second(output),
+           "wall_seconds": round(seconds)}
+    print(f"{family} {budget} {name} seed {seed}: {row['weights']:,} weights, GAP "
+          f"{row['gap']:.4f} (epoch {row['best_epoch']}), {seconds:.0f}s", flush=True)
+    return row
+
+
+def summary(rows):
+    """{(family, budget): (mean GAP, weights, seeds, point)} over the seeds of each point."""
+    grouped = collections.defaultdict(list)
+    for row in rows:
+        grouped[(row["family"], row["budget"], row["point"])].append(row)
+    best = {}
+    for (family, budget, point), group in grouped.items():
+        entry = (statistics.mean(r["gap"] for r in group), group[0]["weights"], len(group), point)
+        if (family, budget) not in best or entry[0] > best[(family, budget)][0]:
+            best[(family, budget)] = entry
+    return best
+
+
+def close_calls(rows, close):
+    """(family, budget) pairs within `close` GAP of their budget's best, where 2+ families ran."""
+    by_budget = collections.defaultdict(dict)
+    for (family, budget), entry in summary(rows).items():
+        by_budget[budget][family] = entry[0]
+    return [(family, budget) for budget, gaps in by_budget.items() if len(gaps) > 1
+            for family, gap in gaps.items() if max(gaps.values()) - gap <= close]
+
+
+def table(rows):
+    entries = summary(rows)
+    families = [f for f in FAMILIES if any(k[0] == f for k in entries)]
+    budgets = [b for b in [*BUDGETS, "full"] if any(k[1] == b for k in entries)]
+    lines = ["| budget | " + " | ".join(families) + " |", "|---" * (len(families) + 1) + "|"]
+    for budget in budgets:
+        top = max(v[0] for k, v in entries.items() if k[1] == budget)
+        cells = []
+        for family in families:
+            if (family, budget) not in entries:
+                cells.append("-")
+                continue
+            gap, weights, seeds, point = entries[(family, budget)]
+            text = f"{gap:.4f} ({weights / 1e6:.3g}M, {point}{', 2 seeds' if seeds > 1 else ''})"
+            cells.append(f"**{text}**" if gap == top else text)
+        lines.append(f"| {budget} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = summary(rows)
+    figure, axes = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    for family in FAMILIES:
+        found = sorted((v[1], v[0]) for k, v in entries.items() if k[0] == family)
+        if found:
+            axes.plot([w for w, _ in found], [g for _, g in found], marker="o", markersize=4,
+                      label=family.replace("_", " "))
+    for budget in {k[1] for k in entries}:
+        weights, gap = max(((v[1], v[0]) for k, v in entries.items() if k[1] == budget),
+                           key=lambda p: p[1])
+        axes.plot(weights, gap, marker="*", markersize=14, color="black", fillstyle="none",
+                  linestyle="none")
+    axes.set_xscale("log")
+    axes.set_xlabel("weights (log scale)")
+    axes.set_ylabel("validation GAP@20 (best epoch)")
+    axes.set_title("Size-accuracy frontier, YouTube-8M 2018 video level (star: best per budget)")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out)
+    plt.close(figure)
+
+
+def main(argv):
+    del argv
+    families = [f.strip() for f in FLAGS.families.split(",") if f.strip()]
+    budgets = [b.strip() for b in FLAGS.budgets.split(",") if b.strip()]
+    unknown = [f for f in families if f not in FAMILIES] + \
+        [b for b in budgets if b not in BUDGETS and b != "full"]
+    if unknown:
+        raise SystemExit(f"error: unknown family or budget {unknown}; families: "
+                         f"{', '.join(FAMILIES)}; budgets: {', '.join(BUDGETS)}, full")
+    if not os.path.isdir(os.path.join(utils.shared_data_dir(), "yt8m-2018-video")):
+        raise SystemExit(f"error: no yt8m-2018-video in {utils.shared_data_dir()}; set "
+                         "YT8M_SHARED_DATA to the folder of the real YouTube-8M files")
+    started = time.time()
+    todo = points(families, budgets)
+    print(f"{len(todo)} points: " + "; ".join(f"{f} {b} {n}" for f, b, n, _ in todo), flush=True)
+    rows = [train(*point, seed=0) for point in todo]
+    again = close_calls(rows, FLAGS.close)
+    rows += [train(*point, seed=1) for point in todo if point[:2] in again]
+    os.makedirs(FLAGS.out_dir, exist_ok=True)
+    results = os.path.join(FLAGS.out_dir, "frontier.jsonl")
+    utils.atomic_write(results, "".join(json.dumps(r) + "\n" for r in rows))
+    plot(rows, os.path.join(FLAGS.out_dir, "frontier.png"))
+    text = table(rows)
+    utils.atomic_write(os.path.join(FLAGS.out_dir, "frontier.md"), text + "\n")
+    print(text)
+    print(f"results: {results} (and frontier.png, frontier.md); wall time "
+          f"{utils.duration(time.time() - started)}")
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(main))
