@@ -288,6 +288,13 @@ def check_budget(model, max_model_mb):
                          f"--max_model_mb={max_model_mb}")
 
 
+def circulant_variables(model):
+    """The diagonal and circulant vectors of every diagonal-circulant layer of `model`."""
+    return [v for layer in model._flatten_layers()
+            if isinstance(layer, circulant_ops.DiagonalCirculant)
+            for v in (layer.diagonals, layer.circulants) if v.trainable]
+
+
 def set_batch_norm_momentum(model, momentum):
     """Momentum of every batch-norm layer's moving statistics (evaluation's mean and variance).
 

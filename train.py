@@ -68,6 +68,9 @@ flags.DEFINE_float("max_model_mb", 0, "Stop at start when the float32 weights ex
 flags.DEFINE_float("batch_norm_momentum", 0.99, "Momentum of the batch-norm layers' moving "
                    "statistics, which evaluation uses. Lower it (0.9) for runs of a few hundred "
                    "steps or at high learning rates, where the weights outpace a 0.99 average.")
+flags.DEFINE_float("circulant_learning_rate_scale", 1.0, "The learning rate of the "
+                   "diagonal-circulant layers' diagonal and circulant vectors, as a multiple of "
+                   "the other weights' (their own optimizer; 1: one optimizer for all).")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices and mirror "
                      "over them (to try distribution without GPUs).")
 
@@ -217,14 +220,30 @@ def run():
             FLAGS.base_learning_rate, decay_steps, FLAGS.learning_rate_decay, staircase=True)
         clip = {"clipnorm": FLAGS.clip_gradient_norm} if FLAGS.clip_gradient_norm > 0 else {}
         optimizer = OPTIMIZERS[FLAGS.optimizer](learning_rate, **clip)
-        optimizer.build(model.trainable_variables)
+        groups = [model.trainable_variables]  # the variables of each optimizer, in order
+        optimizers = [optimizer]
+        if FLAGS.circulant_learning_rate_scale <= 0:
+            raise ValueError("--circulant_learning_rate_scale must be positive, got "
+                             f"{FLAGS.circulant_learning_rate_scale}")
+        circulant = {id(v) for v in model_utils.circulant_variables(model)}
+        if FLAGS.circulant_learning_rate_scale != 1 and circulant:
+            groups = [[v for v in model.trainable_variables if id(v) not in circulant],
+                      [v for v in model.trainable_variables if id(v) in circulant]]
+            optimizers.append(OPTIMIZERS[FLAGS.optimizer](
+                keras.optimizers.schedules.ExponentialDecay(
+                    FLAGS.base_learning_rate * FLAGS.circulant_learning_rate_scale,
+                    decay_steps, FLAGS.learning_rate_decay, staircase=True), **clip))
+        for each, variables in zip(optimizers, groups):
+            each.build(variables)
     summary = model_utils.format_summary(model, FLAGS.model)
     print(summary, flush=True)
     if chief:
         utils.atomic_write(os.path.join(train_dir, "model_summary.txt"), summary + "\n")
     model_utils.check_budget(model, FLAGS.max_model_mb)
 
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
+                                     **({"circulant_optimizer": optimizers[1]}
+                                        if len(optimizers) > 1 else {}))
     manager = tf.train.CheckpointManager(checkpoint, out_dir, max_to_keep=5,
                                          checkpoint_name="model.ckpt")
     latest = tf.train.latest_checkpoint(train_dir)
@@ -242,15 +261,16 @@ def run():
     @tf.function
     def train_step(batch):
         def replica_step(batch):
-            with tf.GradientTape() as tape:
+            with tf.GradientTape(persistent=len(optimizers) > 1) as tape:
                 probabilities = model(batch, training=True)
                 per_example = loss_fn(probabilities, batch["labels"])
                 loss = tf.nn.compute_average_loss(per_example)
                 if model.losses:
                     loss += FLAGS.regularization_penalty * tf.nn.scale_regularization_loss(
                         tf.add_n(model.losses))
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            for each, variables in zip(optimizers, groups):
+                grads = tape.gradient(loss, variables)
+                each.apply_gradients(zip(grads, variables))
             return loss, probabilities, batch["labels"]
 
         loss, probabilities, labels = strategy.run(replica_step, args=(batch,))

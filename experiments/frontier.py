@@ -33,7 +33,7 @@ TRAIN_VIDEOS = 43552
 DATA = {"train": ("yt8m-2018-video/train/*.tfrecord", "yt8m-2018-video/extra-train/*.tfrecord"),
         "validate": ("yt8m-2018-video/validate/*.tfrecord",)}
 BATCH = 256
-TRAINING = [f"--batch_size={BATCH}", "--base_learning_rate=0.003", "--num_epochs=6",
+TRAINING = [f"--batch_size={BATCH}", "--base_learning_rate=0.003", "--num_epochs=8",
             f"--validation_steps={TRAIN_VIDEOS // BATCH}", "--log_steps=85",
             "--batch_norm_momentum=0.9"]
 BUDGETS = {"0.1M": 100_000, "0.5M": 500_000, "2M": 2_000_000, "8M": 8_000_000}

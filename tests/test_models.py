@@ -368,7 +368,8 @@ def test_bottleneck_model_matches_numpy():
         x = x @ getattr(model, f"hidden_{i}").kernel.numpy()
         x = np.maximum((x - mean) / np.sqrt(variance + 1e-3) * gamma + beta, 0)
     logistic = model.classifier.logits
-    logits = x @ logistic.down.kernel.numpy() @ logistic.up.kernel.numpy() + logistic.up.bias.numpy()
+    logits = x @ logistic.down.kernel.numpy() @ logistic.up.kernel.numpy()
+    logits += logistic.up.bias.numpy()
     np.testing.assert_allclose(model(batch, training=False).numpy(), 1 / (1 + np.exp(-logits)),
                                rtol=1e-5)
 

@@ -282,7 +282,8 @@ def test_bad_flags_end_in_one_line(data, tmp_path):
              ({"model": "DbofModel", "frame_features": True},
               "is missing (video-level data? then leave out --frame_features)"),
              ({"model": "MoeModel", "max_model_mb": 0.5}, "over --max_model_mb"),
-             ({"batch_norm_momentum": 1.5}, "batch_norm_momentum must be in [0, 1)")]
+             ({"batch_norm_momentum": 1.5}, "batch_norm_momentum must be in [0, 1)"),
+             ({"circulant_learning_rate_scale": 0}, "must be positive")]
     arguments = [args_for(data, tmp_path / re.sub(r"\W", "_", expected), **flags)
                  for flags, expected in cases]
     done = subprocess.run([sys.executable, "-c", IN_ONE_PROCESS, json.dumps(arguments)],
@@ -316,3 +317,38 @@ def test_a_non_finite_loss_stops_the_run(data, tmp_path):
     assert done.returncode == 1
     assert re.match(r"error: the loss is (inf|nan) at step \d+",
                     done.stderr.strip().splitlines()[-1])
+
+
+def test_circulant_learning_rate_scale_scales_only_the_circulant_steps(data, tmp_path):
+    """One plain-SGD step from the same start: the circulant vectors move `scale` times as far
+    as with one optimizer, every other weight the same."""
+    import numpy as np
+
+    common = dict(model="BottleneckModel", bottleneck_size=8, compact_layers="fc,moe",
+                  optimizer="GradientDescentOptimizer", clip_gradient_norm=0,
+                  base_learning_rate=0.5, seed=3)
+    runs = {"start": dict(max_steps=0), "one": dict(max_steps=1),
+            "three": dict(max_steps=1, circulant_learning_rate_scale=3.0)}
+    arguments = [args_for(data, tmp_path / name, **common, **flags)
+                 for name, flags in runs.items()]
+    done = subprocess.run([sys.executable, "-c", IN_ONE_PROCESS, json.dumps(arguments)],
+                          capture_output=True, text=True, timeout=240, cwd=REPO_DIR)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [code for code, _ in json.loads(done.stdout.splitlines()[-1])] == [0, 0, 0]
+
+    def weights(name):
+        import checkpoints
+
+        model = checkpoints.load(str(tmp_path / name))[0]
+        return {w.path.split("/", 1)[1]: w.numpy() for w in model.weights}
+
+    start, one, three = weights("start"), weights("one"), weights("three")
+    circulant = [k for k in start if "diagonals" in k or "circulants" in k]
+    others = [k for k in start if k not in circulant and "moving" not in k]
+    assert len(circulant) == 4 and others  # hidden layer and classifier: 2 vectors each
+    for key in circulant:
+        step = one[key] - start[key]
+        assert np.abs(step).max() > 0, key
+        np.testing.assert_allclose(three[key] - start[key], 3 * step, rtol=1e-4, atol=1e-6)
+    for key in others:
+        np.testing.assert_allclose(three[key], one[key], rtol=1e-5, atol=1e-7)
