@@ -64,19 +64,21 @@ class GatedMoeModel(MoeModel):
 @register
 class BottleneckModel(VideoModel):
     """Features -> `wide_layers` layers of `wide_size` units -> `bottleneck_size` units ->
-    classifier, each hidden layer followed by batch norm and ReLU.
+    classifier, each hidden layer followed by batch norm and ReLU (`linear_bottleneck`: the
+    bottleneck layer alone, with neither, which with a dense layer is a low-rank classifier).
 
     For a weight budget: the bottleneck sets the classifier's cost (bottleneck_size x classes);
     "fc" in compact_layers makes the hidden layers diagonal-circulant, "moe" (or moe_gates,
-    moe_experts) the classifier, "gating" the MoE's Context Gating. low_rank > 0 makes the
-    classifier's dense matrices low-rank products instead. bottleneck_size 0: no hidden layers,
-    the classifier on the features.
+    moe_experts) the classifier, "gating" the Context Gating of the output probabilities
+    (`output_gating`, Miech et al. 2017; a classes x classes matrix when dense). low_rank > 0
+    makes the classifier's dense matrices low-rank products instead. bottleneck_size 0: no
+    hidden layers, the classifier on the features.
     """
 
     def __init__(self, num_classes, bottleneck_size=512, wide_layers=0, wide_size=2048,
                  video_level_classifier_model="LogisticModel", moe_num_mixtures=2, moe_l2=1e-8,
-                 moe_prob_gating=False, low_rank=0, l2_penalty=1e-8, compact_layers="",
-                 k_factor=1, **kwargs):
+                 output_gating=False, low_rank=0, linear_bottleneck=False, l2_penalty=1e-8,
+                 compact_layers="", k_factor=1, **kwargs):
         super().__init__(**kwargs)
         if video_level_classifier_model not in ("LogisticModel", "MoeModel"):
             raise ValueError("video_level_classifier_model must be LogisticModel or MoeModel, "
@@ -84,24 +86,33 @@ class BottleneckModel(VideoModel):
         compact = model_utils.parse_compact_layers(compact_layers)
         sizes = [wide_size] * wide_layers + [bottleneck_size] if bottleneck_size else []
         self.depth = len(sizes)
+        self.linear_bottleneck = linear_bottleneck and bool(sizes)
         for i, size in enumerate(sizes):  # attributes, not a list: tf.train.Checkpoint sees them
             setattr(self, f"hidden_{i}", model_utils.linear(
                 size, "fc" in compact, k_factor, use_bias=False, l2=l2_penalty, name=f"hidden_{i}"))
-            setattr(self, f"hidden_{i}_bn", keras.layers.BatchNormalization(name=f"hidden_{i}_bn"))
+            if not (self.linear_bottleneck and i == len(sizes) - 1):
+                setattr(self, f"hidden_{i}_bn",
+                        keras.layers.BatchNormalization(name=f"hidden_{i}_bn"))
         if video_level_classifier_model == "LogisticModel":
             self.classifier = LogisticClassifier(num_classes, "moe" in compact, k_factor,
                                                  l2_penalty, low_rank, name="classifier")
         else:
             self.classifier = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, compact,
-                                            k_factor, moe_prob_gating, "gating" in compact,
-                                            low_rank, name="classifier")
+                                            k_factor, rank=low_rank, name="classifier")
+        self.output_gating = (model_utils.ContextGating("gating" in compact, k_factor,
+                                                        name="output_gating")
+                              if output_gating else None)
 
     def call(self, inputs, training=False):
         x = self.features(inputs)
         for i in range(self.depth):
             x = getattr(self, f"hidden_{i}")(x)
-            x = tf.nn.relu(getattr(self, f"hidden_{i}_bn")(x, training=training))
-        return self.classifier(x, training=training)
+            if not (self.linear_bottleneck and i == self.depth - 1):
+                x = tf.nn.relu(getattr(self, f"hidden_{i}_bn")(x, training=training))
+        probabilities = self.classifier(x, training=training)
+        if self.output_gating is not None:
+            probabilities = self.output_gating(probabilities, training=training)
+        return probabilities
 
 
 @register

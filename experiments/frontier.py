@@ -18,6 +18,7 @@ table). A run already finished in its folder is read again, not retrained.
 import collections
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -33,32 +34,62 @@ TRAIN_VIDEOS = 43552
 DATA = {"train": ("yt8m-2018-video/train/*.tfrecord", "yt8m-2018-video/extra-train/*.tfrecord"),
         "validate": ("yt8m-2018-video/validate/*.tfrecord",)}
 BATCH = 256
-TRAINING = [f"--batch_size={BATCH}", "--base_learning_rate=0.003", "--num_epochs=8",
+TRAINING = [f"--batch_size={BATCH}", "--base_learning_rate=0.003", "--num_epochs=12",
             f"--validation_steps={TRAIN_VIDEOS // BATCH}", "--log_steps=85",
             "--batch_norm_momentum=0.9"]
-BUDGETS = {"0.1M": 100_000, "0.5M": 500_000, "2M": 2_000_000, "8M": 8_000_000}
+BUDGETS = {"0.1M": 100_000, "0.5M": 500_000, "2M": 2_000_000,
+           "4.5M": 4_460_000,  # the starter's LogisticModel: 4,452,886 weights
+           "8M": 8_000_000}
 CIRCULANT = {"circulant_diagonal_side": "input", "circulant_expansion": "blocks"}
+LOW_RANK = {"bottleneck_size": 0}
+GATING = {"output_gating": True, "compact_layers": "gating", "k_factor": 2, **CIRCULANT}
 
-# family -> (what it is, fixed settings, the setting that the budget sets or None, budgets)
+
+class Family:
+    """Points of one kind: per budget, fixed settings and the setting sized to the budget."""
+
+    def __init__(self, about, budgets):
+        self.about = about
+        self.budgets = budgets  # budget -> (fixed BottleneckModel settings, sized key or None)
+
+
 FAMILIES = {
-    "dense": ("features -> dense bottleneck (batch norm, ReLU) -> dense logistic classifier",
-              {}, "bottleneck_size", list(BUDGETS)),
-    "low_rank": ("features -> logistic classifier whose matrix is U V of rank r",
-                 {"bottleneck_size": 0}, "low_rank", ["0.1M", "0.5M", "2M"]),
-    "circulant_bottleneck": ("features -> diagonal-circulant bottleneck -> dense logistic "
-                             "classifier", {"compact_layers": "fc", **CIRCULANT},
-                             "bottleneck_size", list(BUDGETS)),
-    "circulant_classifier": ("features -> dense bottleneck -> diagonal-circulant logistic "
-                             "classifier (blocks)", {"compact_layers": "moe", **CIRCULANT},
-                             "bottleneck_size", list(BUDGETS)),
+    "dense": Family("features -> dense bottleneck (batch norm, ReLU) -> logistic; at 4.5M "
+                    "the starter's LogisticModel (no bottleneck)", {
+                        **{b: ({}, "bottleneck_size") for b in ("0.1M", "0.5M", "2M", "8M")},
+                        "4.5M": (LOW_RANK, None)}),
+    "low_rank": Family("features -> logistic classifier whose matrix is U V of rank r",
+                       {b: (LOW_RANK, "low_rank") for b in ("0.1M", "0.5M", "2M", "4.5M")}),
+    "circulant_bottleneck": Family(
+        "features -> diagonal-circulant bottleneck (batch norm, ReLU) -> logistic",
+        {b: ({"compact_layers": "fc", **CIRCULANT}, "bottleneck_size")
+         for b in ("0.1M", "0.5M", "2M", "8M")}),
+    "circulant_classifier": Family(
+        "features -> dense bottleneck -> diagonal-circulant logistic classifier (blocks)",
+        {b: ({"compact_layers": "moe", **CIRCULANT}, "bottleneck_size")
+         for b in ("0.1M", "0.5M")}),
+    "circulant_gating": Family(
+        "the best dense form of the budget (low rank up to 4.5M, the dense bottleneck at 8M) "
+        "with Context Gating of the output probabilities, diagonal-circulant (k=2); a dense "
+        "one is 3,862 x 3,862 = 14.9M weights", {
+            **{b: ({**LOW_RANK, **GATING}, "low_rank") for b in ("0.1M", "0.5M", "2M")},
+            "4.5M": ({**LOW_RANK, **GATING}, None),
+            "8M": (GATING, "bottleneck_size")}),
+    "circulant_moe": Family(
+        "features -> MoE of 1 mixture, diagonal-circulant gates and Context Gating, dense "
+        "experts", {"4.5M": ({**LOW_RANK, **GATING, "video_level_classifier_model": "MoeModel",
+                              "moe_num_mixtures": 1,
+                              "compact_layers": "moe_gates,gating"}, None)}),
 }
-# The starter's models at full size, as points of the dense family.
-FULL = {"LogisticModel": ["--model=LogisticModel"],
-        "MoeModel, 2 mixtures": ["--model=MoeModel", "--moe_num_mixtures=2"]}
+# Full size: the starter's MoeModel (2 mixtures, 22.3M weights) with its own training
+# (experiment 5's learning rate; 6 epochs, as it is the slowest point by far).
+FULL = ("dense", "MoeModel, 2 mixtures",
+        ["--model=MoeModel", "--moe_num_mixtures=2", "--base_learning_rate=0.01",
+         "--num_epochs=6"])
 
 flags.DEFINE_string("families", ",".join(FAMILIES), "Families to train: " + ", ".join(FAMILIES))
 flags.DEFINE_string("budgets", ",".join([*BUDGETS, "full"]), "Budgets: " + ", ".join(BUDGETS)
-                    + " and full (the starter's LogisticModel and MoeModel, dense family).")
+                    + " and full (the starter's MoeModel, 2 mixtures, dense family).")
 flags.DEFINE_float("close", 0.01, "Families within this GAP of a budget's best get a 2nd seed.")
 flags.DEFINE_string("out_dir", os.path.join(runs.REPO, "out", "frontier"), "Where runs go.")
 FLAGS = flags.FLAGS
@@ -97,21 +128,22 @@ def sized(settings, key, budget):
 
 
 def flag_list(settings):
-    return [f"--{k}={v}" for k, v in sorted(settings.items())]
+    return [f"--{k}" if v is True else f"--{k}={v}" for k, v in sorted(settings.items())]
 
 
 def points(families, budgets):
     """(family, budget, name, train.py model flags) of every point asked for."""
     found = []
     for family in families:
-        _, fixed, key, allowed = FAMILIES[family]
-        for budget in budgets:
-            if budget in allowed:
-                settings = sized(fixed, key, BUDGETS[budget])
-                found.append((family, budget, f"{key}={settings[key]}",
-                              ["--model=BottleneckModel", *flag_list(settings)]))
-    if "full" in budgets and "dense" in families:
-        found.extend(("dense", "full", name, model) for name, model in FULL.items())
+        for budget, (fixed, key) in FAMILIES[family].budgets.items():
+            if budget not in budgets:
+                continue
+            settings = sized(fixed, key, BUDGETS[budget]) if key else dict(fixed)
+            name = f"{key}={settings[key]}" if key else "-"
+            found.append((family, budget, name,
+                          ["--model=BottleneckModel", *flag_list(settings)]))
+    if "full" in budgets and FULL[0] in families:
+        found.append((FULL[0], "full", *FULL[1:]))
     return found
 
 
@@ -121,17 +153,16 @@ def train(family, budget, name, model_flags, seed):
     patterns = {split: ",".join(os.path.join(data, p) for p in DATA[split]) for split in DATA}
     args = [f"--train_data_pattern={patterns['train']}",
             f"--validation_data_pattern={patterns['validate']}", "--start_new_model",
-            *TRAINING, *model_flags, f"--seed={seed}"]
+            *TRAINING, *model_flags, f"--seed={seed}"]  # a point's own flags win: the last
     folder = os.path.join(FLAGS.out_dir, "runs", family, budget,
-                          name.replace("=", "_").replace(", ", "_").replace(" ", "_"),
-                          f"seed_{seed}")
+                          re.sub(r"\W+", "_", name).strip("_") or "point", f"seed_{seed}")
     output, seconds = runs.run_train(args, f"{family} {budget} {name} seed {seed}", folder)
-    gaps = [v["gap"] for v in runs.validations(folder)]
-    best = max(range(len(gaps)), key=gaps.__getitem__)
+    results = runs.validations(folder)
+    best = max(results, key=lambda r: r["gap"])
     row = {"family": family, "budget": budget, "point": name, "seed": seed,
-           "weights": runs.weights_of(output), "gap": gaps[best],
-           "best_epoch": round((best + 1) * BATCH * (TRAIN_VIDEOS // BATCH) / TRAIN_VIDEOS, 2),
-           "gaps": [round(g, 4) for g in gaps], "flags": model_flags,
+           "weights": runs.weights_of(output), "gap": best["gap"],
+           "best_epoch": round(best["step"] * BATCH / TRAIN_VIDEOS, 1),
+           "gaps": [round(r["gap"], 4) for r in results], "flags": model_flags,
            "examples_per_second": runs.examples_per_second(output),
            "wall_seconds": round(seconds)}
     print(f"{family} {budget} {name} seed {seed}: {row['weights']:,} weights, GAP "
@@ -153,12 +184,17 @@ def summary(rows):
 
 
 def close_calls(rows, close):
-    """(family, budget) pairs within `close` GAP of their budget's best, where 2+ families ran."""
+    """(family, budget) of the families within `close` GAP of their budget's best, at the
+    budgets where there are two or more such families."""
     by_budget = collections.defaultdict(dict)
     for (family, budget), entry in summary(rows).items():
         by_budget[budget][family] = entry[0]
-    return [(family, budget) for budget, gaps in by_budget.items() if len(gaps) > 1
-            for family, gap in gaps.items() if max(gaps.values()) - gap <= close]
+    found = []
+    for budget, gaps in by_budget.items():
+        near = [family for family, gap in gaps.items() if max(gaps.values()) - gap <= close]
+        if len(near) > 1:
+            found.extend((family, budget) for family in near)
+    return found
 
 
 def table(rows):

@@ -75,6 +75,11 @@ FRAME_SCALES = {
                         "--moe_num_mixtures=2", "--batch_norm_momentum=0.9"]},
 }
 VIDEO_ONLY = ["--use_audio=false", "--feature_names=rgb", "--feature_sizes=1024"]
+# The circulant layers these experiments first ran with (diagonal after each circulant, one
+# zero-padded product); the variants marked "input diagonal" override them (the last flag wins)
+# with issue 14's defaults: the diagonal on each factor's input, expanding layers by blocks.
+FIRST_CIRCULANT = ["--circulant_diagonal_side=output", "--circulant_expansion=pad"]
+INPUT_DIAGONAL = ["--circulant_diagonal_side=input", "--circulant_expansion=blocks"]
 EXPERIMENTS = {
     "layer_by_layer": {
         "frame_level": True,
@@ -89,6 +94,10 @@ EXPERIMENTS = {
             # A dense model of about the size of the one above: does the compact one beat it?
             "dense, 1 mixture, no Context Gating": [*VIDEO_ONLY, "--moe_num_mixtures=1",
                                                     "--gating=false"],
+            "compact MoE, input diagonal": [*VIDEO_ONLY, "--compact_layers=moe,gating",
+                                            *INPUT_DIAGONAL],
+            "compact MoE gates and Context Gating, input diagonal": [
+                *VIDEO_ONLY, "--compact_layers=moe_gates,gating", *INPUT_DIAGONAL],
         },
     },
     "embeddings": {
@@ -103,6 +112,10 @@ EXPERIMENTS = {
             "NetFV dense": ["--embedding=netfv", "--fv_couple_weights=false"],
             "NetFV compact FC": ["--embedding=netfv", "--fv_couple_weights=false",
                                  "--compact_layers=fc"],
+            "NetVLAD compact FC, input diagonal": ["--embedding=netvlad", "--compact_layers=fc",
+                                                   *INPUT_DIAGONAL],
+            "NetFV compact FC, input diagonal": ["--embedding=netfv", "--fv_couple_weights=false",
+                                                 "--compact_layers=fc", *INPUT_DIAGONAL],
         },
     },
     "factors": {
@@ -187,7 +200,7 @@ def arguments(spec, name, scale):
     if not spec.get("frame_level"):
         data = utils.shared_data_dir()
         files = {split: os.path.join(data, pattern) for split, pattern in VIDEO_DATA.items()}
-        common, batch = spec["flags"], spec["batch_size"]
+        common, batch = [*spec["flags"], *FIRST_CIRCULANT], spec["batch_size"]
     else:
         size, files = FRAME_SCALES[scale], frame_patterns(scale)
         embedding = next((f.split("=", 1)[1] for f in variant if f.startswith("--embedding=")),
@@ -198,7 +211,7 @@ def arguments(spec, name, scale):
                   f"--video_clusters={video}", f"--audio_clusters={audio}",
                   f"--batch_size={batch}", f"--num_epochs={size['num_epochs']}",
                   f"--validation_steps={math.ceil(TRAIN_VIDEOS / batch)}", "--log_steps=20",
-                  "--seed=0", *size["flags"]]
+                  "--seed=0", *size["flags"], *FIRST_CIRCULANT]
     return [f"--train_data_pattern={files['train']}",
             f"--validation_data_pattern={files['validate']}", "--start_new_model",
             *common, *variant], batch

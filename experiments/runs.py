@@ -15,14 +15,17 @@ import utils  # noqa: E402
 
 
 def run_train(args, name, train_dir):
-    """Train in train_dir with train.py's `args` unless it holds a finished run.
+    """Train in train_dir with train.py's `args` unless it holds a finished run of them.
 
     Returns (train.py's output, wall seconds); a failed run exits with one line naming its log.
     """
     log = os.path.join(train_dir, "train_log.txt")
     if os.path.exists(os.path.join(train_dir, "done")):
-        with open(log) as f, open(os.path.join(train_dir, "done")) as done:
-            return f.read(), json.load(done)["seconds"]
+        with open(os.path.join(train_dir, "done")) as done:
+            finished = json.load(done)
+        if finished.get("args", args) == args:  # runs of before args were recorded: as asked
+            with open(log) as f:
+                return f.read(), finished["seconds"]
     command = [sys.executable, os.path.join(REPO, "train.py"), f"--train_dir={train_dir}", *args]
     print(f"{name}: {' '.join(command[1:])}", flush=True)
     started = time.time()
@@ -32,7 +35,8 @@ def run_train(args, name, train_dir):
     if done.returncode:
         raise SystemExit(f"error: {name} failed (exit {done.returncode}); see {log}")
     seconds = time.time() - started
-    utils.atomic_write(os.path.join(train_dir, "done"), json.dumps({"seconds": seconds}))
+    utils.atomic_write(os.path.join(train_dir, "done"),
+                       json.dumps({"seconds": seconds, "args": args}))
     with open(log) as f:
         return f.read(), seconds
 

@@ -85,3 +85,45 @@ def test_table_has_a_row_per_variant_against_the_first(tmp_path):
     done = subprocess.run([sys.executable, table, str(results), "--variants=other"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "no results for ['other']" in done.stderr
+
+
+def frontier_module():
+    sys.path.insert(0, os.path.join(REPO_DIR, "experiments"))
+    import frontier
+
+    return frontier
+
+
+def test_frontier_points_are_the_largest_that_fit_their_budget():
+    frontier = frontier_module()
+    for family in ("dense", "low_rank", "circulant_bottleneck", "circulant_gating"):
+        fixed, key = frontier.FAMILIES[family].budgets["0.5M"]
+        settings = frontier.sized(fixed, key, 200_000)
+        weights = frontier.model_weights(settings)
+        assert weights <= 200_000 < frontier.model_weights({**settings, key: settings[key] + 1})
+        assert weights > 0.95 * 200_000, (family, weights)
+
+
+def frontier_rows():
+    rows = []
+    for family, budget, gap, seed in (("dense", "0.5M", 0.680, 0), ("low_rank", "0.5M", 0.700, 0),
+                                      ("circulant_bottleneck", "0.5M", 0.700, 0),
+                                      ("circulant_bottleneck", "0.5M", 0.710, 1),
+                                      ("dense", "2M", 0.720, 0), ("low_rank", "2M", 0.650, 0)):
+        rows.append({"family": family, "budget": budget, "point": "size=1", "seed": seed,
+                     "weights": {"0.5M": 490_000, "2M": 1_990_000}[budget], "gap": gap})
+    return rows
+
+
+def test_frontier_second_seeds_go_where_families_are_close_and_the_table_marks_the_best(tmp_path):
+    frontier = frontier_module()
+    rows = frontier_rows()
+    assert sorted(frontier.close_calls(rows, 0.01)) == [("circulant_bottleneck", "0.5M"),
+                                                       ("low_rank", "0.5M")]
+    table = frontier.table(rows)
+    line = next(row for row in table.splitlines() if row.startswith("| 0.5M"))
+    assert "**0.7050 (0.49M, size=1, 2 seeds)**" in line  # the mean of 0.700 and 0.710
+    assert "| 0.7000 (0.49M, size=1) |" in line  # low rank, not the best
+    assert "| 0.6800 (0.49M, size=1) |" in line
+    frontier.plot(rows, tmp_path / "frontier.png")
+    assert (tmp_path / "frontier.png").read_bytes().startswith(b"\x89PNG")
