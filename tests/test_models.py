@@ -346,6 +346,10 @@ def bn_weights(units):
      2 * 4 * 1152 + bn_weights(4096) + 2 * 4096 + bn_weights(128) + 128 * 3862 + 3862),
     (dict(bottleneck_size=0, video_level_classifier_model="MoeModel", moe_num_mixtures=1,
           low_rank=10), 10 * (1152 + 2 * 3862) + 10 * (1152 + 3862) + 3862),
+    (dict(bottleneck_size=10, linear_bottleneck=True), 1152 * 10 + 10 * 3862 + 3862),
+    (dict(bottleneck_size=0, low_rank=10, output_gating=True, compact_layers="gating",
+          k_factor=2), 10 * (1152 + 3862) + 3862 + 2 * 2 * 3888 + bn_weights(3862)),
+    (dict(bottleneck_size=0, output_gating=True), 1152 * 3862 + 3862 + 3862**2 + bn_weights(3862)),
 ])
 def test_bottleneck_model_weight_counts(settings, want):
     model = model_utils.build_model("BottleneckModel", 3862, **settings)
