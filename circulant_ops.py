@@ -39,8 +39,12 @@ import tensorflow as tf
 
 INITIALIZERS = ("fan_in", "araujo2020", "araujo2018", "cheng2015")
 DEFAULT_INITIALIZER = "araujo2020"
-DIAGONAL_SIDES = ("output", "input")
-EXPANSIONS = ("pad", "blocks")
+DIAGONAL_SIDES = ("input", "output")
+EXPANSIONS = ("blocks", "pad")
+# Defaults since issue 14 (EXPERIMENTS.md: the input-side diagonal is worth 0.02-0.03 GAP);
+# what a layer saved before these options existed was.
+DEFAULT_DIAGONAL_SIDE, DEFAULT_EXPANSION = "input", "blocks"
+FIRST_DIAGONAL_SIDE, FIRST_EXPANSION = "output", "pad"
 
 
 def fft_size(min_size):
@@ -69,8 +73,8 @@ def _apply_spectrum(x, c_spectrum, n):
     return tf.signal.irfft(tf.signal.rfft(x, fft_length=[n]) * c_spectrum, fft_length=[n])
 
 
-def diagonal_circulant(x, diagonals, circulants, units, diagonal_side="output", blocks=1,
-                       leaky_slope=1.0):
+def diagonal_circulant(x, diagonals, circulants, units, diagonal_side=DEFAULT_DIAGONAL_SIDE,
+                       blocks=1, leaky_slope=1.0):
     """y = x @ A[:units, :n_in].T for the layer's product A (see the module's docstring).
 
     x [..., n_in]; diagonals, circulants [k, blocks * n] with n >= n_in: `blocks` independent
@@ -169,14 +173,15 @@ def _forward_and_gradient(x, diagonals, circulants, n_in, units, blocks, input_s
     return y, grad
 
 
-def dense_matrix(diagonals, circulants, n_in, units, diagonal_side="output", blocks=1):
+def dense_matrix(diagonals, circulants, n_in, units, diagonal_side=DEFAULT_DIAGONAL_SIDE,
+                 blocks=1):
     """The explicit [units, n_in] matrix A of a linear `diagonal_circulant` (tests, inspection)."""
     identity = tf.eye(n_in, dtype=tf.float32)
     return tf.transpose(diagonal_circulant(identity, diagonals, circulants, units,
                                            diagonal_side, blocks))
 
 
-def block_layout(n_in, units, expansion="pad"):
+def block_layout(n_in, units, expansion=DEFAULT_EXPANSION):
     """(blocks, n): how many independent n x n products a layer of that shape uses."""
     if expansion not in EXPANSIONS:
         raise ValueError(f"expansion must be one of {', '.join(EXPANSIONS)}, got {expansion!r}")
@@ -186,7 +191,7 @@ def block_layout(n_in, units, expansion="pad"):
     return 1, fft_size(max(n_in, units))
 
 
-def weight_count(n_in, units, k_factors=1, use_bias=True, expansion="pad"):
+def weight_count(n_in, units, k_factors=1, use_bias=True, expansion=DEFAULT_EXPANSION):
     """Weights of a diagonal-circulant layer: 2*k*n per block (+ units for the bias)."""
     blocks, n = block_layout(n_in, units, expansion)
     return 2 * k_factors * blocks * n + (units if use_bias else 0)
@@ -244,8 +249,8 @@ class DiagonalCirculant(keras.layers.Layer):
 
     def __init__(self, units, k_factors=1, use_bias=True, activation=None,
                  initializer=DEFAULT_INITIALIZER, regularizer=None, seed=None,
-                 bias_initializer="zeros", diagonal_side="output", expansion="pad",
-                 leaky_slope=1.0, **kwargs):
+                 bias_initializer="zeros", diagonal_side=DEFAULT_DIAGONAL_SIDE,
+                 expansion=DEFAULT_EXPANSION, leaky_slope=1.0, **kwargs):
         super().__init__(**kwargs)
         if units < 1 or k_factors < 1:
             raise ValueError(f"units and k_factors must be positive, got {units}, {k_factors}")
@@ -314,6 +319,12 @@ class DiagonalCirculant(keras.layers.Layer):
     def dense_weight_count(self):
         """Weights of the Dense layer this one replaces."""
         return self.input_dim * self.units + (self.units if self.use_bias else 0)
+
+    @classmethod
+    def from_config(cls, config):
+        """A layer saved before the options existed keeps the form it was trained in."""
+        return cls(**{"diagonal_side": FIRST_DIAGONAL_SIDE, "expansion": FIRST_EXPANSION,
+                      **config})
 
     def get_config(self):
         config = super().get_config()

@@ -23,16 +23,18 @@ class Circulant:
     (circulant_ops.DiagonalCirculant). Models pass it where they pass `k_factor`."""
 
     k: int = 1
-    diagonal_side: str = "output"
-    expansion: str = "pad"
+    diagonal_side: str = circulant_ops.DEFAULT_DIAGONAL_SIDE
+    expansion: str = circulant_ops.DEFAULT_EXPANSION
     leaky_slope: float = 1.0
 
 
 # Model settings of every model with compact layers, and their defaults for new runs.
-CIRCULANT_SETTINGS = {"circulant_diagonal_side": "input", "circulant_expansion": "blocks",
-                      "circulant_leaky_slope": 1.0}
+CIRCULANT_SETTINGS = {"circulant_diagonal_side": Circulant.diagonal_side,
+                      "circulant_expansion": Circulant.expansion,
+                      "circulant_leaky_slope": Circulant.leaky_slope}
 # What a model_flags.json written before these settings existed meant by their absence.
-_CIRCULANT_BEFORE_SETTINGS = {"circulant_diagonal_side": "output", "circulant_expansion": "pad",
+_CIRCULANT_BEFORE_SETTINGS = {"circulant_diagonal_side": circulant_ops.FIRST_DIAGONAL_SIDE,
+                              "circulant_expansion": circulant_ops.FIRST_EXPANSION,
                               "circulant_leaky_slope": 1.0}
 
 _REGISTRY = {}

@@ -76,10 +76,12 @@ FRAME_SCALES = {
 }
 VIDEO_ONLY = ["--use_audio=false", "--feature_names=rgb", "--feature_sizes=1024"]
 # The circulant layers these experiments first ran with (diagonal after each circulant, one
-# zero-padded product); the variants marked "input diagonal" override them (the last flag wins)
-# with issue 14's defaults: the diagonal on each factor's input, expanding layers by blocks.
+# zero-padded product); the variants marked "input diagonal, lr x3" override them (the last
+# flag wins) with issue 14's best settings: the diagonal on each factor's input, expanding
+# layers by blocks, the circulant vectors at 3x the learning rate.
 FIRST_CIRCULANT = ["--circulant_diagonal_side=output", "--circulant_expansion=pad"]
-INPUT_DIAGONAL = ["--circulant_diagonal_side=input", "--circulant_expansion=blocks"]
+INPUT_DIAGONAL = ["--circulant_diagonal_side=input", "--circulant_expansion=blocks",
+                  "--circulant_learning_rate_scale=3"]
 EXPERIMENTS = {
     "layer_by_layer": {
         "frame_level": True,
@@ -94,10 +96,13 @@ EXPERIMENTS = {
             # A dense model of about the size of the one above: does the compact one beat it?
             "dense, 1 mixture, no Context Gating": [*VIDEO_ONLY, "--moe_num_mixtures=1",
                                                     "--gating=false"],
-            "compact MoE, input diagonal": [*VIDEO_ONLY, "--compact_layers=moe,gating",
-                                            *INPUT_DIAGONAL],
-            "compact MoE gates and Context Gating, input diagonal": [
+            "compact MoE, input diagonal, lr x3": [*VIDEO_ONLY, "--compact_layers=moe,gating",
+                                                   *INPUT_DIAGONAL],
+            "compact MoE gates and Context Gating, input diagonal, lr x3": [
                 *VIDEO_ONLY, "--compact_layers=moe_gates,gating", *INPUT_DIAGONAL],
+            # A dense model of the size of the one above (4,413,130 against 4,405,476 weights).
+            "dense, 1 mixture, no Context Gating, FC 350": [
+                *VIDEO_ONLY, "--moe_num_mixtures=1", "--gating=false", "--fc_size=350"],
         },
     },
     "embeddings": {
@@ -112,10 +117,11 @@ EXPERIMENTS = {
             "NetFV dense": ["--embedding=netfv", "--fv_couple_weights=false"],
             "NetFV compact FC": ["--embedding=netfv", "--fv_couple_weights=false",
                                  "--compact_layers=fc"],
-            "NetVLAD compact FC, input diagonal": ["--embedding=netvlad", "--compact_layers=fc",
-                                                   *INPUT_DIAGONAL],
-            "NetFV compact FC, input diagonal": ["--embedding=netfv", "--fv_couple_weights=false",
-                                                 "--compact_layers=fc", *INPUT_DIAGONAL],
+            "NetVLAD compact FC, input diagonal, lr x3": [
+                "--embedding=netvlad", "--compact_layers=fc", *INPUT_DIAGONAL],
+            "NetFV compact FC, input diagonal, lr x3": [
+                "--embedding=netfv", "--fv_couple_weights=false", "--compact_layers=fc",
+                *INPUT_DIAGONAL],
         },
     },
     "factors": {

@@ -31,8 +31,11 @@ def relative_error(got, want):
     return np.linalg.norm(np.asarray(got, np.float64) - want) / np.linalg.norm(want)
 
 
-def random_layer(n_in, units, k, seed=0, initializer="araujo2020"):
-    layer = co.DiagonalCirculant(units, k_factors=k, initializer=initializer, seed=seed)
+def random_layer(n_in, units, k, seed=0, initializer="araujo2020", side="output"):
+    """By default a layer of the first form, which `reference` computes: output-side
+    diagonals, one padded product."""
+    layer = co.DiagonalCirculant(units, k_factors=k, initializer=initializer, seed=seed,
+                                 diagonal_side=side, expansion="pad")
     layer.build((None, n_in))
     rng = np.random.default_rng(seed + 1)
     layer.bias.assign(rng.normal(size=units).astype(np.float32))
@@ -120,15 +123,16 @@ def test_save_and_load_gives_identical_outputs(tmp_path):
     np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
     layer = loaded.layers[1]
     assert isinstance(layer, co.DiagonalCirculant)
-    assert (layer.units, layer.k_factors, layer.n) == (30, 2, 30)
+    assert (layer.units, layer.k_factors, layer.n, layer.blocks) == (30, 2, 20, 2)  # 20 -> 30
 
 
-def test_tiny_regression_fits_a_diagonal_circulant_target():
+@pytest.mark.parametrize("side", ["output", "input"])
+def test_tiny_regression_fits_a_diagonal_circulant_target(side):
     rng = np.random.default_rng(6)
-    target = random_layer(48, 48, 1, seed=7)
+    target = random_layer(48, 48, 1, seed=7, side=side)
     x = rng.normal(size=(512, 48)).astype(np.float32)
     y = target(x).numpy()
-    layer = co.DiagonalCirculant(48, k_factors=1, seed=8)
+    layer = co.DiagonalCirculant(48, k_factors=1, seed=8, diagonal_side=side)
     optimizer = keras.optimizers.Adam(0.01)
     layer.build((None, 48))
 
@@ -147,7 +151,8 @@ def test_tiny_regression_fits_a_diagonal_circulant_target():
 
 
 def test_mixed_precision_computes_the_fft_in_float32():
-    layer = co.DiagonalCirculant(64, k_factors=2, seed=9, dtype="mixed_float16")
+    layer = co.DiagonalCirculant(64, k_factors=2, seed=9, dtype="mixed_float16",
+                                 diagonal_side="output")
     x = np.random.default_rng(10).normal(size=(4, 64)).astype(np.float32)
     y = layer(x)
     assert y.dtype == tf.float16 and layer.circulants.dtype == tf.float32
@@ -158,7 +163,7 @@ def test_mixed_precision_computes_the_fft_in_float32():
 def test_weight_counts_and_initializers():
     layer = random_layer(1024, 19310, 1)
     assert layer.n == co.fft_size(19310) == 19440  # 2^4 * 3^5 * 5
-    assert layer.count_params() == 2 * 19440 + 19310 == co.weight_count(1024, 19310)
+    assert layer.count_params() == 2 * 19440 + 19310 == co.weight_count(1024, 19310, expansion="pad")
     assert layer.dense_weight_count() == 1024 * 19310 + 19310
 
     fixed = random_layer(16, 16, 2, initializer="cheng2015")
@@ -319,7 +324,12 @@ def test_options_survive_save_and_load(tmp_path):
         ("input", "blocks", 0.1, 5)  # ceil(40 / 9)
     with pytest.raises(ValueError, match="no matrix"):
         layer.dense_matrix()
-    with pytest.raises(ValueError, match="diagonal_side must be one of output, input"):
+    with pytest.raises(ValueError, match="diagonal_side must be one of input, output"):
         co.DiagonalCirculant(4, diagonal_side="left")
-    with pytest.raises(ValueError, match="expansion must be one of pad, blocks"):
+    with pytest.raises(ValueError, match="expansion must be one of blocks, pad"):
         co.DiagonalCirculant(4, expansion="tile")
+    # A layer saved before the options existed has neither key: it keeps its first form.
+    config = {k: v for k, v in layer.get_config().items()
+              if k not in ("diagonal_side", "expansion")}
+    assert (co.DiagonalCirculant.from_config(config).diagonal_side,
+            co.DiagonalCirculant.from_config(config).expansion) == ("output", "pad")
