@@ -10,6 +10,8 @@ weights; peak memory of its steps beyond the inputs and weights. Each variant ru
 process so that its peak memory is its own (GPU: TensorFlow's peak allocation; CPU: the peak
 resident set minus the resident set before the first step).
 Times are the best of --repeats runs of --steps steps, after two warm-up steps.
+--forms times the layer in each of its forms (diagonal side / expansion, see circulant_ops):
+"input/blocks" (the default since issue 14) and "output/pad" (the first form).
 """
 
 import json
@@ -40,6 +42,8 @@ flags.DEFINE_string("ks", "1,2,4", "Numbers of factors.")
 flags.DEFINE_string("shapes", ",".join(SHAPES), "Shapes to run: " + ", ".join(SHAPES))
 flags.DEFINE_integer("steps", 5, "Steps per timing.")
 flags.DEFINE_integer("repeats", 3, "Timings per variant; the best is kept.")
+flags.DEFINE_string("forms", "input/blocks", "The layer's forms to time, comma-separated "
+                    "diagonal_side/expansion: input/blocks (the default), output/pad.")
 flags.DEFINE_string("variant", "", "Internal: run one variant and print JSON.")
 flags.DEFINE_string("json_out", "", "Also write the rows as JSON lines here.")
 FLAGS = flags.FLAGS
@@ -63,12 +67,16 @@ def run_variant(spec):
     if kind == "dense":
         layer = keras.layers.Dense(units)
     elif kind == "circulant":
-        layer = co.DiagonalCirculant(units, k_factors=k, seed=0)
+        side, expansion = spec["form"].split("/")
+        layer = co.DiagonalCirculant(units, k_factors=k, seed=0, diagonal_side=side,
+                                     expansion=expansion)
     else:
         layer = None
     if layer is not None:
         layer.build(rows)
         weights = layer.count_params()
+        if kind == "circulant":
+            n = f"{layer.blocks} x {layer.n}" if layer.blocks > 1 else layer.n
         variables = layer.trainable_variables
 
         def forward(x):
@@ -145,30 +153,36 @@ def main(argv):
         return
     ks = [int(k) for k in FLAGS.ks.split(",")]
     print(f"batch {FLAGS.batch}; times in ms, best of {FLAGS.repeats} x {FLAGS.steps} steps")
-    print("| shape | k | n | weights (dense) | fwd ms (dense) | fwd vs floor | fwd+bwd ms "
+    forms = [f.strip() for f in FLAGS.forms.split(",") if f.strip()]
+    print("| shape | k | form | n | weights (dense) | fwd ms (dense) | fwd vs floor | fwd+bwd ms "
           "(dense) | fwd+bwd vs floor | vs dense (fwd+bwd) | peak MB (dense) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for shape in FLAGS.shapes.split(","):
         dense = spawn({"kind": "dense", "shape": shape, "k": 0})
         rows.append(dense)
         for k in ks:
             floor = spawn({"kind": "floor", "shape": shape, "k": k})
-            ours = spawn({"kind": "circulant", "shape": shape, "k": k})
-            rows += [floor, ours]
-            n_in, units, frames = SHAPES[shape]
-            label = f"{shape} {n_in}→{units}" + (f" ×{frames} frames" if frames else "")
-            print(f"| {label} | {k} | {ours['n']} | {ours['weights']:,} ({dense['weights']:,}) "
-                  f"| {ours['forward_ms']:.2f} ({dense['forward_ms']:.2f}) "
-                  f"| {ours['forward_ms'] / floor['forward_ms']:.2f}x "
-                  f"| {ours['train_ms']:.2f} ({dense['train_ms']:.2f}) "
-                  f"| {ours['train_ms'] / floor['train_ms']:.2f}x "
-                  f"| {dense['train_ms'] / ours['train_ms']:.2f}x faster "
-                  f"| {ours['peak_mb']:.0f} ({dense['peak_mb']:.0f}) |", flush=True)
+            rows.append(floor)
+            for form in forms:
+                ours = spawn({"kind": "circulant", "shape": shape, "k": k, "form": form})
+                rows.append(ours)
+                print_row(shape, k, form, ours, floor, dense)
     if FLAGS.json_out:
         with open(FLAGS.json_out, "w") as out:
             out.writelines(json.dumps(row) + "\n" for row in rows)
 
+
+def print_row(shape, k, form, ours, floor, dense):
+    n_in, units, frames = SHAPES[shape]
+    label = f"{shape} {n_in}→{units}" + (f" ×{frames} frames" if frames else "")
+    print(f"| {label} | {k} | {form} | {ours['n']} | {ours['weights']:,} ({dense['weights']:,}) "
+          f"| {ours['forward_ms']:.2f} ({dense['forward_ms']:.2f}) "
+          f"| {ours['forward_ms'] / floor['forward_ms']:.2f}x "
+          f"| {ours['train_ms']:.2f} ({dense['train_ms']:.2f}) "
+          f"| {ours['train_ms'] / floor['train_ms']:.2f}x "
+          f"| {dense['train_ms'] / ours['train_ms']:.2f}x faster "
+          f"| {ours['peak_mb']:.0f} ({dense['peak_mb']:.0f}) |", flush=True)
 
 if __name__ == "__main__":
     app.run(main)

@@ -78,8 +78,7 @@ FAMILIES = {
         "the best dense form of the budget (low rank up to 4.5M, the dense bottleneck at 8M) "
         "with Context Gating of the output probabilities, diagonal-circulant (k=2); a dense "
         "one is 3,862 x 3,862 = 14.9M weights", {
-            **{b: ({**LOW_RANK, **GATING}, "low_rank") for b in ("0.1M", "0.5M", "2M")},
-            "4.5M": ({**LOW_RANK, **GATING}, None),
+            **{b: ({**LOW_RANK, **GATING}, "low_rank") for b in ("0.1M", "0.5M", "2M", "4.5M")},
             "8M": (GATING, "bottleneck_size")}, CIRCULANT_TRAINING),
     "circulant_moe": Family(
         "features -> MoE of 1 mixture, diagonal-circulant gates and Context Gating, dense "
