@@ -57,6 +57,8 @@ class Family:
 # The circulant vectors learn at 3x the rate of the rest (issue 14's trials: +0.004 to +0.006
 # GAP for a circulant bottleneck, +0.002 for circulant Context Gating).
 CIRCULANT_TRAINING = ["--circulant_learning_rate_scale=3"]
+# The MoE models: experiment 5's learning rate, 6 epochs (the full MoeModel is the slowest point).
+MOE_TRAINING = ["--base_learning_rate=0.01", "--num_epochs=6"]
 
 
 FAMILIES = {
@@ -80,17 +82,21 @@ FAMILIES = {
         "one is 3,862 x 3,862 = 14.9M weights", {
             **{b: ({**LOW_RANK, **GATING}, "low_rank") for b in ("0.1M", "0.5M", "2M", "4.5M")},
             "8M": (GATING, "bottleneck_size")}, CIRCULANT_TRAINING),
+    "low_rank_moe": Family(
+        "features -> MoE of 2 mixtures whose gate and expert matrices are U V of rank r (trained "
+        "as the full MoeModel)", {b: ({**LOW_RANK, "video_level_classifier_model": "MoeModel",
+                                       "moe_num_mixtures": 2}, "low_rank")
+                                  for b in ("4.5M", "8M")}, MOE_TRAINING),
     "circulant_moe": Family(
         "features -> MoE of 1 mixture, diagonal-circulant gates and Context Gating, dense "
-        "experts", {"4.5M": ({**LOW_RANK, **GATING, "video_level_classifier_model": "MoeModel",
-                              "moe_num_mixtures": 1,
-                              "compact_layers": "moe_gates,gating"}, None)}, CIRCULANT_TRAINING),
+        "experts (trained as the full MoeModel)",
+        {"4.5M": ({**LOW_RANK, **GATING, "video_level_classifier_model": "MoeModel",
+                   "moe_num_mixtures": 1, "compact_layers": "moe_gates,gating"}, None)},
+        [*CIRCULANT_TRAINING, *MOE_TRAINING]),
 }
-# Full size: the starter's MoeModel (2 mixtures, 22.3M weights) with its own training
-# (experiment 5's learning rate; 6 epochs, as it is the slowest point by far).
-FULL = ("dense", "MoeModel, 2 mixtures",
-        ["--model=MoeModel", "--moe_num_mixtures=2", "--base_learning_rate=0.01",
-         "--num_epochs=6"])
+# Full size: the starter's MoeModel (2 mixtures, 22.3M weights).
+FULL = ("dense", "MoeModel, 2 mixtures", ["--model=MoeModel", "--moe_num_mixtures=2",
+                                          *MOE_TRAINING])
 
 flags.DEFINE_string("families", ",".join(FAMILIES), "Families to train: " + ", ".join(FAMILIES))
 flags.DEFINE_string("budgets", ",".join([*BUDGETS, "full"]), "Budgets: " + ", ".join(BUDGETS)
