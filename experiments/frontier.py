@@ -82,6 +82,9 @@ FAMILIES = {
         "one is 3,862 x 3,862 = 14.9M weights", {
             **{b: ({**LOW_RANK, **GATING}, "low_rank") for b in ("0.1M", "0.5M", "2M", "4.5M")},
             "8M": (GATING, "bottleneck_size")}, CIRCULANT_TRAINING),
+    "low_rank_at_moe_training": Family(
+        "the low-rank family trained as the MoE points (Adam 0.01, 6 epochs): the circulant "
+        "MoE's reference at its own training", {"4.5M": (LOW_RANK, "low_rank")}, MOE_TRAINING),
     "low_rank_moe": Family(
         "features -> MoE of 2 mixtures whose gate and expert matrices are U V of rank r (trained "
         "as the full MoeModel)", {b: ({**LOW_RANK, "video_level_classifier_model": "MoeModel",

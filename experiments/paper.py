@@ -33,6 +33,11 @@ Experiments:
                   (k=1, experts dense), with 2 and 1 mixtures, 1 mixture with k=3, and the dense
                   1-mixture MoE.
 
+Every experiment runs its circulant layers in their first form (diagonal after each circulant,
+one zero-padded product); the variants named "input diagonal, lr x3" (experiments 1 and 2, issue
+14) use the settings issue 14 found best instead, and "dense, 1 mixture, no Context Gating,
+FC 350" is a dense model of the size of the compact-gates one.
+
 Scales of the frame-level experiments: "paper" is the paper's model (DBoF 8,192 video / 4,096
 audio clusters, NetVLAD and NetFV 64 / 32, FC 512, MoE 4 mixtures, Context Gating, 30 frames
 sampled from videos of 100-300 frames; Adam 0.0002 as the paper, batch 80, 15 epochs) for a GPU;
