@@ -163,7 +163,8 @@ def test_mixed_precision_computes_the_fft_in_float32():
 def test_weight_counts_and_initializers():
     layer = random_layer(1024, 19310, 1)
     assert layer.n == co.fft_size(19310) == 19440  # 2^4 * 3^5 * 5
-    assert layer.count_params() == 2 * 19440 + 19310 == co.weight_count(1024, 19310, expansion="pad")
+    assert layer.count_params() == 2 * 19440 + 19310 == \
+        co.weight_count(1024, 19310, expansion="pad")
     assert layer.dense_weight_count() == 1024 * 19310 + 19310
 
     fixed = random_layer(16, 16, 2, initializer="cheng2015")
