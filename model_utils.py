@@ -27,6 +27,16 @@ class Circulant:
     expansion: str = circulant_ops.DEFAULT_EXPANSION
     leaky_slope: float = 1.0
 
+    def __post_init__(self):  # the settings' names, as the flags spell them
+        for name, value, valid in (("diagonal_side", self.diagonal_side,
+                                    circulant_ops.DIAGONAL_SIDES),
+                                   ("expansion", self.expansion, circulant_ops.EXPANSIONS)):
+            if value not in valid:
+                raise ValueError(f"circulant_{name} must be one of {', '.join(valid)}, "
+                                 f"got {value!r}")
+        if not 0.0 <= self.leaky_slope <= 1.0:
+            raise ValueError(f"circulant_leaky_slope must be in [0, 1], got {self.leaky_slope}")
+
 
 # Model settings of every model with compact layers, and their defaults for new runs.
 CIRCULANT_SETTINGS = {"circulant_diagonal_side": Circulant.diagonal_side,

@@ -283,7 +283,9 @@ def test_bad_flags_end_in_one_line(data, tmp_path):
               "is missing (video-level data? then leave out --frame_features)"),
              ({"model": "MoeModel", "max_model_mb": 0.5}, "over --max_model_mb"),
              ({"batch_norm_momentum": 1.5}, "batch_norm_momentum must be in [0, 1)"),
-             ({"circulant_learning_rate_scale": 0}, "must be positive")]
+             ({"circulant_learning_rate_scale": 0}, "must be positive"),
+             ({"model": "MoeModel", "compact_layers": "moe", "circulant_diagonal_side": "left"},
+              "circulant_diagonal_side must be one of input, output")]
     arguments = [args_for(data, tmp_path / re.sub(r"\W", "_", expected), **flags)
                  for flags, expected in cases]
     done = subprocess.run([sys.executable, "-c", IN_ONE_PROCESS, json.dumps(arguments)],
