@@ -26,6 +26,7 @@ class Circulant:
     diagonal_side: str = circulant_ops.DEFAULT_DIAGONAL_SIDE
     expansion: str = circulant_ops.DEFAULT_EXPANSION
     leaky_slope: float = 1.0
+    regularized: bool = True  # False: no L2 penalty on the diagonal and circulant vectors
 
     def __post_init__(self):  # the settings' names, as the flags spell them
         for name, value, valid in (("diagonal_side", self.diagonal_side,
@@ -41,11 +42,12 @@ class Circulant:
 # Model settings of every model with compact layers, and their defaults for new runs.
 CIRCULANT_SETTINGS = {"circulant_diagonal_side": Circulant.diagonal_side,
                       "circulant_expansion": Circulant.expansion,
-                      "circulant_leaky_slope": Circulant.leaky_slope}
+                      "circulant_leaky_slope": Circulant.leaky_slope,
+                      "circulant_regularized": Circulant.regularized}
 # What a model_flags.json written before these settings existed meant by their absence.
 _CIRCULANT_BEFORE_SETTINGS = {"circulant_diagonal_side": circulant_ops.FIRST_DIAGONAL_SIDE,
                               "circulant_expansion": circulant_ops.FIRST_EXPANSION,
-                              "circulant_leaky_slope": 1.0}
+                              "circulant_leaky_slope": 1.0, "circulant_regularized": True}
 
 _REGISTRY = {}
 
@@ -91,7 +93,8 @@ def build_model(name, num_classes, **settings):
         chosen["k_factor"] = Circulant(int(chosen.get("k_factor", 1)),
                                        options["circulant_diagonal_side"],
                                        options["circulant_expansion"],
-                                       float(options["circulant_leaky_slope"]))
+                                       float(options["circulant_leaky_slope"]),
+                                       bool(options["circulant_regularized"]))
     return get_model_class(name)(num_classes, **chosen)
 
 
@@ -114,7 +117,8 @@ def linear(units, compact, k_factor=1, use_bias=True, l2=0.0, bias=0.0, name=Non
     if compact:
         spec = k_factor if isinstance(k_factor, Circulant) else Circulant(int(k_factor))
         return circulant_ops.DiagonalCirculant(
-            units, k_factors=spec.k, use_bias=use_bias, regularizer=regularizer,
+            units, k_factors=spec.k, use_bias=use_bias,
+            regularizer=regularizer if spec.regularized else None,
             bias_initializer=bias_initializer, diagonal_side=spec.diagonal_side,
             expansion=spec.expansion, leaky_slope=spec.leaky_slope, name=name)
     if rank:

@@ -12,7 +12,9 @@ videos, Adam 0.003, batch 256, validated after every epoch; the best epoch count
 
 Each trial changes one thing from its place's first trial (the diagonal on the output side, as
 this project first had it): the factor order, k, a leaky ReLU between factors, the circulant
-vectors' learning rate. Dense references of the same size close each place. Results:
+vectors' learning rate, and (trials 15-16, at an L2 penalty of 1e-5, 1,000 times the starter's,
+so that it matters) whether the circulant vectors are penalised. Dense references of the same
+size close each place. Results:
 `<out_dir>/circulant_options.jsonl` and a Markdown table on stdout.
 """
 
@@ -52,6 +54,11 @@ TRIALS = {
         *GATING, INPUT, "--k_factor=2", "--circulant_learning_rate_scale=3"],
     "low rank of the same size (98), no gating": [
         "--model=BottleneckModel", "--bottleneck_size=0", "--low_rank=98"],
+    "bottleneck, input diagonal, learning rate x3, no L2 penalty on the circulant vectors": [
+        *BOTTLENECK, INPUT, "--circulant_learning_rate_scale=3", "--nocirculant_regularized",
+        "--l2_penalty=1e-5"],
+    "bottleneck, input diagonal, learning rate x3, L2 penalty 1e-5 on every weight": [
+        *BOTTLENECK, INPUT, "--circulant_learning_rate_scale=3", "--l2_penalty=1e-5"],
 }
 
 flags.DEFINE_string("trials", "", "Comma-separated trial numbers (1-based) to run (default: all).")

@@ -399,3 +399,19 @@ def test_circulant_settings_reach_every_circulant_layer_and_default_to_the_old_f
             for la in layers(new)} == {("input", "blocks", 0.2, 2)}
     assert model_utils.model_hyperparameters("TwoStreamModel")["circulant_diagonal_side"] == \
         model_utils.CIRCULANT_SETTINGS["circulant_diagonal_side"]
+
+
+def test_circulant_regularized_false_drops_only_the_circulant_penalties():
+    settings = dict(bottleneck_size=8, compact_layers="fc", l2_penalty=0.5)
+    penalties = {}
+    for regularized in (True, False):
+        model = model_utils.build_model("BottleneckModel", 20, circulant_regularized=regularized,
+                                        **settings)
+        model(batch_for("BottleneckModel"), training=False)
+        penalties[regularized] = float(tf.add_n(model.losses))
+        hidden, logits = model.hidden_0, model.classifier.logits.kernel
+    want_dense = 0.5 * float(tf.reduce_sum(logits ** 2))
+    want_circulant = 0.5 * float(tf.reduce_sum(hidden.diagonals ** 2)
+                                 + tf.reduce_sum(hidden.circulants ** 2))
+    np.testing.assert_allclose(penalties[False], want_dense, rtol=1e-5)
+    assert penalties[True] > penalties[False] and want_circulant > 0
