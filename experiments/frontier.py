@@ -4,7 +4,7 @@
 
 Real 2018 video-level data: training on the shared `train/` and `extra-train/` folders (43,552
 videos), validation on `validate/` (5,701). Every point is one `train.py` run of
-`BottleneckModel` (or the starter's LogisticModel and MoeModel at full size) whose size setting
+`BottleneckModel` (at full size, the starter's MoeModel) whose size setting, where it has one,
 is the largest that keeps the model within the budget; train.py validates after every epoch
 with eval.py's code, and the point's GAP is its best epoch. Where another family comes within
 --close (0.01) of a budget's best, those families' points of that budget are trained again with
