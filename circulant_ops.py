@@ -47,6 +47,17 @@ DEFAULT_DIAGONAL_SIDE, DEFAULT_EXPANSION = "input", "blocks"
 FIRST_DIAGONAL_SIDE, FIRST_EXPANSION = "output", "pad"
 
 
+def check_options(diagonal_side=DEFAULT_DIAGONAL_SIDE, expansion=DEFAULT_EXPANSION,
+                  leaky_slope=1.0, prefix=""):
+    """Raise ValueError naming the first invalid option (`prefix`: how the caller spells them)."""
+    for name, value, valid in (("diagonal_side", diagonal_side, DIAGONAL_SIDES),
+                               ("expansion", expansion, EXPANSIONS)):
+        if value not in valid:
+            raise ValueError(f"{prefix}{name} must be one of {', '.join(valid)}, got {value!r}")
+    if not 0.0 <= leaky_slope <= 1.0:
+        raise ValueError(f"{prefix}leaky_slope must be in [0, 1], got {leaky_slope}")
+
+
 def fft_size(min_size):
     """The smallest n >= min_size with no prime factor above 7."""
     n = max(1, int(min_size))
@@ -84,9 +95,7 @@ def diagonal_circulant(x, diagonals, circulants, units, diagonal_side=DEFAULT_DI
     between factors (then A is no longer linear). The circulant vectors go through the FFT once
     per call, whatever the batch; no n x n matrix is formed.
     """
-    if diagonal_side not in DIAGONAL_SIDES:
-        raise ValueError(f"diagonal_side must be one of {', '.join(DIAGONAL_SIDES)}, "
-                         f"got {diagonal_side!r}")
+    check_options(diagonal_side)
     n = circulants.shape[-1] // blocks
     n_in = x.shape[-1]
     if n_in is not None and n_in > n:
@@ -183,8 +192,7 @@ def dense_matrix(diagonals, circulants, n_in, units, diagonal_side=DEFAULT_DIAGO
 
 def block_layout(n_in, units, expansion=DEFAULT_EXPANSION):
     """(blocks, n): how many independent n x n products a layer of that shape uses."""
-    if expansion not in EXPANSIONS:
-        raise ValueError(f"expansion must be one of {', '.join(EXPANSIONS)}, got {expansion!r}")
+    check_options(expansion=expansion)
     if expansion == "blocks" and units > n_in:
         n = fft_size(n_in)
         return math.ceil(units / n), n
@@ -257,14 +265,7 @@ class DiagonalCirculant(keras.layers.Layer):
         if initializer not in INITIALIZERS:
             raise ValueError(
                 f"unknown initializer {initializer!r}; choose one of {', '.join(INITIALIZERS)}")
-        if diagonal_side not in DIAGONAL_SIDES:
-            raise ValueError(f"diagonal_side must be one of {', '.join(DIAGONAL_SIDES)}, "
-                             f"got {diagonal_side!r}")
-        if expansion not in EXPANSIONS:
-            raise ValueError(f"expansion must be one of {', '.join(EXPANSIONS)}, "
-                             f"got {expansion!r}")
-        if not 0.0 <= leaky_slope <= 1.0:
-            raise ValueError(f"leaky_slope must be in [0, 1], got {leaky_slope}")
+        check_options(diagonal_side, expansion, leaky_slope)
         self.diagonal_side, self.expansion = diagonal_side, expansion
         self.leaky_slope = float(leaky_slope)
         self.units = int(units)

@@ -28,22 +28,15 @@ class Circulant:
     leaky_slope: float = 1.0
     regularized: bool = True  # False: no L2 penalty on the diagonal and circulant vectors
 
-    def __post_init__(self):  # the settings' names, as the flags spell them
-        for name, value, valid in (("diagonal_side", self.diagonal_side,
-                                    circulant_ops.DIAGONAL_SIDES),
-                                   ("expansion", self.expansion, circulant_ops.EXPANSIONS)):
-            if value not in valid:
-                raise ValueError(f"circulant_{name} must be one of {', '.join(valid)}, "
-                                 f"got {value!r}")
-        if not 0.0 <= self.leaky_slope <= 1.0:
-            raise ValueError(f"circulant_leaky_slope must be in [0, 1], got {self.leaky_slope}")
+    def __post_init__(self):
+        circulant_ops.check_options(self.diagonal_side, self.expansion, self.leaky_slope,
+                                    prefix="circulant_")  # as the model settings spell them
 
 
-# Model settings of every model with compact layers, and their defaults for new runs.
-CIRCULANT_SETTINGS = {"circulant_diagonal_side": Circulant.diagonal_side,
-                      "circulant_expansion": Circulant.expansion,
-                      "circulant_leaky_slope": Circulant.leaky_slope,
-                      "circulant_regularized": Circulant.regularized}
+# Model settings of every model with compact layers (circulant_ + a field of Circulant but k,
+# which is k_factor), and their defaults for new runs.
+CIRCULANT_SETTINGS = {f"circulant_{f.name}": f.default for f in dataclasses.fields(Circulant)
+                      if f.name != "k"}
 # What a model_flags.json written before these settings existed meant by their absence.
 _CIRCULANT_BEFORE_SETTINGS = {"circulant_diagonal_side": circulant_ops.FIRST_DIAGONAL_SIDE,
                               "circulant_expansion": circulant_ops.FIRST_EXPANSION,
@@ -89,12 +82,9 @@ def build_model(name, num_classes, **settings):
     accepted = model_hyperparameters(name)
     chosen = {k: v for k, v in settings.items() if k in accepted}
     if "k_factor" in accepted:
-        options = {key: chosen.pop(key, old) for key, old in _CIRCULANT_BEFORE_SETTINGS.items()}
-        chosen["k_factor"] = Circulant(int(chosen.get("k_factor", 1)),
-                                       options["circulant_diagonal_side"],
-                                       options["circulant_expansion"],
-                                       float(options["circulant_leaky_slope"]),
-                                       bool(options["circulant_regularized"]))
+        options = {key.removeprefix("circulant_"): chosen.pop(key, old)
+                   for key, old in _CIRCULANT_BEFORE_SETTINGS.items()}
+        chosen["k_factor"] = Circulant(int(chosen.get("k_factor", 1)), **options)
     return get_model_class(name)(num_classes, **chosen)
 
 

@@ -86,11 +86,10 @@ class BottleneckModel(VideoModel):
         compact = model_utils.parse_compact_layers(compact_layers)
         sizes = [wide_size] * wide_layers + [bottleneck_size] if bottleneck_size else []
         self.depth = len(sizes)
-        self.linear_bottleneck = linear_bottleneck and bool(sizes)
         for i, size in enumerate(sizes):  # attributes, not a list: tf.train.Checkpoint sees them
             setattr(self, f"hidden_{i}", model_utils.linear(
                 size, "fc" in compact, k_factor, use_bias=False, l2=l2_penalty, name=f"hidden_{i}"))
-            if not (self.linear_bottleneck and i == len(sizes) - 1):
+            if not (linear_bottleneck and i == len(sizes) - 1):
                 setattr(self, f"hidden_{i}_bn",
                         keras.layers.BatchNormalization(name=f"hidden_{i}_bn"))
         if video_level_classifier_model == "LogisticModel":
@@ -107,8 +106,9 @@ class BottleneckModel(VideoModel):
         x = self.features(inputs)
         for i in range(self.depth):
             x = getattr(self, f"hidden_{i}")(x)
-            if not (self.linear_bottleneck and i == self.depth - 1):
-                x = tf.nn.relu(getattr(self, f"hidden_{i}_bn")(x, training=training))
+            norm = getattr(self, f"hidden_{i}_bn", None)  # none after a linear bottleneck
+            if norm is not None:
+                x = tf.nn.relu(norm(x, training=training))
         probabilities = self.classifier(x, training=training)
         if self.output_gating is not None:
             probabilities = self.output_gating(probabilities, training=training)

@@ -1,6 +1,6 @@
 """The options of DiagonalCirculant, one at a time, on the real video-level data (issue 14).
 
-    .venv/bin/python experiments/circulant_options.py [--trials=NAME,...] [--epochs=8]
+    .venv/bin/python experiments/circulant_options.py [--trials=1,2,...] [--epochs=8]
 
 Same data and training as experiments/frontier.py (43,552 training videos, 5,701 validation
 videos, Adam 0.003, batch 256, validated after every epoch; the best epoch counts), at about
@@ -72,15 +72,10 @@ def main(argv):
     chosen = [int(t) for t in FLAGS.trials.split(",") if t.strip()] or range(1, len(names) + 1)
     if any(not 1 <= t <= len(names) for t in chosen):
         raise SystemExit(f"error: --trials are numbers from 1 to {len(names)}")
-    data = utils.shared_data_dir()
-    patterns = {split: ",".join(os.path.join(data, p) for p in frontier.DATA[split])
-                for split in frontier.DATA}
     rows = []
     for number in chosen:
         name = names[number - 1]
-        args = [f"--train_data_pattern={patterns['train']}",
-                f"--validation_data_pattern={patterns['validate']}", "--start_new_model",
-                *frontier.TRAINING, f"--num_epochs={FLAGS.epochs}", "--seed=0", *TRIALS[name]]
+        args = frontier.train_args([f"--num_epochs={FLAGS.epochs}", *TRIALS[name]], seed=0)
         folder = os.path.join(FLAGS.out_dir, "options", f"trial_{number:02d}")
         output, seconds = runs.run_train(args, name, folder)
         gaps = [r["gap"] for r in runs.validations(folder)]

@@ -161,13 +161,19 @@ def points(families, budgets):
     return found
 
 
-def train(family, budget, name, model_flags, seed):
-    """One run; its row for frontier.jsonl."""
+def train_args(flags_of_run, seed):
+    """train.py's arguments (but --train_dir) of a run on this data and training; the run's own
+    flags come after TRAINING, so theirs win (absl keeps a repeated flag's last value)."""
     data = utils.shared_data_dir()
     patterns = {split: ",".join(os.path.join(data, p) for p in DATA[split]) for split in DATA}
-    args = [f"--train_data_pattern={patterns['train']}",
+    return [f"--train_data_pattern={patterns['train']}",
             f"--validation_data_pattern={patterns['validate']}", "--start_new_model",
-            *TRAINING, *model_flags, f"--seed={seed}"]  # a point's own flags win: the last
+            *TRAINING, *flags_of_run, f"--seed={seed}"]
+
+
+def train(family, budget, name, model_flags, seed):
+    """One run; its row for frontier.jsonl."""
+    args = train_args(model_flags, seed)
     folder = os.path.join(FLAGS.out_dir, "runs", family, budget,
                           re.sub(r"\W+", "_", name).strip("_") or "point", f"seed_{seed}")
     output, seconds = runs.run_train(args, f"{family} {budget} {name} seed {seed}", folder)
