@@ -49,6 +49,7 @@ def run():
     model_flags = checkpoints.read_model_flags(FLAGS.train_dir)
     reader = checkpoints.make_reader(model_flags)
     files = readers.resolve_files(FLAGS.eval_data_pattern)
+    readers.check_release(files, model_flags["num_classes"])
     model = checkpoints.build_model(model_flags, reader)
     loss_fn = losses.get_loss(model_flags["label_loss"])
     writer = tf.summary.create_file_writer(os.path.join(FLAGS.train_dir, "eval"))

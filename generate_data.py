@@ -23,7 +23,7 @@ import zlib
 
 import numpy as np
 
-from utils import fail, quiet_tensorflow
+from utils import quiet_tensorflow, run_cli
 
 quiet_tensorflow()
 import tensorflow as tf
@@ -180,7 +180,7 @@ def expanded_records(files, seed, min_frames=30, max_frames=300, spread=0.5):
     back to the real means, up to quantization and clipping).
     """
     for path in files:
-        for serialized in tf.data.TFRecordDataset(path):
+        for serialized in _records_of(path):
             example = tf.train.SequenceExample.FromString(serialized.numpy())
             context = example.context.feature
             id_key = "id" if "id" in context else "video_id"
@@ -204,26 +204,36 @@ def expanded_records(files, seed, min_frames=30, max_frames=300, spread=0.5):
                                quantized[:, RGB_SIZE:], id_key)
 
 
+def _records_of(path):
+    """The serialized records of one file; a damaged file is a DataError naming it."""
+    try:
+        yield from tf.data.TFRecordDataset(path)
+    except tf.errors.OpError as err:
+        raise readers.DataError(f"{path}: {err.message.strip().splitlines()[0]}") from None
+
+
 # -- command line -------------------------------------------------------------------------------
 
 def main(argv):
     del argv
+    run_cli(generate)
+
+
+def generate():
     from absl import flags
     f = flags.FLAGS
     if f.min_frames < 1 or f.max_frames < f.min_frames:
-        fail(f"need 1 <= min_frames <= max_frames, got {f.min_frames} and {f.max_frames}")
+        raise ValueError(f"need 1 <= min_frames <= max_frames, got {f.min_frames} and "
+                         f"{f.max_frames}")
     if f.num_shards < 1:
-        fail("num_shards must be at least 1")
+        raise ValueError("num_shards must be at least 1")
     if f.from_video_pattern:
-        try:
-            files = readers.resolve_files(f.from_video_pattern)
-        except readers.DataError as err:
-            fail(str(err))
+        files = readers.resolve_files(f.from_video_pattern)
         records = expanded_records(files, f.seed, f.min_frames, f.max_frames)
         kind = f"frame-level records expanded from {len(files)} real video-level files"
     else:
         if f.num_videos < 1 or f.num_classes < 2:
-            fail("num_videos must be at least 1 and num_classes at least 2")
+            raise ValueError("num_videos must be at least 1 and num_classes at least 2")
         structure = HiddenStructure(f.num_classes, f.seed)
         records = synthetic_records(structure, f.num_videos, f.seed, f.split, f.frame_level,
                                     f.id_key, not f.no_labels, f.min_frames, f.max_frames)

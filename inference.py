@@ -45,7 +45,8 @@ def format_row(video_id, classes, scores):
 
 
 def checkpoint_predictions(files, top_k, batch_size, num_readers):
-    """(ids, classes, scores) batches from the latest checkpoint of --train_dir."""
+    """(classes of the model, iterator of (ids, classes, scores) batches) from the latest
+    checkpoint of --train_dir."""
     model, reader, _, _ = checkpoints.load(FLAGS.train_dir)
     k = min(top_k, reader.num_classes)
 
@@ -54,21 +55,29 @@ def checkpoint_predictions(files, top_k, batch_size, num_readers):
         scores, classes = tf.math.top_k(model(batch, training=False), k)
         return batch["id"], classes, scores
 
-    with reader.reraise_data_errors(files):
-        for batch in reader.dataset(files, batch_size, num_readers=num_readers):
-            yield (t.numpy() for t in predict(batch))
+    def batches():
+        with reader.reraise_data_errors(files):
+            for batch in reader.dataset(files, batch_size, num_readers=num_readers):
+                yield (t.numpy() for t in predict(batch))
+
+    return reader.num_classes, batches()
 
 
 def saved_model_predictions(model_dir, files, top_k, batch_size, num_readers):
-    """(ids, classes, scores) batches from an exported SavedModel."""
+    """(classes of the model, iterator of (ids, classes, scores) batches) from an exported
+    SavedModel."""
     serve = tf.saved_model.load(model_dir).signatures["serving_default"]
     records = tf.data.Dataset.from_tensor_slices(files).interleave(
         tf.data.TFRecordDataset, cycle_length=num_readers, num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    for serialized in records:
-        out = serve(serialized=serialized)
-        yield (out["video_id"].numpy(), out["class_indexes"].numpy()[:, :top_k],
-               out["class_scores"].numpy()[:, :top_k])
+
+    def batches():
+        for serialized in records:
+            out = serve(serialized=serialized)
+            yield (out["video_id"].numpy(), out["class_indexes"].numpy()[:, :top_k],
+                   out["class_scores"].numpy()[:, :top_k])
+
+    return serve.structured_outputs["predictions"].shape[-1], batches()
 
 
 def safe_untar(tgz_path, target):
@@ -117,10 +126,12 @@ def run():
     else:
         model_dir = FLAGS.saved_model_dir
     if model_dir:
-        batches = saved_model_predictions(model_dir, files, FLAGS.top_k, FLAGS.batch_size,
-                                          FLAGS.num_readers)
+        num_classes, batches = saved_model_predictions(model_dir, files, FLAGS.top_k,
+                                                       FLAGS.batch_size, FLAGS.num_readers)
     else:
-        batches = checkpoint_predictions(files, FLAGS.top_k, FLAGS.batch_size, FLAGS.num_readers)
+        num_classes, batches = checkpoint_predictions(files, FLAGS.top_k, FLAGS.batch_size,
+                                                      FLAGS.num_readers)
+    readers.check_release(files, num_classes)
 
     folder = os.path.dirname(os.path.abspath(FLAGS.output_file))
     utils.prepare_dir(folder)

@@ -15,6 +15,7 @@ fails, `reraise_data_errors` re-reads the files one at a time to name the bad fi
 
 import contextlib
 import functools
+import os
 import re
 
 import tensorflow as tf
@@ -63,10 +64,57 @@ def resolve_files(pattern):
         matched = tf.io.gfile.glob(glob)
         if not matched:
             raise DataError(f"no file matches {glob!r}")
+        for path in matched:
+            _check_readable(path, glob)
         files.extend(matched)
     if not files:
         raise DataError("empty data pattern")
     return sorted(set(files))
+
+
+def _check_readable(path, glob):
+    if tf.io.gfile.isdir(path):
+        if glob.rstrip("/") == path.rstrip("/"):
+            raise DataError(f"{path} is a folder: add /*.tfrecord to the pattern "
+                            f"({os.path.join(path, '*.tfrecord')!r})")
+        raise DataError(f"{glob!r} matches the folder {path}: make it match files only "
+                        "(end it in *.tfrecord)")
+    if "://" not in path and not os.access(path, os.R_OK):
+        raise DataError(f"{path} cannot be read (permission denied)")
+
+
+RELEASES = {"video_id": ("2017", 4716), "id": ("2018", NUM_CLASSES)}  # id key -> release
+
+
+def check_release(files, num_classes):
+    """Refuse records of one YouTube-8M release for a model of the other release's classes.
+
+    The releases number their classes differently (2017: 4,716, keyed `video_id`; 2018 on:
+    3,862, keyed `id`), so predictions would name other labels. Other class counts (generated
+    data) are not checked.
+    """
+    known = {classes: year for year, classes in RELEASES.values()}
+    if num_classes not in known or not files:
+        return
+    key = _id_key(files[0])
+    if key in RELEASES and RELEASES[key][1] != num_classes:
+        year, classes = RELEASES[key]
+        raise DataError(
+            f"{files[0]} is the {year} release (records keyed '{key}', {classes:,} classes) but "
+            f"the model has the {known[num_classes]} release's {num_classes:,} classes: its "
+            f"class indexes would name other labels; use a model trained with "
+            f"--num_classes={classes} on {year} data")
+
+
+def _id_key(path):
+    """'id' or 'video_id': the key of the first record's video id (None if neither)."""
+    for record in tf.data.TFRecordDataset(path).take(1):
+        try:
+            context = tf.train.SequenceExample.FromString(record.numpy()).context.feature
+        except Exception:  # noqa: BLE001 - protobuf raises its own DecodeError types
+            return None  # the reader names the bad record later
+        return next((key for key in RELEASES if key in context), None)
+    return None
 
 
 def no_records(files):
@@ -395,7 +443,8 @@ def _message(err):
 
 
 def _is_input_error(err):
-    if isinstance(err, (UnicodeDecodeError, tf.errors.DataLossError)):
+    if isinstance(err, (UnicodeDecodeError, tf.errors.DataLossError,
+                        tf.errors.PermissionDeniedError)):
         return True  # TF quotes an unparseable record's raw bytes, or a file is damaged
     return any(mark in _message(err) for mark in _INPUT_ERROR_MARKS)
 
@@ -413,6 +462,8 @@ def _describe_named_error(err, path, missing_feature_hint=""):
     if match:
         value = f" (got {match['value']})" if match["value"] else ""
         what = match["what"].replace("\\'", "'")
+        if what == f"label id outside [0, {NUM_CLASSES})":
+            value += "; 2017 data? its 4,716 classes need --num_classes=4716"
         return DataError(f"{match['name']}: {what}{value}")
     match = _NAMED_PARSE_ERROR.search(message)
     if match:

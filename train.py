@@ -195,6 +195,7 @@ def run():
     out_dir = train_dir if chief else utils.prepare_dir(
         os.path.join(train_dir, "workers", str(strategy.cluster_resolver.task_id)))
     files = readers.resolve_files(FLAGS.train_data_pattern)
+    readers.check_release(files, FLAGS.num_classes)
     settings = model_settings(files)
     reader = checkpoints.make_reader(settings)
     check_model_flags(train_dir, settings, chief)

@@ -1,6 +1,7 @@
 """Small helpers shared by the command-line tools."""
 
 import os
+import re
 import sys
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -12,9 +13,43 @@ def shared_data_dir():
                           os.path.join(os.path.dirname(REPO_DIR), "shared", "data"))
 
 
+# TensorFlow's start-up lines that every run prints and no user can act on: absl's notice,
+# info and warning lines logged before logging is set up, and CUDA's failure on a machine
+# without a GPU driver.
+_START_UP_NOISE = re.compile(r"WARNING: All log messages before absl::InitializeLog|"
+                             r"[IW]\d{4} \d\d:\d\d:[\d.]+ +\d+ |"
+                             r"E\d{4} \d\d:\d\d:[\d.]+ +\d+ cuda_platform\.cc:\d+\] failed call "
+                             r"to cuInit")
+
+
 def quiet_tensorflow():
-    """Hide TensorFlow's start-up chatter; call before importing tensorflow."""
+    """Import TensorFlow and find its devices without the start-up chatter; call it before
+    importing tensorflow. Other lines written meanwhile (real errors) are shown.
+
+    YT8M_VERBOSE=1 shows everything.
+    """
+    if os.environ.get("YT8M_VERBOSE"):
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)  # C++ logs bypass sys.stderr
+        try:
+            import tensorflow as tf
+            tf.config.list_physical_devices("GPU")  # where CUDA complains on a CPU machine
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            for line in caught.read().decode(errors="replace").splitlines(keepends=True):
+                if not _START_UP_NOISE.match(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
 
 
 def fail(message):

@@ -77,11 +77,25 @@ def test_gap_from_the_submission_equals_eval(trained, shared_data):
     assert round(gap, 4) == float(match[2])
 
 
-def test_submission_for_the_2017_test_split_without_labels(trained, shared_data):
+def test_the_2017_test_split_needs_a_model_of_the_2017_classes(trained, shared_data):
     folder, train_dir = trained
     submission = folder / "test2017.csv"
     test = os.path.join(shared_data, "yt8m-2017-video/test/*.tfrecord")
-    out = tool("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={test}",
+    refused = tool("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={test}",
+                   f"--output_file={submission}", check=False)
+    assert refused.returncode == 1 and not submission.exists()
+    last = refused.stderr.strip().splitlines()[-1]
+    assert "2017 release" in last and "--num_classes=4716" in last, refused.stderr[-2000:]
+
+    validate = os.path.join(shared_data, "yt8m-2017-video/validate/*.tfrecord")
+    wrong = tool("train.py", f"--train_data_pattern={validate}", f"--train_dir={folder / 'x'}",
+                 "--max_steps=1", check=False)
+    assert wrong.returncode == 1
+    assert "--num_classes=4716" in wrong.stderr.strip().splitlines()[-1]
+    train_2017 = folder / "train2017"
+    tool("train.py", f"--train_data_pattern={validate}", f"--train_dir={train_2017}",
+         "--num_classes=4716", "--model=LogisticModel", "--batch_size=256", "--max_steps=5")
+    out = tool("inference.py", f"--train_dir={train_2017}", f"--input_data_pattern={test}",
                f"--output_file={submission}", "--batch_size=300").stdout
     assert "wrote 1709 videos" in out
     rows = csv_rows(submission)
@@ -102,6 +116,22 @@ def test_exported_model_predicts_as_its_checkpoint(trained, shared_data):
     tool("inference.py", f"--input_model_tgz={bundle}", f"--untar_model_dir={folder / 'untar'}",
          f"--input_data_pattern={data}", f"--output_file={from_bundle}")
     assert from_checkpoint.read_text() == from_bundle.read_text()
+
+
+def test_a_folder_as_data_pattern_is_one_line(trained, shared_data):
+    folder, train_dir = trained
+    data = os.path.join(shared_data, "yt8m-2018-video/validate")
+    runs = [("eval.py", f"--train_dir={train_dir}", f"--eval_data_pattern={data}"),
+            ("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={data}",
+             f"--output_file={folder / 'never.csv'}"),
+            ("generate_data.py", f"--output_dir={folder / 'never'}",
+             f"--from_video_pattern={data}")]
+    for run in runs:
+        done = tool(*run, check=False)
+        assert done.returncode == 1, run
+        assert done.stderr.strip().splitlines() == [
+            f"error: {data} is a folder: add /*.tfrecord to the pattern "
+            f"('{data}/*.tfrecord')"], run  # nothing else: no start-up noise either
 
 
 def _archive(path, add):

@@ -1,5 +1,7 @@
 """Bad input gives a one-line DataError naming the file and what is wrong."""
 
+import re
+
 import numpy as np
 import pytest
 from records import frame_example, video_example, write
@@ -36,6 +38,37 @@ def test_pattern_matching_no_file(tmp_path):
         readers.resolve_files(f"{tmp_path}/good*.tfrecord,{tmp_path}/missing*.tfrecord")
 
 
+def test_a_folder_or_an_unreadable_file_in_a_pattern(tmp_path, monkeypatch):
+    good = good_file(tmp_path)
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    with pytest.raises(readers.DataError) as caught:
+        readers.resolve_files(f"{folder}/")
+    assert str(caught.value) == (f"{folder}/ is a folder: add /*.tfrecord to the pattern "
+                                 f"('{folder}/*.tfrecord')")
+    with pytest.raises(readers.DataError, match="matches the folder .*shards: make it match "
+                                                r"files only \(end it in \*.tfrecord\)"):
+        readers.resolve_files(f"{tmp_path}/*")
+    # The tests run as root, who may read anything: stand in for a file without permission.
+    monkeypatch.setattr(readers.os, "access", lambda path, mode: path != good)
+    with pytest.raises(readers.DataError, match="good.tfrecord cannot be read"):
+        readers.resolve_files(f"{tmp_path}/*.tfrecord")
+
+
+@pytest.mark.parametrize("id_key, num_classes, refused", [
+    ("video_id", 3862, "is the 2017 release (records keyed 'video_id', 4,716 classes) but the "
+                       "model has the 2018 release's 3,862 classes"),
+    ("id", 4716, "--num_classes=3862 on 2018 data"),
+    ("video_id", 4716, None), ("id", 3862, None), ("video_id", 50, None)])
+def test_records_of_the_other_release_are_refused(tmp_path, id_key, num_classes, refused):
+    path = write(tmp_path / "a.tfrecord", [video_example(b"v", None, RGB, AUDIO, id_key=id_key)])
+    if refused:
+        with pytest.raises(readers.DataError, match=re.escape(refused)):
+            readers.check_release([path], num_classes)
+    else:
+        readers.check_release([path], num_classes)
+
+
 def test_missing_feature(tmp_path):
     bad = write(tmp_path / "bad.tfrecord", [video_example(b"a", [1], RGB, AUDIO),
                                             video_example(b"b", [1], RGB, None)])
@@ -53,7 +86,10 @@ def test_label_out_of_range(tmp_path):
     bad = write(tmp_path / "bad.tfrecord", [video_example(b"a", [1], RGB, AUDIO),
                                             video_example(b"b", [2, 3862], RGB, AUDIO)])
     expect_error(readers.VideoReader(), [bad], "bad.tfrecord record 1",
-                 "outside [0, 3862)", "3862")
+                 "outside [0, 3862) (got 3862); 2017 data? its 4,716 classes need "
+                 "--num_classes=4716")
+    other = expect_error(readers.VideoReader(num_classes=50), [bad], "outside [0, 50)")
+    assert "4716" not in other
     negative = write(tmp_path / "neg.tfrecord", [video_example(b"a", [-1], RGB, AUDIO)])
     expect_error(readers.VideoReader(), [negative], "neg.tfrecord record 0", "-1")
 

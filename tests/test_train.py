@@ -275,6 +275,7 @@ def test_bad_flags_end_in_one_line(data, tmp_path):
              ({"train_dir": str(a_file / "sub")}, "cannot write in"),
              ({"train_data_pattern": str(tmp_path / "none*")}, "no file matches"),
              ({"train_data_pattern": str(empty)}, "no records in"),
+             ({"train_data_pattern": str(tmp_path)}, "is a folder: add /*.tfrecord"),
              ({"feature_sizes": "1024"}, "must be non-empty and of equal length"),
              ({"model": "DbofModel"}, "add --frame_features"),
              ({"model": "MoeModel", "frame_features": True, **frame_data},
