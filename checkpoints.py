@@ -21,12 +21,21 @@ def read_model_flags(train_dir):
         return json.load(f)
 
 
-def make_reader(model_flags):
+def make_reader(model_flags, trained=True):
     """The model's reader; frame-level frames stay quantized (our frame models dequantize the
-    frames they sample, which gives the same values for a quarter of the input bytes)."""
-    return readers.make_reader(model_flags["frame_features"], model_flags["num_classes"],
-                               model_flags["feature_names"], model_flags["feature_sizes"],
-                               model_flags["max_frames"], quantized=True)
+    frames they sample, which gives the same values for a quarter of the input bytes).
+
+    trained: the model exists already, so data of the other level is the wrong data (not a
+    flag to change, as when training starts).
+    """
+    reader = readers.make_reader(model_flags["frame_features"], model_flags["num_classes"],
+                                 model_flags["feature_names"], model_flags["feature_sizes"],
+                                 model_flags["max_frames"], quantized=True)
+    if trained:
+        level, other = ("frame", "video") if model_flags["frame_features"] else ("video", "frame")
+        reader.missing_feature_hint = (f" ({other}-level data? this model reads {level}-level "
+                                       "records)")
+    return reader
 
 
 def example_batch(reader):

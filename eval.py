@@ -31,6 +31,7 @@ flags.DEFINE_bool("run_once", False, "Evaluate the latest checkpoint once and st
 flags.DEFINE_integer("top_k", 20, "Predictions per video for GAP.")
 flags.DEFINE_integer("poll_seconds", 30, "How often to look for a new checkpoint.")
 flags.DEFINE_bool("mean_ap", True, "Also compute mean AP over classes (keeps all predictions).")
+flags.DEFINE_bool("segment_labels", False, "Not supported: the 2019 segment-rating task.")
 FLAGS = flags.FLAGS
 RESULTS_FILE = "eval_results.jsonl"
 
@@ -43,17 +44,34 @@ def evaluated_steps(train_dir):
         return {json.loads(line)["step"] for line in f if line.strip()}
 
 
+def wait_for_first_checkpoint(train_dir):
+    """Until train.py has written a checkpoint and model_flags.json, saying so once."""
+    flags_path = os.path.join(train_dir, checkpoints.MODEL_FLAGS_FILE)
+    said = False
+    while not (tf.io.gfile.exists(flags_path) and tf.train.latest_checkpoint(train_dir)):
+        if not said:
+            print(f"waiting for the first checkpoint of train.py in {train_dir} (looking every "
+                  f"{FLAGS.poll_seconds}s; Ctrl-C to stop)", flush=True)
+            said = True
+        time.sleep(FLAGS.poll_seconds)
+
+
 def run():
+    if FLAGS.segment_labels:
+        raise ValueError("--segment_labels (the 2019 segment-rating task) is not supported")
     if not FLAGS.eval_data_pattern:
         raise ValueError("--eval_data_pattern is required")
+    files = readers.resolve_files(FLAGS.eval_data_pattern)
+    if not FLAGS.run_once:
+        wait_for_first_checkpoint(FLAGS.train_dir)
     model_flags = checkpoints.read_model_flags(FLAGS.train_dir)
     reader = checkpoints.make_reader(model_flags)
-    files = readers.resolve_files(FLAGS.eval_data_pattern)
     readers.check_release(files, model_flags["num_classes"])
     model = checkpoints.build_model(model_flags, reader)
     loss_fn = losses.get_loss(model_flags["label_loss"])
     writer = tf.summary.create_file_writer(os.path.join(FLAGS.train_dir, "eval"))
     done = evaluated_steps(FLAGS.train_dir)
+    videos, exact = readers.estimate_records(files)
     while True:
         latest = tf.train.latest_checkpoint(FLAGS.train_dir)
         if latest is None and FLAGS.run_once:
@@ -69,12 +87,21 @@ def run():
                 print(f"{latest} went away before it was read; taking the next one")
                 time.sleep(1)
                 continue
-            results = eval_util.evaluate(model, reader, files, loss_fn, FLAGS.batch_size,
-                                         FLAGS.top_k, FLAGS.mean_ap, FLAGS.num_readers)
+            printer = utils.ProgressPrinter(utils.Progress(videos, estimated=not exact))
+            print(f"evaluating {latest} on {len(files)} files", flush=True)
+            try:
+                results = eval_util.evaluate(model, reader, files, loss_fn, FLAGS.batch_size,
+                                             FLAGS.top_k, FLAGS.mean_ap, FLAGS.num_readers,
+                                             on_batch=printer.update)
+            finally:
+                printer.close()
             if not results["labelled"]:
                 raise ValueError(f"no video of {FLAGS.eval_data_pattern} has labels")
             report(step, results, writer)
             done.add(step)
+            if not FLAGS.run_once:
+                print(f"waiting for a checkpoint after step {step} (looking every "
+                      f"{FLAGS.poll_seconds}s; Ctrl-C to stop)", flush=True)
         if FLAGS.run_once:
             return
         time.sleep(FLAGS.poll_seconds)

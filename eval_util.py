@@ -86,8 +86,12 @@ class EvaluationMetrics:
         return results
 
 
-def evaluate(model, reader, files, loss_fn, batch_size, top_k=20, mean_ap=False, num_readers=8):
-    """Metrics of a Keras model over every video of `files`, each counted exactly once."""
+def evaluate(model, reader, files, loss_fn, batch_size, top_k=20, mean_ap=False, num_readers=8,
+             on_batch=None):
+    """Metrics of a Keras model over every video of `files`, each counted exactly once.
+
+    on_batch(videos so far) is called after each batch (for progress).
+    """
     import tensorflow as tf
 
     import readers
@@ -100,6 +104,8 @@ def evaluate(model, reader, files, loss_fn, batch_size, top_k=20, mean_ap=False,
             probabilities = predict(batch)
             metrics.add(probabilities.numpy(), batch["labels"].numpy(),
                         loss_fn(probabilities, batch["labels"]).numpy())
+            if on_batch:
+                on_batch(metrics.videos)
     if not metrics.videos:
         raise readers.no_records(files)
     results = metrics.results()

@@ -35,6 +35,9 @@ flags.DEFINE_integer("top_k", 20, "Label/confidence pairs per video.")
 flags.DEFINE_integer("batch_size", 1024, "Videos per batch.")
 flags.DEFINE_integer("num_readers", 8, "Files read in parallel.")
 flags.DEFINE_integer("log_seconds", 10, "Print progress at most this often.")
+flags.DEFINE_string("output_model_tgz", "", "Not supported: bundle a model with "
+                    "export_model.py --output_tgz.")
+flags.DEFINE_bool("segment_labels", False, "Not supported: the 2019 segment-rating task.")
 FLAGS = flags.FLAGS
 HEADER = "VideoId,LabelConfidencePairs\n"
 
@@ -118,6 +121,11 @@ def _unsafe(member):
 
 
 def run():
+    if FLAGS.output_model_tgz:
+        raise ValueError("--output_model_tgz is not supported by inference.py: bundle the "
+                         "model with export_model.py --output_tgz=...")
+    if FLAGS.segment_labels:
+        raise ValueError("--segment_labels (the 2019 segment-rating task) is not supported")
     if not FLAGS.input_data_pattern or not FLAGS.output_file:
         raise ValueError("--input_data_pattern and --output_file are required")
     files = readers.resolve_files(FLAGS.input_data_pattern)
@@ -136,17 +144,18 @@ def run():
     folder = os.path.dirname(os.path.abspath(FLAGS.output_file))
     utils.prepare_dir(folder)
     temporary = f"{FLAGS.output_file}.tmp-{os.getpid()}"
-    videos, started, last = 0, time.time(), time.time()
+    total, exact = readers.estimate_records(files)
+    printer = utils.ProgressPrinter(utils.Progress(total, estimated=not exact),
+                                    seconds=FLAGS.log_seconds)
+    videos, started = 0, time.time()
     try:
         with open(temporary, "w") as out:
             out.write(HEADER)
             for ids, classes, scores in batches:
                 out.writelines(format_row(*row) for row in zip(ids, classes, scores))
                 videos += len(ids)
-                if time.time() - last >= FLAGS.log_seconds:
-                    last = time.time()
-                    print(f"{videos} videos | {videos / (last - started):,.0f} videos/s",
-                          flush=True)
+                printer.update(videos, videos / max(time.time() - started, 1e-9))
+        printer.close()
         if not videos:
             raise readers.no_records(files)
         os.replace(temporary, FLAGS.output_file)

@@ -73,6 +73,28 @@ def model_hyperparameters(name):
     return found
 
 
+def all_hyperparameters():
+    """The names of every model's settings, except those measured on the training data."""
+    return {key for name in model_names()
+            for key in model_hyperparameters(name)
+            if key not in getattr(get_model_class(name), "data_settings", ())}
+
+
+def unused_compact_layers(name, num_classes, settings):
+    """The names in settings["compact_layers"] that make no layer of this model compact.
+
+    Each is tried alone on a model that is constructed but not built (no weights created).
+    """
+    unused = []
+    for layer in sorted(parse_compact_layers(settings.get("compact_layers", ""))):
+        model = build_model(name, num_classes, **{**settings, "compact_layers": layer})
+        if not any(isinstance(each, circulant_ops.DiagonalCirculant)
+                   or (isinstance(each, ContextGating) and each.compact)  # made when built
+                   for each in model._flatten_layers()):
+            unused.append(layer)
+    return unused
+
+
 def build_model(name, num_classes, **settings):
     """The model `name` with those of `settings` that it takes (others are ignored).
 

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import os
 import re
+import struct
 
 import tensorflow as tf
 
@@ -115,6 +116,32 @@ def _id_key(path):
             return None  # the reader names the bad record later
         return next((key for key in RELEASES if key in context), None)
     return None
+
+
+def count_records(path):
+    """The records of one TFRecord file, read from their length fields alone."""
+    count = position = 0
+    with tf.io.gfile.GFile(path, "rb") as f:
+        size = f.size()
+        while position + 16 <= size:
+            f.seek(position)
+            (length,) = struct.unpack("<Q", f.read(8))
+            position += 16 + length  # length, its CRC, the record, its CRC
+            count += 1
+    return count
+
+
+def estimate_records(files, sample=64):
+    """(records in `files`, exact?): all files counted, or `sample` of them spread over the list
+    and scaled by size."""
+    files = list(files)
+    if len(files) <= sample:
+        return sum(count_records(path) for path in files), True
+    chosen = files[::max(1, len(files) // sample)][:sample]
+    counted = sum(count_records(path) for path in chosen)
+    size = sum(tf.io.gfile.stat(path).length for path in chosen)
+    total = sum(tf.io.gfile.stat(path).length for path in files)
+    return round(counted * total / max(size, 1)), False
 
 
 def no_records(files):

@@ -10,6 +10,7 @@ keeps the model's settings, which eval.py and inference.py read.
 """
 
 import json
+import math
 import os
 import sys
 import time
@@ -55,8 +56,11 @@ flags.DEFINE_bool("skip_corrupt_records", False, "Drop unreadable records and th
 flags.DEFINE_string("optimizer", "AdamOptimizer", "AdamOptimizer, GradientDescentOptimizer, "
                     "MomentumOptimizer, AdagradOptimizer, RMSPropOptimizer.")
 flags.DEFINE_float("clip_gradient_norm", 1.0, "Clip each gradient to this norm (0: no clipping).")
-flags.DEFINE_integer("export_model_steps", 1000, "Accepted for the starter's command lines; "
-                     "export with export_model.py.")
+flags.DEFINE_integer("export_model_steps", 1000, "Does nothing (accepted for the starter's "
+                     "command lines): export with export_model.py.")
+flags.DEFINE_bool("log_device_placement", False, "Not supported (accepted for the starter's "
+                  "command lines, ignored with a warning).")
+flags.DEFINE_bool("segment_labels", False, "Not supported: the 2019 segment-rating task.")
 # -- flags of our own ---------------------------------------------------------------------------
 flags.DEFINE_integer("seed", 0, "Seeds weights, shuffling and frame sampling.")
 flags.DEFINE_integer("checkpoint_steps", 500, "Save a checkpoint every this many steps.")
@@ -102,43 +106,58 @@ OPTIMIZERS = {
 }
 
 
-def model_settings(files):
-    """The run's model description: what model_flags.json records.
+MODEL_FLAGS = ("model", "frame_features", "feature_names", "feature_sizes", "num_classes",
+               "max_frames", "label_loss")  # with the model's settings: what model_flags.json keeps
 
-    A model with `data_settings` (a memory of the training videos) measures them on `files`.
-    """
-    model_class = model_utils.get_model_class(FLAGS.model)  # raises on unknown names
+
+def given(name):
+    """Whether flag `name` is on the command line (False for settings without a flag)."""
+    return name in FLAGS and FLAGS[name].present > 0
+
+
+def model_settings(files, model=None, frame_features=None):
+    """The model description that the flags give (each model's defaults where unset): what
+    model_flags.json records. A model with `data_settings` (a memory of the training videos)
+    measures them on `files`."""
+    model = model or FLAGS.model
+    frame_features = FLAGS.frame_features if frame_features is None else frame_features
+    model_class = model_utils.get_model_class(model)  # raises on unknown names
     measured = getattr(model_class, "data_settings", ())
     settings = {key: FLAGS[key].value if FLAGS[key].value is not None else default
-                for key, default in model_utils.model_hyperparameters(FLAGS.model).items()
+                for key, default in model_utils.model_hyperparameters(model).items()
                 if key not in measured}
-    reader = readers.make_reader(FLAGS.frame_features, FLAGS.num_classes, FLAGS.feature_names,
+    reader = readers.make_reader(frame_features, FLAGS.num_classes, FLAGS.feature_names,
                                  FLAGS.feature_sizes, FLAGS.max_frames)
     if measured:
         settings.update(model_class.settings_from_data(reader, files))
-    return {"model": FLAGS.model, "frame_features": FLAGS.frame_features,
+    return {"model": model, "frame_features": frame_features,
             "feature_names": ",".join(reader.feature_names),
             "feature_sizes": ",".join(map(str, reader.feature_sizes)),
             "num_classes": FLAGS.num_classes, "max_frames": FLAGS.max_frames,
             "label_loss": FLAGS.label_loss, "settings": settings}
 
 
-def check_model_flags(train_dir, settings, is_chief):
-    """Write model_flags.json on the first run; later runs must agree or --start_new_model."""
-    path = os.path.join(train_dir, checkpoints.MODEL_FLAGS_FILE)
-    if tf.io.gfile.exists(path) and not FLAGS.start_new_model:
-        with tf.io.gfile.GFile(path) as f:
-            saved = json.load(f)
-        if saved != settings:
-            old, new = _flat(saved), _flat(settings)
-            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            raise ValueError(f"model flags differ from {path} ({', '.join(changed)}); use "
-                             "--start_new_model to train a new model in this train_dir")
-        return
-    if is_chief:
-        if FLAGS.start_new_model:
-            move_old_checkpoints(train_dir)
-        utils.atomic_write(path, json.dumps(settings, indent=2, sort_keys=True))
+def resumed_settings(saved, files, path):
+    """The model flags of a run that goes on: those saved, except the ones given on the command
+    line, which must agree with them (or --start_new_model)."""
+    model = FLAGS.model if given("model") else saved["model"]
+    frame_features = FLAGS.frame_features if given("frame_features") else saved["frame_features"]
+    from_flags = model_settings(files, model, frame_features)
+    measured = getattr(model_utils.get_model_class(model), "data_settings", ())
+    settings = {key: from_flags[key] if given(key) else saved[key] for key in MODEL_FLAGS}
+    settings["settings"] = {**saved["settings"], **{
+        key: value for key, value in from_flags["settings"].items()
+        if given(key) or key in measured or model != saved["model"]}}
+    old, new = _flat(saved), _flat(settings)
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed:
+        raise ValueError(f"model flags differ from {path} ({', '.join(changed)}); leave them "
+                         "out to go on with the saved model, or add --start_new_model to train "
+                         "a new model in this train_dir")
+    taken = [k for k in MODEL_FLAGS if not given(k)]
+    if taken:
+        print(f"model flags not given are taken from {path}", flush=True)
+    return settings
 
 
 def _flat(settings):
@@ -146,15 +165,36 @@ def _flat(settings):
             **settings.get("settings", {})}
 
 
-def move_old_checkpoints(train_dir):
-    old = [f for f in tf.io.gfile.listdir(train_dir)
-           if f.startswith("model.ckpt") or f == "checkpoint"]
-    if old:
-        aside = os.path.join(train_dir, f"old-{time.strftime('%Y%m%d-%H%M%S')}")
-        tf.io.gfile.makedirs(aside)
-        for name in old:
-            tf.io.gfile.rename(os.path.join(train_dir, name), os.path.join(aside, name))
-        print(f"--start_new_model: moved the previous checkpoints to {aside}")
+def warn_about_unused_flags(settings):
+    """Flags given that do nothing for this run, each named on stderr."""
+    model = settings["model"]
+    accepted = model_utils.model_hyperparameters(model)
+    for key in sorted(model_utils.all_hyperparameters()):
+        if given(key) and key not in accepted:
+            utils.warn(f"--{key} is not a setting of {model}: ignored")
+    if given("compact_layers") and "compact_layers" in accepted:
+        for name in model_utils.unused_compact_layers(model, settings["num_classes"],
+                                                      settings["settings"]):
+            utils.warn(f"--compact_layers={name}: {model} has no such layer with these "
+                       "settings: ignored")
+    if given("export_model_steps"):
+        utils.warn("--export_model_steps does nothing: export a trained model with "
+                   "export_model.py")
+    if FLAGS.log_device_placement:
+        utils.warn("--log_device_placement is not supported: ignored")
+
+
+def move_previous_run(train_dir):
+    """Everything of train_dir but earlier old-* folders into old-<time>/: a train_dir again."""
+    previous = [f for f in tf.io.gfile.listdir(train_dir) if not f.startswith("old-")]
+    if not previous:
+        return
+    aside = os.path.join(train_dir, f"old-{time.strftime('%Y%m%d-%H%M%S')}")
+    tf.io.gfile.makedirs(aside)
+    for name in previous:
+        tf.io.gfile.rename(os.path.join(train_dir, name.rstrip("/")),
+                           os.path.join(aside, name.rstrip("/")))
+    print(f"--start_new_model: moved the previous run to {aside}", flush=True)
 
 
 def make_strategy():
@@ -184,6 +224,9 @@ def run():
     # -- set-up --------------------------------------------------------------------------------
     if not FLAGS.train_data_pattern:
         raise ValueError("--train_data_pattern is required")
+    if FLAGS.segment_labels:
+        raise ValueError("--segment_labels (the 2019 segment-rating task) is not supported: "
+                         "train on video-level labels without it")
     loss_fn = losses.get_loss(FLAGS.label_loss, FLAGS.label_smoothing)
     if FLAGS.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {FLAGS.optimizer!r}; choose one of "
@@ -195,10 +238,16 @@ def run():
     out_dir = train_dir if chief else utils.prepare_dir(
         os.path.join(train_dir, "workers", str(strategy.cluster_resolver.task_id)))
     files = readers.resolve_files(FLAGS.train_data_pattern)
-    readers.check_release(files, FLAGS.num_classes)
-    settings = model_settings(files)
-    reader = checkpoints.make_reader(settings)
-    check_model_flags(train_dir, settings, chief)
+    flags_path = os.path.join(train_dir, checkpoints.MODEL_FLAGS_FILE)
+    # A run is bound to its model flags once it has a checkpoint: until then they may change.
+    resuming = not FLAGS.start_new_model and tf.train.latest_checkpoint(train_dir) is not None
+    if resuming and tf.io.gfile.exists(flags_path):
+        settings = resumed_settings(checkpoints.read_model_flags(train_dir), files, flags_path)
+    else:
+        settings = model_settings(files)
+    readers.check_release(files, settings["num_classes"])
+    warn_about_unused_flags(settings)
+    reader = checkpoints.make_reader(settings, trained=False)
     keras.utils.set_random_seed(FLAGS.seed)
 
     # -- input ---------------------------------------------------------------------------------
@@ -236,7 +285,9 @@ def run():
                     decay_steps, FLAGS.learning_rate_decay, staircase=True), **clip))
         for each, variables in zip(optimizers, groups):
             each.build(variables)
-    summary = model_utils.format_summary(model, FLAGS.model)
+    if FLAGS.start_new_model and chief:
+        move_previous_run(train_dir)
+    summary = model_utils.format_summary(model, settings["model"])
     print(summary, flush=True)
     if chief:
         utils.atomic_write(os.path.join(train_dir, "model_summary.txt"), summary + "\n")
@@ -257,6 +308,16 @@ def run():
             model.memorize(reader.dataset(files, 4096, num_readers=FLAGS.num_readers))
         print(f"memorised {model.memory_videos:,} training videos in "
               f"{time.time() - started:.0f}s", flush=True)
+
+    flags_written = resuming and tf.io.gfile.exists(flags_path)
+
+    def save_checkpoint(step, saved_step):
+        """save(), the run's model_flags.json written before its first checkpoint."""
+        nonlocal flags_written
+        if chief and not flags_written and step != saved_step:
+            utils.atomic_write(flags_path, json.dumps(settings, indent=2, sort_keys=True))
+            flags_written = True
+        return save(manager, step, saved_step)
 
     # -- the training step ------------------------------------------------------------------------
     @tf.function
@@ -281,8 +342,13 @@ def run():
     stop = utils.StopRequests()
     writer = tf.summary.create_file_writer(out_dir)
     step = int(optimizer.iterations.numpy())
-    start_step, started = step, time.time()
+    start_step = step
     last_log, last_log_step = time.time(), step
+    videos, exact = readers.estimate_records(files)
+    end_step = start_step + math.ceil(FLAGS.num_epochs * videos / FLAGS.batch_size)
+    if FLAGS.max_steps is not None:
+        end_step = min(end_step, max(FLAGS.max_steps, start_step))
+    progress = utils.Progress(end_step, start_step, estimated=not exact)
     saved_step = step if latest else None
     with reader.reraise_data_errors(files), stop, writer.as_default():
         for batch in batches:
@@ -304,17 +370,16 @@ def run():
                 batch_metrics.add(predictions, truth)
                 gap, hit1 = (batch_metrics.results()[k] for k in ("gap", "hit_at_one"))
                 lr = float(learning_rate(step))
-                left = ""
-                if FLAGS.max_steps:
-                    per_step = (now - started) / max(step - start_step, 1)
-                    left = f" | {utils.duration((FLAGS.max_steps - step) * per_step)} left"
-                print(f"step {step} | {rate:,.0f} examples/s | loss {loss:.4f} | GAP {gap:.3f} | "
-                      f"hit@1 {hit1:.3f} | lr {lr:.2e}{left}{skip_note(skipped)}", flush=True)
+                epoch = (step - start_step) * FLAGS.batch_size / max(videos, 1)
+                print(f"step {progress.status(step)} | epoch {epoch:.1f}/{FLAGS.num_epochs} | "
+                      f"{rate:,.0f} examples/s | loss {loss:.4f} | GAP {gap:.3f} | "
+                      f"hit@1 {hit1:.3f} | lr {lr:.2e}{progress.left_text(step, now)}"
+                      f"{skip_note(skipped)}", flush=True)
                 for name, value in (("loss", loss), ("gap", gap), ("hit_at_one", hit1),
                                     ("learning_rate", lr), ("examples_per_second", rate)):
                     tf.summary.scalar(f"train/{name}", value, step=step)
             if save_now:
-                saved_step = save(manager, step, saved_step)
+                saved_step = save_checkpoint(step, saved_step)
             if validation and step % FLAGS.validation_steps == 0:
                 validate(model, validation, loss_fn, step, out_dir)
             if stop.requested:
@@ -324,10 +389,16 @@ def run():
             finite(loss, step)
         elif not stop.requested and (FLAGS.max_steps is None or step < FLAGS.max_steps):
             raise readers.no_records(files)
-        save(manager, step, saved_step)
+        save_checkpoint(step, saved_step)
     if validation and step % FLAGS.validation_steps != 0 and not stop.requested:
         validate(model, validation, loss_fn, step, out_dir)
-    print(f"done at step {step}: {train_dir}{skip_note(skipped)}", flush=True)
+    if stop.requested:
+        reason = f"stopped by signal {stop.requested}"
+    elif FLAGS.max_steps is not None and step >= FLAGS.max_steps:
+        reason = f"--max_steps={FLAGS.max_steps} reached"
+    else:
+        reason = f"--num_epochs={FLAGS.num_epochs} done"
+    print(f"done at step {step} ({reason}): {train_dir}{skip_note(skipped)}", flush=True)
     if stop.requested:
         sys.exit(128 + stop.requested)
 

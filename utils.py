@@ -3,6 +3,7 @@
 import os
 import re
 import sys
+import time
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -58,6 +59,11 @@ def fail(message):
     sys.exit(1)
 
 
+def warn(message):
+    """A one-line warning on stderr: the run goes on."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def duration(seconds):
     """'1h02m', '3m20s', '45s'."""
     seconds = int(max(seconds, 0))
@@ -66,6 +72,71 @@ def duration(seconds):
     if hours:
         return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class Progress:
+    """How far work of a known (or estimated) size has gone, and the time left.
+
+    The time left is measured from the first report on, so that start-up and the first step's
+    compilation do not count: call `status` once the first unit is done.
+    """
+
+    def __init__(self, total, start=0, estimated=False):
+        self.total, self.start, self.estimated = max(int(total), 1), start, estimated
+        self.first = None  # (done, time) at the first report
+
+    def left(self, done, now=None):
+        """Seconds left, or None before there is a rate to go by."""
+        now = time.time() if now is None else now
+        if self.first is None:
+            self.first = (done, now)
+        first_done, first_time = self.first
+        if done <= first_done:
+            return None
+        return max(self.total - done, 0) * (now - first_time) / (done - first_done)
+
+    def status(self, done):
+        """'1,234/5,701 (21%)' ('/~5,701' for an estimated total)."""
+        share = 100 * (done - self.start) / max(self.total - self.start, 1)
+        return f"{done:,}/{'~' if self.estimated else ''}{self.total:,} ({min(share, 100):.0f}%)"
+
+    def left_text(self, done, now=None):
+        """' | 3m10s left', or '' before there is a rate to go by."""
+        left = self.left(done, now)
+        return f" | {duration(left)} left" if left is not None else ""
+
+
+class ProgressPrinter:
+    """Prints `Progress` of videos: a line rewritten in place on a terminal, otherwise a plain
+    line at most every `seconds`."""
+
+    def __init__(self, progress, what="videos", seconds=10, stream=None):
+        self.progress, self.what = progress, what
+        self.stream = stream or sys.stdout
+        self.terminal = self.stream.isatty()
+        self.seconds = 0.5 if self.terminal else seconds
+        self.last = 0.0
+        self.written = False
+
+    def update(self, done, rate=None):
+        now = time.time()
+        left = self.progress.left_text(done, now)  # every call: the first sets the start
+        if now - self.last < self.seconds:
+            return
+        self.last = now
+        extra = f" | {rate:,.0f} {self.what}/s" if rate else ""
+        line = f"{self.what} {self.progress.status(done)}{extra}{left}"
+        if self.terminal:
+            self.stream.write(f"\r{line:<79}")
+            self.written = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.written:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def atomic_write(path, text):
@@ -141,3 +212,6 @@ def run_cli(function):
         if os.environ.get("YT8M_DEBUG"):
             raise
         fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

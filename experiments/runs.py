@@ -49,7 +49,7 @@ def weights_of(output):
 def examples_per_second(output):
     """The median training rate of the progress lines, the first (warm-up) left out."""
     rates = [float(r.replace(",", "")) for r in
-             re.findall(r"^step \d+ \| ([\d,]+) examples/s", output, re.M)[1:]]
+             re.findall(r"^step [^|]*\|(?: epoch [^|]*\|)? ([\d,]+) examples/s", output, re.M)[1:]]
     return statistics.median(rates) if rates else None
 
 

@@ -121,17 +121,24 @@ def test_exported_model_predicts_as_its_checkpoint(trained, shared_data):
 def test_a_folder_as_data_pattern_is_one_line(trained, shared_data):
     folder, train_dir = trained
     data = os.path.join(shared_data, "yt8m-2018-video/validate")
-    runs = [("eval.py", f"--train_dir={train_dir}", f"--eval_data_pattern={data}"),
-            ("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={data}",
-             f"--output_file={folder / 'never.csv'}"),
-            ("generate_data.py", f"--output_dir={folder / 'never'}",
-             f"--from_video_pattern={data}")]
-    for run in runs:
+    folder_error = (f"error: {data} is a folder: add /*.tfrecord to the pattern "
+                    f"('{data}/*.tfrecord')")
+    output = f"--output_file={folder / 'never.csv'}"
+    runs = [(("eval.py", f"--train_dir={train_dir}", f"--eval_data_pattern={data}"),
+             folder_error),
+            (("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={data}",
+              output), folder_error),
+            (("generate_data.py", f"--output_dir={folder / 'never'}",
+              f"--from_video_pattern={data}"), folder_error),
+            (("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={data}/*",
+              output, f"--output_model_tgz={folder / 'm.tgz'}"),
+             "error: --output_model_tgz is not supported by inference.py: bundle the model "
+             "with export_model.py --output_tgz=...")]
+    for run, expected in runs:
         done = tool(*run, check=False)
         assert done.returncode == 1, run
-        assert done.stderr.strip().splitlines() == [
-            f"error: {data} is a folder: add /*.tfrecord to the pattern "
-            f"('{data}/*.tfrecord')"], run  # nothing else: no start-up noise either
+        # one line and nothing else: no TensorFlow start-up noise either
+        assert done.stderr.strip().splitlines() == [expected], run
 
 
 def _archive(path, add):
@@ -175,7 +182,7 @@ def test_sigkill_of_inference_leaves_no_partial_submission(trained, shared_data)
              f"--input_data_pattern={validate}", f"--output_file={output}", "--batch_size=8",
              "--log_seconds=0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = process.stdout.readline()
-        assert re.match(r"\d+ videos \|", line), line
+        assert re.match(r"videos \d+/5,701 \(\d+%\)", line), line
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait()

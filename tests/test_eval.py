@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -16,12 +17,14 @@ def test_watching_evaluates_each_checkpoint_once(generated_data, tmp_path):
              f"--train_data_pattern={generated_data['video']}", "--num_classes=50",
              "--model=LogisticModel", "--batch_size=32", "--num_epochs=100",
              "--checkpoint_steps=5"]
-    subprocess.run(train + ["--max_steps=5"], check=True, capture_output=True, timeout=240)
-    watcher = subprocess.Popen(
+    watcher = subprocess.Popen(  # before train.py has made the train_dir
         [sys.executable, os.path.join(REPO_DIR, "eval.py"), *common,
          f"--eval_data_pattern={generated_data['video']}", "--poll_seconds=1",
          "--batch_size=64"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        assert watcher.stdout.readline().startswith(
+            f"waiting for the first checkpoint of train.py in {train_dir} (looking every 1s")
+        subprocess.run(train + ["--max_steps=5"], check=True, capture_output=True, timeout=240)
         subprocess.run(train + ["--max_steps=15"], check=True, capture_output=True, timeout=240)
         results = train_dir / "eval_results.jsonl"
         deadline = time.time() + 120
@@ -40,3 +43,5 @@ def test_watching_evaluates_each_checkpoint_once(generated_data, tmp_path):
     assert all(json.loads(line)["videos"] == 600 for line in results.read_text().splitlines())
     assert "Traceback" not in err and not any(line.startswith("error:")
                                                for line in err.splitlines())
+    assert "waiting for a checkpoint after step 15" in out
+    assert re.search(r"^videos 64/600 \(11%\)$", out, re.M)  # progress, not on a terminal

@@ -144,6 +144,20 @@ def test_frame_of_wrong_length(tmp_path):
                  "1024 bytes")
 
 
+def test_data_of_the_other_level_for_a_trained_model(tmp_path):
+    import checkpoints
+
+    flags = {"frame_features": True, "num_classes": 3862, "feature_names": "rgb,audio",
+             "feature_sizes": "1024,128", "max_frames": 10}
+    expect_error(checkpoints.make_reader(flags), [good_file(tmp_path)],
+                 "(video-level data? this model reads frame-level records)")
+    frames = write(tmp_path / "frames.tfrecord",
+                   [frame_example(b"f", [1], [np.zeros(1024)], [np.zeros(128)])])
+    expect_error(checkpoints.make_reader(dict(flags, frame_features=False,
+                                              feature_names="mean_rgb,mean_audio")),
+                 [frames], "(frame-level data? this model reads video-level records)")
+
+
 def test_data_of_the_other_level(tmp_path):
     video = write(tmp_path / "video.tfrecord", [video_example(b"a", [1], RGB, AUDIO)])
     expect_error(readers.FrameReader(), [video], "video.tfrecord record 0", "is missing",

@@ -17,7 +17,7 @@ import tensorflow as tf
 from utils import REPO_DIR
 
 TRAIN = os.path.join(REPO_DIR, "train.py")
-STEP_LINE = re.compile(r"^step (\d+) \|.*\| loss ([\d.]+)", re.M)
+STEP_LINE = re.compile(r"^step ([\d,]+)/\S+ .*\| loss ([\d.]+)", re.M)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def train(args, env=None, timeout=240):
 
 
 def losses_of(output):
-    return {int(step): float(loss) for step, loss in STEP_LINE.findall(output)}
+    return {int(step.replace(",", "")): float(loss) for step, loss in STEP_LINE.findall(output)}
 
 
 def ok(done):
@@ -131,7 +131,7 @@ def test_repeated_sigkill_at_random_moments_never_costs_a_checkpoint(data, tmp_p
     last_saved = 0
     for round in range(4):
         process = start(args_for(data, tmp_path, max_steps=100000, **flags))
-        _, seen = read_until(process, r"^saved " if round == 0 else r"^step \d+ ")
+        _, seen = read_until(process, r"^saved " if round == 0 else r"^step \d")
         resumed = re.search(r"resumed from .* at step (\d+)", seen)
         if round:
             assert int(resumed[1]) >= last_saved, seen
@@ -183,31 +183,95 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(data, tmp_path):
 def test_sigterm_saves_a_checkpoint_before_exit(data, tmp_path):
     process = start(args_for(data, tmp_path, model="MoeModel", max_steps=100000,
                              checkpoint_steps=1000))
-    match, _ = read_until(process, r"^step (\d+) ")
-    while int(match[1]) < 3:
-        match, _ = read_until(process, r"^step (\d+) ")
+    match, _ = read_until(process, r"^step ([\d,]+)/")
+    while int(match[1].replace(",", "")) < 3:
+        match, _ = read_until(process, r"^step ([\d,]+)/")
     process.send_signal(signal.SIGTERM)
     rest = process.stdout.read()
     assert process.wait() == 128 + signal.SIGTERM
-    assert "saving and stopping" in rest
+    assert "saving and stopping" in rest and "(stopped by signal 15)" in rest
     latest = tf.train.latest_checkpoint(str(tmp_path))
-    last = max([int(match[1])] + [int(s) for s, _ in STEP_LINE.findall(rest)])
+    last = max([int(match[1].replace(",", ""))] + list(losses_of(rest)))
     assert latest is not None and int(latest.rsplit("-", 1)[1]) >= last
 
 
-def test_changed_model_flags_need_start_new_model(data, tmp_path):
+def test_model_flags_bind_a_run_once_it_has_a_checkpoint(data, tmp_path):
+    """A failed first run leaves nothing binding; a resumed run takes the saved model flags
+    that are not given and refuses only those given that differ."""
+    def run(**flags):
+        return args_for(data, tmp_path, **flags)
+
+    model = dict(model="MoeModel", moe_num_mixtures=3, compact_layers="moe")
+    (misspelt, _, misspelt_err), (wrong_level, _, _), (first, first_out, _), \
+        (resumed, resumed_out, _), (same, _, _), (changed, _, changed_err) = \
+        train_in_one_process([
+            run(**{**model, "compact_layers": "mo"}, max_steps=2),
+            run(**model, max_steps=2, frame_features=True),
+            run(**model, max_steps=2),
+            run(max_steps=4),  # nothing but the new end: every model flag from the saved run
+            run(max_steps=5, moe_num_mixtures=3),
+            run(max_steps=6, moe_num_mixtures=2, batch_size=16)])
+    assert misspelt == 1 and "unknown compact layer(s) mo" in misspelt_err
+    assert wrong_level == 1
+    assert (first, resumed, same) == (0, 0, 0)
+    assert "model flags not given are taken from" in resumed_out
+    assert "resumed from" in resumed_out and "done at step 4" in resumed_out
+    assert re.search(r"^model MoeModel: [\d,]+ weights", resumed_out, re.M)
+    assert first_out.splitlines()[0] == resumed_out.splitlines()[1]  # the same summary line
+    saved = json.loads((tmp_path / "model_flags.json").read_text())
+    assert saved["settings"]["moe_num_mixtures"] == 3
+    assert saved["settings"]["compact_layers"] == "moe"
+    assert changed == 1
+    last = changed_err.strip().splitlines()[-1]
+    assert "model flags differ" in last and "(moe_num_mixtures)" in last  # batch_size is not one
+    assert "--start_new_model" in last
+
+
+def test_start_new_model_moves_the_whole_previous_run(data, tmp_path):
     ok(train(args_for(data, tmp_path, model="MoeModel", max_steps=2)))
-    flags_file = json.loads((tmp_path / "model_flags.json").read_text())
-    assert flags_file["model"] == "MoeModel" and flags_file["settings"]["moe_num_mixtures"] == 2
-    refused = train(args_for(data, tmp_path, model="MoeModel", moe_num_mixtures=3, max_steps=4))
-    assert refused.returncode == 1
-    last = refused.stderr.strip().splitlines()[-1]
-    assert "moe_num_mixtures" in last and "--start_new_model" in last
-    ok(train(args_for(data, tmp_path, model="MoeModel", moe_num_mixtures=3, max_steps=4,
-                      start_new_model=True)))
-    assert any(p.name.startswith("old-") for p in tmp_path.iterdir())
+    evaluate = [sys.executable, os.path.join(REPO_DIR, "eval.py"), "--run_once",
+                f"--eval_data_pattern={data['video']}"]
+    subprocess.run([*evaluate, f"--train_dir={tmp_path}"], check=True, capture_output=True,
+                   timeout=240)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert {"model_flags.json", "checkpoint", "eval_results.jsonl", "eval",
+            "model_summary.txt"} <= set(before)
+    out = ok(train(args_for(data, tmp_path, model="MoeModel", moe_num_mixtures=3, max_steps=4,
+                            start_new_model=True)))
+    old = [p for p in tmp_path.iterdir() if p.name.startswith("old-")]
+    assert len(old) == 1 and f"moved the previous run to {old[0]}" in out
+    assert sorted(p.name for p in old[0].iterdir()) == before
+    assert not (tmp_path / "eval_results.jsonl").exists()
     assert json.loads((tmp_path / "model_flags.json").read_text())["settings"][
         "moe_num_mixtures"] == 3
+    again = subprocess.run([*evaluate, f"--train_dir={old[0]}"], capture_output=True, text=True,
+                           timeout=240)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert re.search(r"^step 2: 600 videos", again.stdout, re.M), again.stdout
+
+
+def test_progress_counts_to_the_end_and_says_why_it_stopped(data, tmp_path):
+    (epochs, epochs_out, _), (steps, steps_out, warnings) = train_in_one_process([
+        args_for(data, tmp_path / "epochs", num_epochs=2, log_steps=10),
+        args_for(data, tmp_path / "steps", num_epochs=2, max_steps=12, log_steps=4,
+                 model="MoeModel", compact_layers="fc,moe", dbof_cluster_size=64,
+                 export_model_steps=10, log_device_placement=True)])
+    assert (epochs, steps) == (0, 0)
+    lines = [line for line in epochs_out.splitlines() if line.startswith("step ")]
+    total = -(-2 * 600 // 32)  # 2 epochs of 600 videos in batches of 32, the last one partial
+    assert lines[0].startswith(f"step 1/{total} (3%) | epoch 0.1/2 | ")
+    assert "left" not in lines[0]  # the first step's warm-up is no rate to go by
+    assert all(line.endswith(" left") for line in lines[1:])
+    assert re.match(rf"step 30/{total} \(79%\) \| epoch 1\.6/2 \|", lines[-1])
+    assert f"done at step {total} (--num_epochs=2 done)" in epochs_out
+    assert "step 12/12 (100%)" in steps_out
+    assert "done at step 12 (--max_steps=12 reached)" in steps_out
+    assert warnings.splitlines() == [
+        "warning: --dbof_cluster_size is not a setting of MoeModel: ignored",
+        "warning: --compact_layers=fc: MoeModel has no such layer with these settings: ignored",
+        "warning: --export_model_steps does nothing: export a trained model with "
+        "export_model.py",
+        "warning: --log_device_placement is not supported: ignored"]
 
 
 def test_two_cpu_devices_give_the_first_step_loss_of_one(data, tmp_path):
@@ -250,16 +314,24 @@ results = []
 for args in json.loads(sys.argv[1]):
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["train.py", *args])
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr):
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         try:
             utils.cli_main(train.run)([])
             code = 0
         except SystemExit as exit:
             code = exit.code
-    results.append([code, stderr.getvalue()])
+    results.append([code, stdout.getvalue(), stderr.getvalue()])
 print(json.dumps(results))
 """
+
+
+def train_in_one_process(arguments):
+    """[(exit code, stdout, stderr)] of train.py run with each list of arguments in turn."""
+    done = subprocess.run([sys.executable, "-c", IN_ONE_PROCESS, json.dumps(arguments)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO_DIR)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def test_bad_flags_end_in_one_line(data, tmp_path):
@@ -285,15 +357,14 @@ def test_bad_flags_end_in_one_line(data, tmp_path):
              ({"model": "MoeModel", "max_model_mb": 0.5}, "over --max_model_mb"),
              ({"batch_norm_momentum": 1.5}, "batch_norm_momentum must be in [0, 1)"),
              ({"circulant_learning_rate_scale": 0}, "must be positive"),
+             ({"segment_labels": True}, "--segment_labels (the 2019 segment-rating task) is "
+                                        "not supported"),
              ({"model": "MoeModel", "compact_layers": "moe", "circulant_diagonal_side": "left"},
               "circulant_diagonal_side must be one of input, output")]
     arguments = [args_for(data, tmp_path / re.sub(r"\W", "_", expected), **flags)
                  for flags, expected in cases]
-    done = subprocess.run([sys.executable, "-c", IN_ONE_PROCESS, json.dumps(arguments)],
-                          capture_output=True, text=True, timeout=240, cwd=REPO_DIR)
-    assert done.returncode == 0, done.stderr[-3000:]
-    for (flags, expected), (code, stderr) in zip(cases, json.loads(done.stdout.splitlines()[-1]),
-                                                  strict=True):
+    for (flags, expected), (code, _, stderr) in zip(cases, train_in_one_process(arguments),
+                                                     strict=True):
         assert code == 1, (flags, stderr[-1000:])
         assert expected in stderr.strip().splitlines()[-1], (flags, stderr[-1000:])
 
@@ -334,10 +405,7 @@ def test_circulant_learning_rate_scale_scales_only_the_circulant_steps(data, tmp
             "three": dict(max_steps=1, circulant_learning_rate_scale=3.0)}
     arguments = [args_for(data, tmp_path / name, **common, **flags)
                  for name, flags in runs.items()]
-    done = subprocess.run([sys.executable, "-c", IN_ONE_PROCESS, json.dumps(arguments)],
-                          capture_output=True, text=True, timeout=240, cwd=REPO_DIR)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert [code for code, _ in json.loads(done.stdout.splitlines()[-1])] == [0, 0, 0]
+    assert [code for code, _, _ in train_in_one_process(arguments)] == [0, 0, 0]
 
     def weights(name):
         import checkpoints

@@ -1,5 +1,7 @@
 """The command-line helpers: start-up noise filtering, durations."""
 
+import io
+
 import utils
 
 
@@ -23,3 +25,30 @@ def test_start_up_noise_is_hidden_and_real_errors_are_not():
 
 def test_duration():
     assert [utils.duration(s) for s in (-3, 45, 200, 3725)] == ["0s", "45s", "3m20s", "1h02m"]
+
+
+def test_time_left_leaves_the_first_unit_out():
+    progress = utils.Progress(110, start=10)
+    assert progress.left(11, now=100.0) is None  # the first step: compilation, no rate yet
+    assert progress.left(21, now=110.0) == 89 * 1.0  # 10 steps in 10 s, 89 to go
+    assert progress.status(21) == "21/110 (11%)"
+    assert utils.Progress(5000, estimated=True).status(1234) == "1,234/~5,000 (25%)"
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_a_line_rewritten_on_a_terminal_and_plain_lines_otherwise():
+    terminal, log = Terminal(), io.StringIO()
+    for stream in (terminal, log):
+        printer = utils.ProgressPrinter(utils.Progress(300), seconds=0, stream=stream)
+        for done in (100, 200, 300):
+            printer.update(done)
+            printer.last = 0  # as if enough time had passed
+        printer.close()
+    assert terminal.getvalue().startswith("\rvideos 100/300 (33%)")
+    assert terminal.getvalue().count("\r") == 3 and terminal.getvalue().endswith("\n")
+    assert log.getvalue().splitlines()[0] == "videos 100/300 (33%)"
+    assert log.getvalue().splitlines()[2].startswith("videos 300/300 (100%) | ")
