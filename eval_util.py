@@ -3,21 +3,28 @@
 GAP@k (global average precision): each video's top-k predictions are pooled over all videos and
 ranked by confidence; GAP = (1/P) * sum_i precision@i * rel(i), where P counts every ground-truth
 label of every video, also those outside anyone's top k.
+
+Equal scores have no order of their own: the starter code filled a video's top k from tied
+predictions in argpartition's order and ranked the pooled ties in a seeded random order. GAP,
+hit@1 and PERR here are exact expected values with both steps uniformly random and independent:
+where a tie straddles a video's k-th place, the video contributes t of its m tied predictions,
+of which a hypergeometric number are positives, and tied scores in the pooled list are in any
+order alike.
 """
 
 import time
 
 import numpy as np
 
-from average_precision_calculator import average_precision, mean_average_precision
+import average_precision_calculator as apc
 
 
 def top_k_by_row(predictions, k):
     """(scores, class indexes) [N, min(k, C)] of each row's k highest predictions, descending.
 
     Equal scores rank by class index, also at the k-th place (the order `tf.math.top_k`
-    documents): the result is exact and deterministic, ties included. TensorFlow's top-k is
-    1.5x faster than NumPy's argpartition and a tie pass (benchmarks/bench_gap.py).
+    documents). TensorFlow's top-k is 1.5x faster than NumPy's argpartition and a tie pass
+    (benchmarks/bench_gap.py).
     """
     import tensorflow as tf
 
@@ -33,16 +40,36 @@ def calculate_gap(predictions, labels, top_k=20):
     return metrics.gap()
 
 
-class EvaluationMetrics:
-    """Streaming GAP@k, hit@1, PERR and mean loss over batches; keeps k pairs per video.
+def _expected_hits_at(predictions, labels, value, places):
+    """Expected positives among each row's first `places` [N] predictions, where `value` [N]
+    is the score at the last of those places: those above it, and a share of those tied."""
+    above = predictions > value[:, None]
+    tied = predictions == value[:, None]
+    counted = np.count_nonzero(above, axis=1)
+    tied_count = np.count_nonzero(tied, axis=1)
+    tied_hits = np.count_nonzero(tied & labels, axis=1)
+    return (np.count_nonzero(above & labels, axis=1)
+            + (places - counted) * tied_hits / np.maximum(tied_count, 1))
 
-    With mean_ap=True it also keeps every prediction, for the mean AP over classes.
+
+class EvaluationMetrics:
+    """Streaming GAP@k, hit@1, PERR, the starter's MAP and mean loss over batches; keeps k
+    predictions per video.
+
+    MAP (the starter's): each class's AP over the videos that have it among their top k, divided
+    by all of its positives; the mean over all classes (a class without positives counts 0).
+    Tied predictions at a video's k-th place enter it by class index (tf.math.top_k's order).
+    With mean_ap=True it also keeps every prediction, for `map_all`: the mean AP over the
+    classes with positives, each ranking every video.
     """
 
     def __init__(self, top_k=20, mean_ap=False):
         self.top_k = top_k
         self.kept = [] if mean_ap else None
-        self.scores, self.hits = [], []
+        self.scores, self.hits = [], []  # the predictions above each video's k-th score
+        self.boundary = []  # (k-th score, places left, predictions tied with it, positives)
+        self.map_items = []  # (class, score, hit) of each video's top k
+        self.class_positives = None
         self.positives = self.videos = self.labelled = 0
         self.hit_sum = self.perr_sum = self.loss_sum = 0.0
 
@@ -51,38 +78,94 @@ class EvaluationMetrics:
         if labels.dtype != bool:
             labels = labels > 0
         counts = np.count_nonzero(labels, axis=1)  # (B,)
-        # One top-k serves GAP (the first top_k), hit@1 and PERR (each video's first L).
-        depth = max(self.top_k, int(counts.max()) if counts.size else 0, 1)
+        classes = predictions.shape[1]
+        k = min(self.top_k, classes)
+        # One top-k serves GAP (the first k), hit@1 and PERR (each video's first L), and one
+        # place more shows whether a tie runs past the last place used.
+        depth = min(max(k, int(counts.max()) if counts.size else 0) + 1, classes)
         scores, index = top_k_by_row(predictions, depth)
         hits = np.take_along_axis(labels, index, axis=1)  # (B, depth) bool
-        self.scores.append(scores[:, :self.top_k].ravel())
-        self.hits.append(hits[:, :self.top_k].ravel())
+        found = np.cumsum(hits, axis=1)
+
+        def expected_hits(places):
+            """Expected positives among each row's first `places`, with the rows whose tie
+            runs past that place (rare unless predictions are rounded) taken in full."""
+            rows = np.arange(len(places))
+            value = scores[rows, places - 1]
+            straddles = (places < classes) & (scores[rows, np.minimum(places, depth - 1)] == value)
+            result = found[rows, places - 1].astype(np.float64)
+            if straddles.any():
+                result[straddles] = _expected_hits_at(predictions[straddles], labels[straddles],
+                                                      value[straddles], places[straddles])
+            return result, straddles
+
+        self.hit_sum += float(expected_hits(np.ones(len(labels), np.int64))[0].sum())
+        has = counts > 0
+        if has.any():
+            self.perr_sum += float((expected_hits(np.maximum(counts, 1))[0][has]
+                                    / counts[has]).sum())
+        _, straddles = expected_hits(np.full(len(labels), k))
+        kth = scores[:, k - 1]
+        above = scores[:, :k] > kth[:, None]
+        fixed = above | ~straddles[:, None]  # the predictions certain to be in the top k
+        self.scores.append(scores[:, :k][fixed])
+        self.hits.append(hits[:, :k][fixed])
+        if straddles.any():
+            tied = predictions[straddles] == kth[straddles, None]
+            self.boundary.append(np.stack([
+                kth[straddles], k - np.count_nonzero(above[straddles], axis=1),
+                np.count_nonzero(tied, axis=1),
+                np.count_nonzero(tied & labels[straddles], axis=1)], axis=1).astype(np.float64))
+        self.map_items.append((index[:, :k].ravel(), scores[:, :k].ravel(), hits[:, :k].ravel()))
+        column_positives = np.count_nonzero(labels, axis=0)
+        self.class_positives = column_positives if self.class_positives is None else \
+            self.class_positives + column_positives
         self.positives += int(counts.sum())
         self.videos += len(labels)
-        has = counts > 0
         self.labelled += int(has.sum())
-        self.hit_sum += float(hits[:, 0].sum())
-        within = np.arange(hits.shape[1])[None, :] < counts[:, None]
-        self.perr_sum += float(((hits & within).sum(axis=1)[has] / counts[has]).sum())
         if losses is not None:
             self.loss_sum += float(np.sum(losses))
         if self.kept is not None:
             self.kept.append((predictions.astype(np.float32), labels))
 
     def gap(self):
-        if not self.scores:
+        if not self.scores or not self.positives:
             return 0.0
-        return average_precision(np.concatenate(self.scores), np.concatenate(self.hits),
-                                 self.positives)
+        scores, hits = np.concatenate(self.scores), np.concatenate(self.hits)
+        kth, places, tied, tied_hits = np.concatenate(self.boundary or [np.zeros((0, 4))]).T
+        used = places > 0
+        kth, places, tied, tied_hits = kth[used], places[used], tied[used], tied_hits[used]
+        values, inverse = np.unique(np.r_[scores.astype(np.float64), kth], return_inverse=True)
+        group = values.size - 1 - inverse  # best score first
+        fixed, drawn = group[:scores.size], group[scores.size:]
+        sizes = (np.bincount(fixed, minlength=values.size)
+                 + np.bincount(drawn, weights=places, minlength=values.size)).astype(np.int64)
+        share = tied_hits / tied
+        expected = (np.bincount(fixed, weights=hits, minlength=values.size)
+                    + np.bincount(drawn, weights=places * share, minlength=values.size))
+        # Each video draws `places` of its `tied` predictions: a hypergeometric count.
+        spread = places * share * (1 - share) * (tied - places) / np.maximum(tied - 1, 1)
+        variance = np.bincount(drawn, weights=spread, minlength=values.size)
+        pairs = variance + expected ** 2 - expected
+        return float(apc.expected_precision_sums(sizes, expected, pairs)[0] / self.positives)
+
+    def starter_map(self):
+        if not self.map_items:
+            return 0.0
+        classes, scores, hits = (np.concatenate(part) for part in zip(*self.map_items))
+        return float(apc.class_average_precisions(classes, scores, hits,
+                                               self.class_positives).mean())
 
     def results(self):
         videos = max(self.videos, 1)
         results = {"videos": self.videos, "labelled": self.labelled, "gap": self.gap(),
                    "hit_at_one": self.hit_sum / videos,
-                   "perr": self.perr_sum / max(self.labelled, 1), "loss": self.loss_sum / videos}
+                   "perr": self.perr_sum / max(self.labelled, 1), "map": self.starter_map(),
+                   "loss": self.loss_sum / videos}
         if self.kept:
-            results["map"] = mean_average_precision(np.concatenate([p for p, _ in self.kept]),
-                                                    np.concatenate([t for _, t in self.kept]))
+            results["map_all"] = apc.mean_average_precision(
+                np.concatenate([p for p, _ in self.kept]),
+                np.concatenate([t for _, t in self.kept]))
         return results
 
 
