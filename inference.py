@@ -141,12 +141,22 @@ def run():
                                                       FLAGS.num_readers)
     readers.check_release(files, num_classes)
 
-    folder = os.path.dirname(os.path.abspath(FLAGS.output_file))
-    utils.prepare_dir(folder)
-    temporary = f"{FLAGS.output_file}.tmp-{os.getpid()}"
     total, exact = readers.estimate_records(files)
-    printer = utils.ProgressPrinter(utils.Progress(total, estimated=not exact),
-                                    seconds=FLAGS.log_seconds)
+    videos, seconds = write_submission(FLAGS.output_file, batches,
+                                       utils.Progress(total, estimated=not exact),
+                                       FLAGS.log_seconds)
+    if not videos:
+        raise readers.no_records(files)
+    print(f"wrote {videos} videos to {FLAGS.output_file} in {seconds:.0f}s "
+          f"({videos / max(seconds, 1e-9):,.0f} videos/s)")
+
+
+def write_submission(output_file, batches, progress, log_seconds=10):
+    """The Kaggle CSV of (ids, classes, scores) batches, written under a temporary name and
+    renamed once complete (not at all without videos); returns (videos, seconds)."""
+    utils.prepare_dir(os.path.dirname(os.path.abspath(output_file)))
+    temporary = f"{output_file}.tmp-{os.getpid()}"
+    printer = utils.ProgressPrinter(progress, seconds=log_seconds)
     videos, started = 0, time.time()
     try:
         with open(temporary, "w") as out:
@@ -156,15 +166,12 @@ def run():
                 videos += len(ids)
                 printer.update(videos, videos / max(time.time() - started, 1e-9))
         printer.close()
-        if not videos:
-            raise readers.no_records(files)
-        os.replace(temporary, FLAGS.output_file)
+        if videos:
+            os.replace(temporary, output_file)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
-    elapsed = time.time() - started
-    print(f"wrote {videos} videos to {FLAGS.output_file} in {elapsed:.0f}s "
-          f"({videos / max(elapsed, 1e-9):,.0f} videos/s)")
+    return videos, time.time() - started
 
 
 if __name__ == "__main__":

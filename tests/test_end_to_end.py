@@ -59,8 +59,13 @@ def test_gap_from_the_submission_equals_eval(trained, shared_data):
     rows = csv_rows(submission)
     assert len(rows) == 5701 == len({r["VideoId"] for r in rows})
 
+    assert round(submission_gap(rows, validate), 4) == float(match[2])
+
+
+def submission_gap(rows, pattern):
+    """GAP of a submission's rows against the labels of the records of `pattern`."""
     truth = {}
-    for batch in readers.VideoReader().dataset(readers.resolve_files(validate), 1024):
+    for batch in readers.VideoReader().dataset(readers.resolve_files(pattern), 1024):
         for video, labels in zip(batch["id"].numpy(), batch["labels"].numpy()):
             truth[video.decode()] = set(np.flatnonzero(labels).tolist())
     scores, hits = [], []
@@ -72,9 +77,65 @@ def test_gap_from_the_submission_equals_eval(trained, shared_data):
         scores += [float(c) for c in confidences]
         hits += [int(c) in truth[row["VideoId"]] for c in classes]
     positives = sum(len(labels) for labels in truth.values())
-    gap = average_precision_calculator.average_precision(np.array(scores), np.array(hits),
-                                                         positives)
-    assert round(gap, 4) == float(match[2])
+    return average_precision_calculator.average_precision(np.array(scores), np.array(hits),
+                                                          positives)
+
+
+def test_an_ensemble_is_scored_as_eval_scores_its_mean(trained, shared_data):
+    import checkpoints
+    import eval_util
+
+    folder, train_dir = trained
+    other = folder / "logistic"
+    train = os.path.join(shared_data, "yt8m-2018-video/train/validate000*.tfrecord")
+    tool("train.py", f"--train_data_pattern={train}", "--model=LogisticModel",
+         f"--train_dir={other}", "--batch_size=256", "--max_steps=5")
+    bundle = folder / "logistic.tgz"
+    tool("export_model.py", f"--train_dir={other}", f"--output_dir={folder / 'logistic_export'}",
+         f"--output_tgz={bundle}")
+    data = os.path.join(shared_data, "yt8m-2018-video/validate/validate008*.tfrecord")
+    output = folder / "ensemble.csv"
+    out = tool("ensemble.py", f"--inputs={train_dir},{bundle}", "--weights=3,1",
+               f"--input_data_pattern={data}", f"--output_file={output}",
+               f"--untar_model_dir={folder / 'untar_ensemble'}").stdout
+    printed = float(re.search(r"labelled videos: GAP@20 ([\d.]+)", out)[1])
+
+    files = readers.resolve_files(data)
+    predictions, labels = [], []
+    for path, weight in ((train_dir, 0.75), (other, 0.25)):
+        model, reader, _, _ = checkpoints.load(str(path))
+        batches = list(reader.dataset(files, 1024))
+        predictions.append(weight * np.concatenate([model(b).numpy() for b in batches]))
+        labels = np.concatenate([b["labels"].numpy() for b in batches])
+    want = eval_util.calculate_gap(predictions[0] + predictions[1], labels)
+    assert printed == round(want, 4)
+    rows = csv_rows(output)
+    assert len(rows) == len(labels)
+    assert abs(submission_gap(rows, data) - want) < 1e-4  # scores printed to 6 digits
+
+
+def test_ensembles_of_submissions(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("VideoId,LabelConfidencePairs\nv1,3 0.9 5 0.5\nv2,1 0.8\n")
+    b.write_text("VideoId,LabelConfidencePairs\nv2,1 0.4 2 0.6\nv3,7 1\n")
+    output = tmp_path / "mean.csv"
+    tool("ensemble.py", f"--inputs={a},{b}", "--weights=3,1", f"--output_file={output}",
+         "--top_k=2")
+    assert output.read_text() == ("VideoId,LabelConfidencePairs\n"
+                                  "v1,3 0.675 5 0.375\n"
+                                  "v2,1 0.7 2 0.15\n"
+                                  "v3,7 0.25\n")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("VideoId,LabelConfidencePairs\nv1,3 0.9 5\n")
+    for args, expected in [((f"--inputs={a},{b}", "--weights=1"),
+                            "--weights needs 2 non-negative numbers"),
+                           ((f"--inputs={a},{bad}",), "bad.csv line 2: expected"),
+                           ((f"--inputs={a},{tmp_path}",), "is neither a submission")]:
+        done = tool("ensemble.py", *args, f"--output_file={tmp_path / 'never.csv'}",
+                    check=False)
+        assert done.returncode == 1, args
+        assert expected in done.stderr.strip().splitlines()[-1], done.stderr[-1000:]
+    assert not (tmp_path / "never.csv").exists()
 
 
 def test_the_2017_test_split_needs_a_model_of_the_2017_classes(trained, shared_data):

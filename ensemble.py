@@ -1,0 +1,229 @@
+"""Average several models or submissions into one Kaggle submission (weights per input).
+
+    python ensemble.py --inputs=/tmp/model_a,/tmp/model_b.tgz --weights=0.6,0.4 \\
+        --input_data_pattern='test*.tfrecord' --output_file=/tmp/ensemble.csv
+    python ensemble.py --inputs=a.csv,b.csv,c.csv --output_file=/tmp/ensemble.csv
+
+An input is a train_dir of train.py (its latest checkpoint), an exported model (a SavedModel
+folder or the .tgz of export_model.py) or a submission CSV. Each video's score for a class is
+the weighted mean of the inputs' scores (a submission scores the classes it does not list 0),
+and its top_k classes are written. Models see every record of --input_data_pattern (video- and
+frame-level models can be mixed: each parses the records itself); when the records have labels,
+the ensemble's GAP, hit@1, PERR and MAP are printed. Submissions alone need no data: the videos
+are those of the first submission, then those only the others have.
+"""
+
+import csv
+import os
+import time
+
+from absl import app, flags
+
+import utils
+
+utils.quiet_tensorflow()
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import checkpoints  # noqa: E402
+import eval_util  # noqa: E402
+import inference  # noqa: E402 - its flags --input_data_pattern, --output_file, --top_k, ...
+import readers  # noqa: E402
+
+flags.DEFINE_string("inputs", "", "Comma-separated train_dirs, exported models (SavedModel "
+                    "folders or .tgz bundles) and submission CSVs.")
+flags.DEFINE_string("weights", "", "Comma-separated weight of each input (default: equal).")
+FLAGS = flags.FLAGS
+
+
+class ModelInput:
+    """A model that maps a batch of serialized records to (ids, probabilities)."""
+
+    def __init__(self, name, num_classes, predict):
+        self.name, self.num_classes, self._predict = name, num_classes, predict
+
+    def __call__(self, serialized):
+        ids, probabilities = self._predict(serialized)
+        return ids.numpy(), probabilities.numpy()
+
+
+def load_model(path, untar_dir):
+    """A ModelInput from a train_dir, a SavedModel folder or a .tgz bundle."""
+    if path.endswith((".tgz", ".tar.gz")):
+        path = inference.safe_untar(path, untar_dir)
+    if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+        serve = tf.saved_model.load(path).signatures["serving_default"]
+
+        def predict_saved(serialized):
+            out = serve(serialized=serialized)
+            return out["video_id"], out["predictions"]
+
+        return ModelInput(path, serve.structured_outputs["predictions"].shape[-1],
+                          predict_saved)
+    if tf.io.gfile.exists(os.path.join(path, checkpoints.MODEL_FLAGS_FILE)):
+        model, reader, _, _ = checkpoints.load(path)
+
+        @tf.function
+        def predict_checkpoint(serialized):
+            batch = reader.parse(serialized)
+            return batch["id"], model(batch, training=False)
+
+        return ModelInput(path, reader.num_classes, predict_checkpoint)
+    raise ValueError(f"{path} is neither a submission (.csv), an exported model (.tgz or a "
+                     "SavedModel folder) nor a train_dir of train.py")
+
+
+def read_submission(path):
+    """{video id: (classes, scores)} of a submission CSV, in file order."""
+    rows = {}
+    try:
+        with open(path, newline="") as f:
+            table = csv.reader(f)
+            header = next(table, None)
+            if header != inference.HEADER.strip().split(","):
+                raise ValueError(f"{path}: not a submission (the first line must be "
+                                 f"{inference.HEADER.strip()!r})")
+            for line, row in enumerate(table, start=2):
+                pairs = row[1].split() if len(row) == 2 else None
+                if not pairs or len(pairs) % 2:
+                    raise ValueError(f"{path} line {line}: expected 'id,class score class "
+                                     "score ...'")
+                try:
+                    rows[row[0]] = (np.array(pairs[0::2], np.int64),
+                                    np.array(pairs[1::2], np.float64))
+                except ValueError:
+                    raise ValueError(f"{path} line {line}: classes must be integers and scores "
+                                     "numbers") from None
+    except OSError as err:
+        raise ValueError(f"cannot read {path}: {err.strerror}") from None
+    if not rows:
+        raise ValueError(f"{path} has no videos")
+    return rows
+
+
+def parse_weights(text, count):
+    if not text:
+        return np.full(count, 1.0 / count)
+    try:
+        weights = np.array([float(w) for w in text.split(",")])
+    except ValueError:
+        raise ValueError(f"--weights must be numbers, got {text!r}") from None
+    if len(weights) != count or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"--weights needs {count} non-negative numbers, not all 0 (one per "
+                         f"input), got {text!r}")
+    return weights / weights.sum()
+
+
+def add_submissions(scores, ids, submissions, num_classes):
+    """scores [B, C] += each (weight, rows) submission's scores of the videos `ids`."""
+    missing = 0
+    for weight, rows in submissions:
+        for row, video in enumerate(ids):
+            found = rows.get(video.decode())
+            if found is None:
+                missing += 1
+                continue
+            classes, values = found
+            if (classes >= num_classes).any() or (classes < 0).any():
+                raise ValueError(f"a submission lists a class outside [0, {num_classes}) for "
+                                 f"video {video.decode()}")
+            scores[row, classes] += weight * values
+    return missing
+
+
+def model_batches(models, submissions, files, top_k, batch_size, num_readers, metrics):
+    """(ids, classes, scores) batches of the weighted ensemble over every record of `files`."""
+    num_classes = models[0][1].num_classes
+    labels_spec = {"labels": tf.io.VarLenFeature(tf.int64)}
+    records = tf.data.Dataset.from_tensor_slices(files).interleave(
+        tf.data.TFRecordDataset, cycle_length=num_readers, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    missing = 0
+    for serialized in records:
+        ids, scores = None, 0.0
+        for weight, model in models:
+            model_ids, probabilities = model(serialized)
+            ids = model_ids if ids is None else ids
+            scores = scores + weight * probabilities.astype(np.float64)
+        missing += add_submissions(scores, ids, submissions, num_classes)
+        labels = tf.sparse.to_indicator(tf.io.parse_example(serialized, labels_spec)["labels"],
+                                        num_classes).numpy()
+        if labels.any():
+            metrics.add(scores, labels)
+        k = min(top_k, num_classes)
+        top, classes = tf.math.top_k(scores, k)
+        yield ids, classes.numpy(), top.numpy()
+    if missing:
+        utils.warn(f"{missing} video rows were not in a submission: scored 0 there")
+
+
+def submission_batches(submissions, top_k, batch_size=1024):
+    """(ids, classes, scores) batches of the weighted mean of submissions alone."""
+    order = list(dict.fromkeys(video for _, rows in submissions for video in rows))
+    for start in range(0, len(order), batch_size):
+        ids, classes, scores = [], [], []
+        for video in order[start:start + batch_size]:
+            total = {}
+            for weight, rows in submissions:
+                for c, value in zip(*rows.get(video, ((), ()))):
+                    total[int(c)] = total.get(int(c), 0.0) + weight * value
+            best = sorted(total.items(), key=lambda item: (-item[1], item[0]))[:top_k]
+            ids.append(video.encode())
+            classes.append([c for c, _ in best])
+            scores.append([s for _, s in best])
+        yield ids, classes, scores
+
+
+def run():
+    inputs = [i.strip() for i in FLAGS.inputs.split(",") if i.strip()]
+    if len(inputs) < 2 or not FLAGS.output_file:
+        raise ValueError("--inputs (two or more) and --output_file are required")
+    for name in ("train_dir", "saved_model_dir", "input_model_tgz"):
+        if FLAGS[name].present:
+            raise ValueError(f"--{name} is inference.py's: list every model in --inputs")
+    weights = parse_weights(FLAGS.weights, len(inputs))
+    models, submissions = [], []
+    for index, (path, weight) in enumerate(zip(inputs, weights)):
+        if path.endswith(".csv"):
+            submissions.append((weight, read_submission(path)))
+        else:
+            untar = os.path.join(FLAGS.untar_model_dir, f"ensemble-{index}")
+            models.append((weight, load_model(path, untar)))
+    started = time.time()
+    metrics = eval_util.EvaluationMetrics(FLAGS.top_k)
+    pattern, files = FLAGS.input_data_pattern, []
+    if models:
+        if not pattern:
+            raise ValueError("--input_data_pattern is required when an input is a model")
+        classes = {model.num_classes for _, model in models}
+        if len(classes) > 1:
+            raise ValueError(f"the models predict different numbers of classes "
+                             f"({', '.join(map(str, sorted(classes)))}): they cannot be averaged")
+        files = readers.resolve_files(pattern)
+        readers.check_release(files, classes.pop())
+        total, exact = readers.estimate_records(files)
+        batches = model_batches(models, submissions, files, FLAGS.top_k, FLAGS.batch_size,
+                                FLAGS.num_readers, metrics)
+    else:
+        total, exact = len({v for _, rows in submissions for v in rows}), True
+        batches = submission_batches(submissions, FLAGS.top_k)
+    try:
+        videos, _ = inference.write_submission(FLAGS.output_file, batches,
+                                               utils.Progress(total, estimated=not exact),
+                                               FLAGS.log_seconds)
+    except tf.errors.OpError as err:
+        raise readers.DataError(f"reading {pattern}: {err.message.strip().splitlines()[0]}") \
+            from None
+    if not videos:
+        raise readers.no_records(files)
+    print(f"wrote {videos} videos to {FLAGS.output_file} in {time.time() - started:.0f}s "
+          f"(weights {', '.join(f'{w:g}' for w in weights)})")
+    if metrics.videos:
+        results = metrics.results()
+        print(f"ensemble on {results['labelled']} labelled videos: GAP@{FLAGS.top_k} "
+              f"{results['gap']:.4f} | hit@1 {results['hit_at_one']:.4f} | PERR "
+              f"{results['perr']:.4f} | MAP {results['map']:.4f}")
+
+
+if __name__ == "__main__":
+    app.run(utils.cli_main(run))
