@@ -87,7 +87,8 @@ def unused_compact_layers(name, num_classes, settings):
     """
     unused = []
     for layer in sorted(parse_compact_layers(settings.get("compact_layers", ""))):
-        model = build_model(name, num_classes, **{**settings, "compact_layers": layer})
+        model = build_model(name, num_classes, keras_name=f"probe_{layer}",
+                            **{**settings, "compact_layers": layer})
         if not any(isinstance(each, circulant_ops.DiagonalCirculant)
                    or (isinstance(each, ContextGating) and each.compact)  # made when built
                    for each in model._flatten_layers()):
@@ -95,8 +96,11 @@ def unused_compact_layers(name, num_classes, settings):
     return unused
 
 
-def build_model(name, num_classes, **settings):
+def build_model(name, num_classes, keras_name=None, **settings):
     """The model `name` with those of `settings` that it takes (others are ignored).
+
+    keras_name: the Keras model's name (default: one derived from the class, numbered by Keras
+    if taken).
 
     The circulant_* settings reach the model inside its k_factor (a `Circulant`); when they are
     absent (a model_flags.json of an earlier version) the layers keep their earlier form.
@@ -107,6 +111,8 @@ def build_model(name, num_classes, **settings):
         options = {key.removeprefix("circulant_"): chosen.pop(key, old)
                    for key, old in _CIRCULANT_BEFORE_SETTINGS.items()}
         chosen["k_factor"] = Circulant(int(chosen.get("k_factor", 1)), **options)
+    if keras_name:
+        chosen["name"] = keras_name
     return get_model_class(name)(num_classes, **chosen)
 
 

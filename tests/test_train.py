@@ -265,6 +265,7 @@ def test_progress_counts_to_the_end_and_says_why_it_stopped(data, tmp_path):
     assert re.match(rf"step 30/{total} \(79%\) \| epoch 1\.6/2 \|", lines[-1])
     assert f"done at step {total} (--num_epochs=2 done)" in epochs_out
     assert "step 12/12 (100%)" in steps_out
+    assert "\n  moe_model/moe/gates " in steps_out  # the check of compact_layers names no model
     assert "done at step 12 (--max_steps=12 reached)" in steps_out
     assert warnings.splitlines() == [
         "warning: --dbof_cluster_size is not a setting of MoeModel: ignored",
