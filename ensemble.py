@@ -33,6 +33,9 @@ import readers  # noqa: E402
 flags.DEFINE_string("inputs", "", "Comma-separated train_dirs, exported models (SavedModel "
                     "folders or .tgz bundles) and submission CSVs.")
 flags.DEFINE_string("weights", "", "Comma-separated weight of each input (default: equal).")
+for _name in ("input_data_pattern", "output_file", "top_k", "batch_size", "num_readers",
+              "untar_model_dir", "log_seconds"):  # inference.py's, used here too
+    flags.declare_key_flag(_name)
 FLAGS = flags.FLAGS
 
 
