@@ -149,7 +149,8 @@ def resumed_settings(saved, files, path):
         key: value for key, value in from_flags["settings"].items()
         if given(key) or key in measured or model != saved["model"]}}
     old, new = _flat(saved), _flat(settings)
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    changed = sorted(k for k in set(old) | set(new)
+                     if old.get(k) != new.get(k) and (given(k) or k in measured))
     if changed:
         raise ValueError(f"model flags differ from {path} ({', '.join(changed)}); leave them "
                          "out to go on with the saved model, or add --start_new_model to train "
