@@ -203,14 +203,15 @@ def test_model_flags_bind_a_run_once_it_has_a_checkpoint(data, tmp_path):
 
     model = dict(model="MoeModel", moe_num_mixtures=3, compact_layers="moe")
     (misspelt, _, misspelt_err), (wrong_level, _, _), (first, first_out, _), \
-        (resumed, resumed_out, _), (same, _, _), (changed, _, changed_err) = \
-        train_in_one_process([
+        (resumed, resumed_out, _), (same, _, _), (changed, _, changed_err), \
+        (other_model, _, other_model_err) = train_in_one_process([
             run(**{**model, "compact_layers": "mo"}, max_steps=2),
             run(**model, max_steps=2, frame_features=True),
             run(**model, max_steps=2),
             run(max_steps=4),  # nothing but the new end: every model flag from the saved run
             run(max_steps=5, moe_num_mixtures=3),
-            run(max_steps=6, moe_num_mixtures=2, batch_size=16)])
+            run(max_steps=6, moe_num_mixtures=2, batch_size=16),
+            run(max_steps=6, model="LogisticModel")])
     assert misspelt == 1 and "unknown compact layer(s) mo" in misspelt_err
     assert wrong_level == 1
     assert (first, resumed, same) == (0, 0, 0)
@@ -225,6 +226,7 @@ def test_model_flags_bind_a_run_once_it_has_a_checkpoint(data, tmp_path):
     last = changed_err.strip().splitlines()[-1]
     assert "model flags differ" in last and "(moe_num_mixtures)" in last  # batch_size is not one
     assert "--start_new_model" in last
+    assert other_model == 1 and "model_flags.json (model); " in other_model_err
 
 
 def test_start_new_model_moves_the_whole_previous_run(data, tmp_path):
