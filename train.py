@@ -186,8 +186,10 @@ def warn_about_unused_flags(settings):
 
 
 def move_previous_run(train_dir):
-    """Everything of train_dir but earlier old-* folders into old-<time>/: a train_dir again."""
-    previous = [f for f in tf.io.gfile.listdir(train_dir) if not f.startswith("old-")]
+    """Everything of train_dir into old-<time>/, a train_dir again; not earlier old-* folders,
+    nor the other workers' scratch folders, in use by them already."""
+    previous = [f for f in tf.io.gfile.listdir(train_dir)
+                if not f.startswith("old-") and f.rstrip("/") != "workers"]
     if not previous:
         return
     aside = os.path.join(train_dir, f"old-{time.strftime('%Y%m%d-%H%M%S')}")
