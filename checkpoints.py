@@ -1,24 +1,13 @@
 """A trained model back from its train_dir: model_flags.json, the reader, a checkpoint."""
 
-import json
-import os
 
 import tensorflow as tf
 
 import frame_level_models  # noqa: F401 - registers the frame-level models
+import model_flags as model_flags_file
 import model_utils
 import readers
 import video_level_models  # noqa: F401 - registers the video-level models
-
-MODEL_FLAGS_FILE = "model_flags.json"
-
-
-def read_model_flags(train_dir):
-    path = os.path.join(train_dir, MODEL_FLAGS_FILE)
-    if not tf.io.gfile.exists(path):
-        raise ValueError(f"no {MODEL_FLAGS_FILE} in {train_dir}: is it a train_dir of train.py?")
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
 
 
 def make_reader(model_flags, trained=True):
@@ -73,7 +62,7 @@ def restore(model, path):
 
 def load(train_dir, checkpoint=None):
     """(model, reader, model_flags, checkpoint path) of the latest (or given) checkpoint."""
-    model_flags = read_model_flags(train_dir)
+    model_flags = model_flags_file.read(train_dir)
     checkpoint = checkpoint or tf.train.latest_checkpoint(train_dir)
     if not checkpoint:
         raise ValueError(f"no checkpoint in {train_dir}")

@@ -28,6 +28,7 @@ import tensorflow as tf  # noqa: E402
 import checkpoints  # noqa: E402
 import eval_util  # noqa: E402
 import inference  # noqa: E402 - its flags --input_data_pattern, --output_file, --top_k, ...
+import model_flags  # noqa: E402
 import readers  # noqa: E402
 
 flags.DEFINE_string("inputs", "", "Comma-separated train_dirs, exported models (SavedModel "
@@ -63,7 +64,7 @@ def load_model(path, untar_dir):
 
         return ModelInput(path, serve.structured_outputs["predictions"].shape[-1],
                           predict_saved)
-    if tf.io.gfile.exists(os.path.join(path, checkpoints.MODEL_FLAGS_FILE)):
+    if model_flags.exists(path):
         model, reader, _, _ = checkpoints.load(path)
 
         @tf.function

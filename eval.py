@@ -21,6 +21,7 @@ import tensorflow as tf  # noqa: E402
 import checkpoints  # noqa: E402
 import eval_util  # noqa: E402
 import losses  # noqa: E402
+import model_flags  # noqa: E402
 import readers  # noqa: E402
 
 flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The train_dir of train.py.")
@@ -48,9 +49,8 @@ def evaluated_steps(train_dir):
 
 def wait_for_first_checkpoint(train_dir):
     """Until train.py has written a checkpoint and model_flags.json, saying so once."""
-    flags_path = os.path.join(train_dir, checkpoints.MODEL_FLAGS_FILE)
     said = False
-    while not (tf.io.gfile.exists(flags_path) and tf.train.latest_checkpoint(train_dir)):
+    while not (model_flags.exists(train_dir) and tf.train.latest_checkpoint(train_dir)):
         if not said:
             print(f"waiting for the first checkpoint of train.py in {train_dir} (looking every "
                   f"{FLAGS.poll_seconds}s; Ctrl-C to stop)", flush=True)
@@ -66,11 +66,11 @@ def run():
     files = readers.resolve_files(FLAGS.eval_data_pattern)
     if not FLAGS.run_once:
         wait_for_first_checkpoint(FLAGS.train_dir)
-    model_flags = checkpoints.read_model_flags(FLAGS.train_dir)
-    reader = checkpoints.make_reader(model_flags)
-    readers.check_release(files, model_flags["num_classes"])
-    model = checkpoints.build_model(model_flags, reader)
-    loss_fn = losses.get_loss(model_flags["label_loss"])
+    description = model_flags.read(FLAGS.train_dir)
+    reader = checkpoints.make_reader(description)
+    readers.check_release(files, description["num_classes"])
+    model = checkpoints.build_model(description, reader)
+    loss_fn = losses.get_loss(description["label_loss"])
     writer = tf.summary.create_file_writer(os.path.join(FLAGS.train_dir, "eval"))
     done = evaluated_steps(FLAGS.train_dir)
     videos, exact = readers.estimate_records(files)

@@ -20,6 +20,7 @@ utils.quiet_tensorflow()
 import tensorflow as tf  # noqa: E402
 
 import checkpoints  # noqa: E402
+import model_flags  # noqa: E402
 import model_utils  # noqa: E402
 
 flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The train_dir of train.py.")
@@ -71,12 +72,11 @@ def run():
         raise ValueError("--output_dir is required")
     if tf.io.gfile.exists(FLAGS.output_dir):
         raise ValueError(f"{FLAGS.output_dir} exists already; export to a new folder")
-    model, reader, model_flags, checkpoint = checkpoints.load(FLAGS.train_dir, FLAGS.checkpoint)
+    model, reader, description, checkpoint = checkpoints.load(FLAGS.train_dir, FLAGS.checkpoint)
     size = export(model, reader, FLAGS.output_dir, FLAGS.top_k)
-    utils.atomic_write(os.path.join(FLAGS.output_dir, checkpoints.MODEL_FLAGS_FILE),
-                       open(os.path.join(FLAGS.train_dir, checkpoints.MODEL_FLAGS_FILE)).read())
+    model_flags.copy(FLAGS.train_dir, FLAGS.output_dir)
     _, totals = model_utils.summarize(model)
-    print(f"exported {model_flags['model']} from {checkpoint} to {FLAGS.output_dir}: "
+    print(f"exported {description['model']} from {checkpoint} to {FLAGS.output_dir}: "
           f"{totals['weights']:,} weights, {size / 2**20:.1f} MB on disk")
     if FLAGS.output_tgz:
         bundle(FLAGS.output_dir, FLAGS.output_tgz)

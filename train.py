@@ -9,26 +9,21 @@ the end and on SIGINT/SIGTERM; a restart continues from the latest. train_dir/mo
 keeps the model's settings, which eval.py and inference.py read.
 """
 
-import json
-import math
-import os
+import dataclasses
 import sys
-import time
 
 from absl import app, flags
 
 import utils
 
 utils.quiet_tensorflow()
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import checkpoints  # noqa: E402 - also registers every model
-import eval_util  # noqa: E402
-import losses  # noqa: E402
+import checkpoints  # noqa: E402, F401 - registers every model
+import model_flags  # noqa: E402
 import model_utils  # noqa: E402
 import readers  # noqa: E402
+import trainer  # noqa: E402
 
 # -- flags: the starter's names and defaults ------------------------------------------------------
 flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "Checkpoints, summaries, model_flags.json.")
@@ -97,17 +92,6 @@ def define_model_flags():
 
 define_model_flags()
 FLAGS = flags.FLAGS
-OPTIMIZERS = {
-    "AdamOptimizer": keras.optimizers.Adam,
-    "GradientDescentOptimizer": keras.optimizers.SGD,
-    "MomentumOptimizer": lambda lr, **kw: keras.optimizers.SGD(lr, momentum=0.9, **kw),
-    "AdagradOptimizer": keras.optimizers.Adagrad,
-    "RMSPropOptimizer": keras.optimizers.RMSprop,
-}
-
-
-MODEL_FLAGS = ("model", "frame_features", "feature_names", "feature_sizes", "num_classes",
-               "max_frames", "label_loss")  # with the model's settings: what model_flags.json keeps
 
 
 def given(name):
@@ -144,26 +128,12 @@ def resumed_settings(saved, files, path):
     frame_features = FLAGS.frame_features if given("frame_features") else saved["frame_features"]
     from_flags = model_settings(files, model, frame_features)
     measured = getattr(model_utils.get_model_class(model), "data_settings", ())
-    settings = {key: from_flags[key] if given(key) else saved[key] for key in MODEL_FLAGS}
-    settings["settings"] = {**saved["settings"], **{
-        key: value for key, value in from_flags["settings"].items()
-        if given(key) or key in measured or model != saved["model"]}}
-    old, new = _flat(saved), _flat(settings)
-    changed = sorted(k for k in set(old) | set(new)
-                     if old.get(k) != new.get(k) and (given(k) or k in measured))
-    if changed:
-        raise ValueError(f"model flags differ from {path} ({', '.join(changed)}); leave them "
-                         "out to go on with the saved model, or add --start_new_model to train "
-                         "a new model in this train_dir")
-    taken = [k for k in MODEL_FLAGS if not given(k)]
-    if taken:
+    names = set(model_flags.TOP_LEVEL) | set(from_flags["settings"])
+    merged = model_flags.merge(saved, from_flags, {n for n in names if given(n)}, measured,
+                               path)
+    if not all(given(k) for k in model_flags.TOP_LEVEL):
         print(f"model flags not given are taken from {path}", flush=True)
-    return settings
-
-
-def _flat(settings):
-    return {**{k: v for k, v in settings.items() if k != "settings"},
-            **settings.get("settings", {})}
+    return merged
 
 
 def warn_about_unused_flags(settings):
@@ -185,272 +155,29 @@ def warn_about_unused_flags(settings):
         utils.warn("--log_device_placement is not supported: ignored")
 
 
-def move_previous_run(train_dir):
-    """Everything of train_dir into old-<time>/, a train_dir again; not earlier old-* folders,
-    nor the other workers' scratch folders, in use by them already."""
-    previous = [f for f in tf.io.gfile.listdir(train_dir)
-                if not f.startswith("old-") and f.rstrip("/") != "workers"]
-    if not previous:
-        return
-    aside = os.path.join(train_dir, f"old-{time.strftime('%Y%m%d-%H%M%S')}")
-    tf.io.gfile.makedirs(aside)
-    for name in previous:
-        tf.io.gfile.rename(os.path.join(train_dir, name.rstrip("/")),
-                           os.path.join(aside, name.rstrip("/")))
-    print(f"--start_new_model: moved the previous run to {aside}", flush=True)
-
-
-def make_strategy():
-    if FLAGS.cpu_devices > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
-        return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(FLAGS.cpu_devices)])
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    if sum(len(v) for k, v in cluster.items() if k in ("chief", "worker")) > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_physical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def is_chief_worker(strategy):
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return True
-    resolver = strategy.cluster_resolver
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict())
-
-
 def run():
-    # -- set-up --------------------------------------------------------------------------------
     if not FLAGS.train_data_pattern:
         raise ValueError("--train_data_pattern is required")
     if FLAGS.segment_labels:
         raise ValueError("--segment_labels (the 2019 segment-rating task) is not supported: "
                          "train on video-level labels without it")
-    loss_fn = losses.get_loss(FLAGS.label_loss, FLAGS.label_smoothing)
-    if FLAGS.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {FLAGS.optimizer!r}; choose one of "
-                         f"{', '.join(OPTIMIZERS)}")
-    strategy = make_strategy()
-    chief = is_chief_worker(strategy)
-    train_dir = utils.prepare_dir(FLAGS.train_dir)
-    # Non-chief workers write their (identical) checkpoints and summaries to a scratch folder.
-    out_dir = train_dir if chief else utils.prepare_dir(
-        os.path.join(train_dir, "workers", str(strategy.cluster_resolver.task_id)))
     files = readers.resolve_files(FLAGS.train_data_pattern)
-    flags_path = os.path.join(train_dir, checkpoints.MODEL_FLAGS_FILE)
     # A run is bound to its model flags once it has a checkpoint: until then they may change.
-    resuming = not FLAGS.start_new_model and tf.train.latest_checkpoint(train_dir) is not None
-    if resuming and tf.io.gfile.exists(flags_path):
-        settings = resumed_settings(checkpoints.read_model_flags(train_dir), files, flags_path)
+    resuming = (not FLAGS.start_new_model and tf.io.gfile.isdir(FLAGS.train_dir)
+                and tf.train.latest_checkpoint(FLAGS.train_dir) is not None)
+    if resuming and model_flags.exists(FLAGS.train_dir):
+        settings = resumed_settings(model_flags.read(FLAGS.train_dir), files,
+                                    model_flags.path_in(FLAGS.train_dir))
     else:
         settings = model_settings(files)
     readers.check_release(files, settings["num_classes"])
     warn_about_unused_flags(settings)
-    reader = checkpoints.make_reader(settings, trained=False)
-    keras.utils.set_random_seed(FLAGS.seed)
-
-    # -- input ---------------------------------------------------------------------------------
-    skipped = readers.SkipCounts() if FLAGS.skip_corrupt_records else None
-    dataset = reader.dataset(files, FLAGS.batch_size, num_epochs=FLAGS.num_epochs, shuffle=True,
-                             num_readers=FLAGS.num_readers, seed=FLAGS.seed, skipped=skipped)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    batches = strategy.experimental_distribute_dataset(dataset.with_options(options))
-    validation = None
-    if FLAGS.validation_data_pattern:
-        validation = (reader, readers.resolve_files(FLAGS.validation_data_pattern))
-
-    # -- model, optimizer, checkpoint ------------------------------------------------------------
-    with strategy.scope():
-        model = checkpoints.build_model(settings, reader)
-        model_utils.set_batch_norm_momentum(model, FLAGS.batch_norm_momentum)
-        decay_steps = max(FLAGS.learning_rate_decay_examples / FLAGS.batch_size, 1e-9)
-        learning_rate = keras.optimizers.schedules.ExponentialDecay(
-            FLAGS.base_learning_rate, decay_steps, FLAGS.learning_rate_decay, staircase=True)
-        clip = {"clipnorm": FLAGS.clip_gradient_norm} if FLAGS.clip_gradient_norm > 0 else {}
-        optimizer = OPTIMIZERS[FLAGS.optimizer](learning_rate, **clip)
-        groups = [model.trainable_variables]  # the variables of each optimizer, in order
-        optimizers = [optimizer]
-        if FLAGS.circulant_learning_rate_scale <= 0:
-            raise ValueError("--circulant_learning_rate_scale must be positive, got "
-                             f"{FLAGS.circulant_learning_rate_scale}")
-        circulant = {id(v) for v in model_utils.circulant_variables(model)}
-        if FLAGS.circulant_learning_rate_scale != 1 and circulant:
-            groups = [[v for v in model.trainable_variables if id(v) not in circulant],
-                      [v for v in model.trainable_variables if id(v) in circulant]]
-            optimizers.append(OPTIMIZERS[FLAGS.optimizer](
-                keras.optimizers.schedules.ExponentialDecay(
-                    FLAGS.base_learning_rate * FLAGS.circulant_learning_rate_scale,
-                    decay_steps, FLAGS.learning_rate_decay, staircase=True), **clip))
-        for each, variables in zip(optimizers, groups):
-            each.build(variables)
-    if FLAGS.start_new_model and chief:
-        move_previous_run(train_dir)
-    summary = model_utils.format_summary(model, settings["model"])
-    print(summary, flush=True)
-    if chief:
-        utils.atomic_write(os.path.join(train_dir, "model_summary.txt"), summary + "\n")
-    model_utils.check_budget(model, FLAGS.max_model_mb)
-
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
-                                     **({"circulant_optimizer": optimizers[1]}
-                                        if len(optimizers) > 1 else {}))
-    manager = tf.train.CheckpointManager(checkpoint, out_dir, max_to_keep=5,
-                                         checkpoint_name="model.ckpt")
-    latest = tf.train.latest_checkpoint(train_dir)
-    if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-        print(f"resumed from {latest} at step {int(optimizer.iterations.numpy())}")
-    elif hasattr(model, "memorize"):
-        started = time.time()
-        with reader.reraise_data_errors(files):
-            model.memorize(reader.dataset(files, 4096, num_readers=FLAGS.num_readers))
-        print(f"memorised {model.memory_videos:,} training videos in "
-              f"{time.time() - started:.0f}s", flush=True)
-
-    flags_written = resuming and tf.io.gfile.exists(flags_path)
-
-    def save_checkpoint(step, saved_step):
-        """save(), the run's model_flags.json written before its first checkpoint."""
-        nonlocal flags_written
-        if chief and not flags_written and step != saved_step:
-            utils.atomic_write(flags_path, json.dumps(settings, indent=2, sort_keys=True))
-            flags_written = True
-        return save(manager, step, saved_step)
-
-    # -- the training step ------------------------------------------------------------------------
-    @tf.function
-    def train_step(batch):
-        def replica_step(batch):
-            with tf.GradientTape(persistent=len(optimizers) > 1) as tape:
-                probabilities = model(batch, training=True)
-                per_example = loss_fn(probabilities, batch["labels"])
-                loss = tf.nn.compute_average_loss(per_example)
-                if model.losses:
-                    loss += FLAGS.regularization_penalty * tf.nn.scale_regularization_loss(
-                        tf.add_n(model.losses))
-            for each, variables in zip(optimizers, groups):
-                grads = tape.gradient(loss, variables)
-                each.apply_gradients(zip(grads, variables))
-            return loss, probabilities, batch["labels"]
-
-        loss, probabilities, labels = strategy.run(replica_step, args=(batch,))
-        return strategy.reduce("SUM", loss, axis=None), probabilities, labels
-
-    # -- the loop ---------------------------------------------------------------------------------
-    stop = utils.StopRequests()
-    writer = tf.summary.create_file_writer(out_dir)
-    step = int(optimizer.iterations.numpy())
-    start_step = step
-    last_log, last_log_step = time.time(), step
-    videos, exact = readers.estimate_records(files)
-    end_step = start_step + math.ceil(FLAGS.num_epochs * videos / FLAGS.batch_size)
-    if FLAGS.max_steps is not None:
-        end_step = min(end_step, max(FLAGS.max_steps, start_step))
-    progress = utils.Progress(end_step, start_step, estimated=not exact)
-    saved_step = step if latest else None
-    with reader.reraise_data_errors(files), stop, writer.as_default():
-        for batch in batches:
-            if FLAGS.max_steps is not None and step >= FLAGS.max_steps:
-                break
-            loss, probabilities, labels = train_step(batch)
-            step += 1  # counted here: reading optimizer.iterations would wait for the device
-            log_now = step % FLAGS.log_steps == 0 or step == start_step + 1
-            save_now = step % FLAGS.checkpoint_steps == 0 or stop.requested
-            if log_now or save_now:
-                loss = finite(loss, step)
-            if log_now:
-                predictions = gather(strategy, probabilities)
-                truth = gather(strategy, labels)
-                now = time.time()
-                rate = (step - last_log_step) * FLAGS.batch_size / max(now - last_log, 1e-9)
-                last_log, last_log_step = now, step
-                batch_metrics = eval_util.EvaluationMetrics()
-                batch_metrics.add(predictions, truth)
-                gap, hit1 = (batch_metrics.results()[k] for k in ("gap", "hit_at_one"))
-                lr = float(learning_rate(step))
-                epoch = (step - start_step) * FLAGS.batch_size / max(videos, 1)
-                print(f"step {progress.status(step)} | epoch {epoch:.1f}/{FLAGS.num_epochs} | "
-                      f"{rate:,.0f} examples/s | loss {loss:.4f} | GAP {gap:.3f} | "
-                      f"hit@1 {hit1:.3f} | lr {lr:.2e}{progress.left_text(step, now)}"
-                      f"{skip_note(skipped)}", flush=True)
-                for name, value in (("loss", loss), ("gap", gap), ("hit_at_one", hit1),
-                                    ("learning_rate", lr), ("examples_per_second", rate)):
-                    tf.summary.scalar(f"train/{name}", value, step=step)
-            if save_now:
-                saved_step = save_checkpoint(step, saved_step)
-            if validation and step % FLAGS.validation_steps == 0:
-                validate(model, validation, loss_fn, step, out_dir)
-            if stop.requested:
-                print(f"signal {stop.requested}: saving and stopping", flush=True)
-                break
-        if step > start_step:
-            finite(loss, step)
-        elif not stop.requested and (FLAGS.max_steps is None or step < FLAGS.max_steps):
-            raise readers.no_records(files)
-        save_checkpoint(step, saved_step)
-    if validation and step % FLAGS.validation_steps != 0 and not stop.requested:
-        validate(model, validation, loss_fn, step, out_dir)
-    if stop.requested:
-        reason = f"stopped by signal {stop.requested}"
-    elif FLAGS.max_steps is not None and step >= FLAGS.max_steps:
-        reason = f"--max_steps={FLAGS.max_steps} reached"
-    else:
-        reason = f"--num_epochs={FLAGS.num_epochs} done"
-    print(f"done at step {step} ({reason}): {train_dir}{skip_note(skipped)}", flush=True)
-    if stop.requested:
-        sys.exit(128 + stop.requested)
-
-
-def finite(loss, step):
-    """The loss as a float; stop (keeping the last checkpoint) when it is not finite."""
-    loss = float(loss)
-    if not np.isfinite(loss):
-        raise FloatingPointError(f"the loss is {loss} at step {step}; stopping (the last "
-                                 "checkpoint is kept)")
-    return loss
-
-
-def skip_note(skipped):
-    if skipped is None or not (skipped.records.numpy() or skipped.damaged_files.numpy()):
-        return ""
-    return f" | {skipped}"
-
-
-def gather(strategy, values):
-    return np.concatenate([v.numpy() for v in strategy.experimental_local_results(values)])
-
-
-def save(manager, step, saved_step):
-    """A checkpoint for `step` unless it has one already; returns the step saved."""
-    if step != saved_step:
-        try:
-            path = manager.save(checkpoint_number=step)
-        except (tf.errors.OpError, OSError) as err:
-            kept = manager.latest_checkpoint
-            reason = (getattr(err, "message", None) or str(err)).strip() or "no reason given"
-            raise OSError(f"could not save the checkpoint of step {step} in {manager.directory} "
-                          f"({reason.splitlines()[0]}; disk full?); "
-                          + (f"{kept} is kept" if kept else "no earlier checkpoint")) from None
-        print(f"saved {path}", flush=True)
-    return step
-
-
-def validate(model, validation, loss_fn, step, out_dir):
-    reader, files = validation
-    results = eval_util.evaluate(model, reader, files, loss_fn, FLAGS.batch_size,
-                                 num_readers=FLAGS.num_readers)
-    print(f"validation at step {step}: {results['videos']} videos | GAP {results['gap']:.4f} | "
-          f"hit@1 {results['hit_at_one']:.4f} | PERR {results['perr']:.4f} | "
-          f"loss {results['loss']:.4f} | {results['seconds']:.0f}s", flush=True)
-    for name in ("gap", "hit_at_one", "perr", "loss"):
-        tf.summary.scalar(f"validation/{name}", results[name], step=step)
-    with open(os.path.join(out_dir, "validation.jsonl"), "a") as log:
-        log.write(json.dumps(dict(results, step=step)) + "\n")
+    fields = {f.name for f in dataclasses.fields(trainer.TrainConfig)} - {"model_flags"}
+    config = trainer.TrainConfig(model_flags=settings,
+                                 **{name: FLAGS[name].value for name in fields})
+    stopped_by = trainer.Trainer(config).run()
+    if stopped_by:
+        sys.exit(128 + stopped_by)
 
 
 if __name__ == "__main__":

@@ -266,6 +266,15 @@ def test_progress_counts_to_the_end_and_says_why_it_stopped(data, tmp_path):
     assert all(line.endswith(" left") for line in lines[1:])
     assert re.match(rf"step 30/{total} \(79%\) \| epoch 1\.6/2 \|", lines[-1])
     assert f"done at step {total} (--num_epochs=2 done)" in epochs_out
+    log = [json.loads(line) for line in (tmp_path / "epochs" / "train_log.jsonl").open()]
+    assert [r["step"] for r in log] == [1, 10, 20, 30]
+    assert [f"{r['loss']:.4f}" for r in log] == [line.split("| loss ")[1].split()[0]
+                                                  for line in lines]
+    assert log[0]["seconds_left"] is None and log[-1]["total_steps"] == total
+    summary = json.loads((tmp_path / "steps" / "model_summary.json").read_text())
+    assert summary["model"] == "MoeModel" and summary["weights"] == sum(
+        layer["weights"] for layer in summary["layers"])
+    assert f"MoeModel: {summary['weights']:,} weights" in steps_out
     assert "step 12/12 (100%)" in steps_out
     assert "\n  moe_model/moe/gates " in steps_out  # the check of compact_layers names no model
     assert "done at step 12 (--max_steps=12 reached)" in steps_out

@@ -1,0 +1,74 @@
+"""train_dir/model_flags.json: the description of a trained model, written, read, compared and
+merged here only.
+
+    {"model": "MoeModel", "frame_features": false, "feature_names": "mean_rgb,mean_audio",
+     "feature_sizes": "1024,128", "num_classes": 3862, "max_frames": 300,
+     "label_loss": "CrossEntropyLoss", "settings": {"moe_num_mixtures": 2, ...}}
+
+train.py writes it with a run's first checkpoint; eval.py, inference.py, export_model.py and
+ensemble.py read it; export_model.py copies it beside the SavedModel.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+import utils
+
+FILE = "model_flags.json"
+TOP_LEVEL = ("model", "frame_features", "feature_names", "feature_sizes", "num_classes",
+             "max_frames", "label_loss")  # beside "settings", the model's own
+
+
+def path_in(folder):
+    return os.path.join(folder, FILE)
+
+
+def exists(folder):
+    return tf.io.gfile.exists(path_in(folder))
+
+
+def read(folder):
+    if not exists(folder):
+        raise ValueError(f"no {FILE} in {folder}: is it a train_dir of train.py?")
+    with tf.io.gfile.GFile(path_in(folder)) as f:
+        return json.load(f)
+
+
+def write(folder, model_flags):
+    """Written whole or not at all."""
+    utils.atomic_write(path_in(folder), json.dumps(model_flags, indent=2, sort_keys=True))
+
+
+def copy(source_folder, target_folder):
+    write(target_folder, read(source_folder))
+
+
+def flat(model_flags):
+    """One level: the top-level keys and the model's settings side by side."""
+    return {**{k: v for k, v in model_flags.items() if k != "settings"},
+            **model_flags.get("settings", {})}
+
+
+def merge(saved, from_flags, given, measured=(), where=FILE):
+    """The model flags of a run that goes on with `saved`: those `given` on the command line
+    (or `measured` on the data) from `from_flags`, every other from `saved`. A ValueError names
+    the given or measured ones that differ from `saved`.
+
+    from_flags: what the command line describes (defaults where a flag is unset), for the model
+    it names; a key of the saved settings that from_flags lacks (a setting added since) stays.
+    """
+    merged = {key: from_flags[key] if key in given else saved[key] for key in TOP_LEVEL}
+    other_model = merged["model"] != saved["model"]
+    merged["settings"] = {**saved["settings"], **{
+        key: value for key, value in from_flags["settings"].items()
+        if key in given or key in measured or other_model}}
+    old, new = flat(saved), flat(merged)
+    changed = sorted(k for k in set(old) | set(new)
+                     if old.get(k) != new.get(k) and (k in given or k in measured))
+    if changed:
+        raise ValueError(f"model flags differ from {where} ({', '.join(changed)}); leave them out "
+                         "to go on with the saved model, or add --start_new_model to train a new "
+                         "model in this train_dir")
+    return merged
