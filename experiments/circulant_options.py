@@ -77,9 +77,9 @@ def main(argv):
         name = names[number - 1]
         args = frontier.train_args([f"--num_epochs={FLAGS.epochs}", *TRIALS[name]], seed=0)
         folder = os.path.join(FLAGS.out_dir, "options", f"trial_{number:02d}")
-        output, seconds = runs.run_train(args, name, folder)
+        seconds = runs.run_train(args, name, folder)
         gaps = [r["gap"] for r in runs.validations(folder)]
-        rows.append({"trial": number, "name": name, "weights": runs.weights_of(output),
+        rows.append({"trial": number, "name": name, "weights": runs.weights_of(folder),
                      "gap": max(gaps), "gaps": [round(g, 4) for g in gaps],
                      "wall_seconds": round(seconds)})
         print(f"{number}. {name}: GAP {max(gaps):.4f}", flush=True)

@@ -176,14 +176,14 @@ def train(family, budget, name, model_flags, seed):
     args = train_args(model_flags, seed)
     folder = os.path.join(FLAGS.out_dir, "runs", family, budget,
                           re.sub(r"\W+", "_", name).strip("_") or "point", f"seed_{seed}")
-    output, seconds = runs.run_train(args, f"{family} {budget} {name} seed {seed}", folder)
+    seconds = runs.run_train(args, f"{family} {budget} {name} seed {seed}", folder)
     results = runs.validations(folder)
     best = max(results, key=lambda r: r["gap"])
     row = {"family": family, "budget": budget, "point": name, "seed": seed,
-           "weights": runs.weights_of(output), "gap": best["gap"],
+           "weights": runs.weights_of(folder), "gap": best["gap"],
            "best_epoch": round(best["step"] * BATCH / TRAIN_VIDEOS, 1),
            "gaps": [round(r["gap"], 4) for r in results], "flags": model_flags,
-           "examples_per_second": runs.examples_per_second(output),
+           "examples_per_second": runs.examples_per_second(folder),
            "wall_seconds": round(seconds)}
     print(f"{family} {budget} {name} seed {seed}: {row['weights']:,} weights, GAP "
           f"{row['gap']:.4f} (epoch {row['best_epoch']}), {seconds:.0f}s", flush=True)

@@ -58,7 +58,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from absl import app, flags  # noqa: E402
-from runs import examples_per_second, run_train, validations, weights_of  # noqa: E402
+from runs import (  # noqa: E402
+    examples_per_second,
+    layer_weights,
+    run_train,
+    validations,
+    weights_of,
+)
 
 import utils  # noqa: E402
 
@@ -247,16 +253,10 @@ def finished_run(args, scale):
     return None
 
 
-def fc_weights(train_dir):
-    """Weights of the FC layers after the embeddings (model_summary.txt's *_fc rows)."""
-    with open(os.path.join(train_dir, "model_summary.txt")) as f:
-        rows = re.findall(r"^\s+\S+_fc\s+\w+\s+([\d,]+)", f.read(), re.M)
-    return sum(int(r.replace(",", "")) for r in rows) if rows else None
-
-
-def results_of(name, train_dir, batch, output, seconds):
+def results_of(name, train_dir, batch, seconds):
     """One row per validation (an epoch): variant, epoch, GAP, weights, examples/s."""
-    weights, rate, fc = weights_of(output), examples_per_second(output), fc_weights(train_dir)
+    weights, rate = weights_of(train_dir), examples_per_second(train_dir)
+    fc = layer_weights(train_dir, "_fc")  # the FC layers after the embeddings
     rows = []
     for result in validations(train_dir):
         epoch = result["step"] * batch / TRAIN_VIDEOS
@@ -287,8 +287,8 @@ def main(argv):
         if name not in names and not finished:
             continue
         train_dir = finished or run_dir(FLAGS.experiment, FLAGS.scale, name)
-        output, seconds = run_train(args, name, train_dir)
-        rows.extend(results_of(name, train_dir, batch, output, seconds))
+        seconds = run_train(args, name, train_dir)
+        rows.extend(results_of(name, train_dir, batch, seconds))
         best = max((r for r in rows if r["variant"] == name), key=lambda r: r["gap"])
         print(f"{name}: {best['weights']:,} weights, best GAP {best['gap']:.4f} at epoch "
               f"{best['epoch']}, {best['examples_per_second'] or 0:,.0f} examples/s, "

@@ -2,7 +2,6 @@
 
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -11,21 +10,23 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+import trainer  # noqa: E402
 import utils  # noqa: E402
 
 
 def run_train(args, name, train_dir):
     """Train in train_dir with train.py's `args` unless it holds a finished run of them.
 
-    Returns (train.py's output, wall seconds); a failed run exits with one line naming its log.
+    Returns the wall seconds of the training; a failed run exits with one line naming its log
+    (train.py's output, train_dir/train_log.txt).
     """
     log = os.path.join(train_dir, "train_log.txt")
-    if os.path.exists(os.path.join(train_dir, "done")):
+    if os.path.exists(os.path.join(train_dir, "done")) and \
+            os.path.exists(os.path.join(train_dir, trainer.SUMMARY_FILE)):
         with open(os.path.join(train_dir, "done")) as done:
             finished = json.load(done)
         if finished.get("args", args) == args:  # runs of before args were recorded: as asked
-            with open(log) as f:
-                return f.read(), finished["seconds"]
+            return finished["seconds"]
     command = [sys.executable, os.path.join(REPO, "train.py"), f"--train_dir={train_dir}", *args]
     print(f"{name}: {' '.join(command[1:])}", flush=True)
     started = time.time()
@@ -37,19 +38,29 @@ def run_train(args, name, train_dir):
     seconds = time.time() - started
     utils.atomic_write(os.path.join(train_dir, "done"),
                        json.dumps({"seconds": seconds, "args": args}))
-    with open(log) as f:
-        return f.read(), seconds
+    return seconds
 
 
-def weights_of(output):
-    """The model's weight count from train.py's summary line."""
-    return int(re.search(r"^model \w+: ([\d,]+) weights", output, re.M)[1].replace(",", ""))
+def summary(train_dir):
+    """train.py's model_summary.json of the run."""
+    with open(os.path.join(train_dir, trainer.SUMMARY_FILE)) as f:
+        return json.load(f)
 
 
-def examples_per_second(output):
-    """The median training rate of the progress lines, the first (warm-up) left out."""
-    rates = [float(r.replace(",", "")) for r in
-             re.findall(r"^step [^|]*\|(?: epoch [^|]*\|)? ([\d,]+) examples/s", output, re.M)[1:]]
+def weights_of(train_dir):
+    return summary(train_dir)["weights"]
+
+
+def layer_weights(train_dir, suffix):
+    """Weights of the layers whose name ends with `suffix` (None if there is none)."""
+    found = [layer["weights"] for layer in summary(train_dir)["layers"]
+             if layer["path"].rsplit("/", 1)[-1].endswith(suffix)]
+    return sum(found) if found else None
+
+
+def examples_per_second(train_dir):
+    """The median training rate of the progress records, the first (warm-up) left out."""
+    rates = [r["examples_per_second"] for r in trainer.read_train_log(train_dir)[1:]]
     return statistics.median(rates) if rates else None
 
 

@@ -31,16 +31,15 @@ def finished(folder, weights, gaps):
     """A train_dir as experiments/paper.py leaves a finished run."""
     folder.mkdir(parents=True)
     (folder / "done").write_text(json.dumps({"seconds": 60.0}))
-    (folder / "train_log.txt").write_text(
-        f"model TwoStreamModel: {weights:,} weights, 1.0 MB at float32\n"
-        "step 20 | 100 examples/s | loss 1.0\nstep 40 | 300 examples/s | loss 0.9\n"
-        "step 60 | 200 examples/s | loss 0.8\n")
-    (folder / "model_summary.txt").write_text(
-        f"model TwoStreamModel: {weights:,} weights\n"
-        "  layer                         kind          weights   dense\n"
-        "  two_stream_model/video_fc     Dense         131,072   131,072\n"
-        "  two_stream_model/video_fc_bn  BatchNorm       2,048     2,048\n"
-        "  two_stream_model/audio_fc     Dense          65,536    65,536\n")
+    (folder / "train_log.jsonl").write_text("".join(
+        json.dumps({"step": step, "examples_per_second": rate, "loss": 1.0}) + "\n"
+        for step, rate in ((20, 100.0), (40, 300.0), (60, 200.0))))
+    layers = [("two_stream_model/video_fc", 131_072), ("two_stream_model/video_fc_bn", 2_048),
+              ("two_stream_model/audio_fc", 65_536)]
+    (folder / "model_summary.json").write_text(json.dumps({
+        "model": "TwoStreamModel", "weights": weights,
+        "layers": [{"path": path, "kind": "Dense", "weights": count, "dense": count}
+                   for path, count in layers]}))
     (folder / "validation.jsonl").write_text("".join(
         json.dumps({"step": 91 * (i + 1), "gap": gap}) + "\n" for i, gap in enumerate(gaps)))
 

@@ -14,10 +14,10 @@ import time
 import pytest
 import tensorflow as tf
 
+import trainer
 from utils import REPO_DIR
 
 TRAIN = os.path.join(REPO_DIR, "train.py")
-STEP_LINE = re.compile(r"^step ([\d,]+)/\S+ .*\| loss ([\d.]+)", re.M)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,9 @@ def train(args, env=None, timeout=240):
                           timeout=timeout, env=environment)
 
 
-def losses_of(output):
-    return {int(step.replace(",", "")): float(loss) for step, loss in STEP_LINE.findall(output)}
+def losses_of(train_dir):
+    """{step: loss} of the progress records of train_dir (train_log.jsonl, every run's)."""
+    return {r["step"]: r["loss"] for r in trainer.read_train_log(str(train_dir))}
 
 
 def ok(done):
@@ -57,7 +58,7 @@ def ok(done):
                                             ("GatedMoeModel", "moe")])
 def test_video_level_training_lowers_the_loss(data, tmp_path, model, compact):
     out = ok(train(args_for(data, tmp_path, model=model, compact_layers=compact, max_steps=40)))
-    losses = losses_of(out)
+    losses = losses_of(tmp_path)
     assert losses[40] < 0.75 * losses[1], losses
     assert "compression" in out and (tmp_path / "model_summary.txt").exists()
 
@@ -80,10 +81,10 @@ def test_knn_moe_memorises_the_training_videos_once(data, tmp_path):
 
 @pytest.mark.parametrize("compact", ["", "embedding,fc,moe,gating"])
 def test_frame_level_training_lowers_the_loss(data, tmp_path, compact):
-    out = ok(train(args_for(data, tmp_path, frame=True, model="TwoStreamModel",
-                            video_clusters=32, audio_clusters=16, fc_size=32, iterations=10,
-                            moe_num_mixtures=2, compact_layers=compact, max_steps=30)))
-    losses = losses_of(out)
+    ok(train(args_for(data, tmp_path, frame=True, model="TwoStreamModel", video_clusters=32,
+                      audio_clusters=16, fc_size=32, iterations=10, moe_num_mixtures=2,
+                      compact_layers=compact, max_steps=30)))
+    losses = losses_of(tmp_path)
     assert losses[30] < 0.8 * losses[1], losses
 
 
@@ -99,7 +100,8 @@ def test_resume_continues_at_the_saved_step_with_the_optimizer_state(data, tmp_p
     assert checkpoint_step(str(tmp_path / "model.ckpt-10")) == 10
     out = ok(train(args_for(data, tmp_path, model="MoeModel", max_steps=15, checkpoint_steps=5)))
     assert f"resumed from {tmp_path}/model.ckpt-10 at step 10" in out
-    assert min(losses_of(out)) == 11
+    steps = [r["step"] for r in trainer.read_train_log(str(tmp_path))]
+    assert steps == list(range(1, 16))  # the second run logged steps 11 to 15
     assert checkpoint_step(str(tmp_path / "model.ckpt-15")) == 15
     saved = tf.train.load_checkpoint(str(tmp_path / "model.ckpt-10"))
     moments = [k for k in saved.get_variable_to_shape_map() if k.startswith("optimizer/_variables")]
@@ -145,7 +147,8 @@ def test_repeated_sigkill_at_random_moments_never_costs_a_checkpoint(data, tmp_p
         assert int(latest.rsplit("-", 1)[1]) >= max(saved + [last_saved])
         last_saved = int(latest.rsplit("-", 1)[1])
     out = ok(train(args_for(data, tmp_path, max_steps=last_saved + 3, **flags)))
-    assert f"at step {last_saved}" in out and max(losses_of(out)) == last_saved + 3
+    assert f"at step {last_saved}" in out
+    assert trainer.read_train_log(str(tmp_path))[-1]["step"] == last_saved + 3
     evaluated = subprocess.run(
         [sys.executable, os.path.join(REPO_DIR, "eval.py"), f"--train_dir={tmp_path}",
          f"--eval_data_pattern={data['video']}", "--run_once"],
@@ -191,7 +194,7 @@ def test_sigterm_saves_a_checkpoint_before_exit(data, tmp_path):
     assert process.wait() == 128 + signal.SIGTERM
     assert "saving and stopping" in rest and "(stopped by signal 15)" in rest
     latest = tf.train.latest_checkpoint(str(tmp_path))
-    last = max([int(match[1].replace(",", ""))] + list(losses_of(rest)))
+    last = max([int(match[1].replace(",", ""))] + list(losses_of(tmp_path)))
     assert latest is not None and int(latest.rsplit("-", 1)[1]) >= last
 
 
@@ -287,9 +290,9 @@ def test_progress_counts_to_the_end_and_says_why_it_stopped(data, tmp_path):
 
 
 def test_two_cpu_devices_give_the_first_step_loss_of_one(data, tmp_path):
-    one = losses_of(ok(train(args_for(data, tmp_path / "one", model="MoeModel", max_steps=2))))
-    two = losses_of(ok(train(args_for(data, tmp_path / "two", model="MoeModel", max_steps=2,
-                                      cpu_devices=2))))
+    ok(train(args_for(data, tmp_path / "one", model="MoeModel", max_steps=2)))
+    ok(train(args_for(data, tmp_path / "two", model="MoeModel", max_steps=2, cpu_devices=2)))
+    one, two = losses_of(tmp_path / "one"), losses_of(tmp_path / "two")
     assert one[1] == pytest.approx(two[1], rel=1e-4)
 
 
@@ -311,7 +314,7 @@ def test_two_workers_under_tf_config_train_together(data, tmp_path):
     outputs = [w.communicate(timeout=240) for w in workers]
     for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-3000:]
-    first, second = (losses_of(out) for out, _ in outputs)
+    first, second = losses_of(tmp_path), losses_of(tmp_path / "workers" / "1")
     assert first == second and max(first) == 4  # one model, trained in step
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("model.ckpt-4")
     assert (tmp_path / "workers" / "1").is_dir()
