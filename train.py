@@ -106,19 +106,16 @@ def model_settings(files, model=None, frame_features=None):
     model = model or FLAGS.model
     frame_features = FLAGS.frame_features if frame_features is None else frame_features
     model_class = model_utils.get_model_class(model)  # raises on unknown names
-    measured = getattr(model_class, "data_settings", ())
-    settings = {key: FLAGS[key].value if FLAGS[key].value is not None else default
-                for key, default in model_utils.model_hyperparameters(model).items()
-                if key not in measured}
-    reader = readers.make_reader(frame_features, FLAGS.num_classes, FLAGS.feature_names,
-                                 FLAGS.feature_sizes, FLAGS.max_frames)
-    if measured:
-        settings.update(model_class.settings_from_data(reader, files))
-    return {"model": model, "frame_features": frame_features,
-            "feature_names": ",".join(reader.feature_names),
-            "feature_sizes": ",".join(map(str, reader.feature_sizes)),
-            "num_classes": FLAGS.num_classes, "max_frames": FLAGS.max_frames,
-            "label_loss": FLAGS.label_loss, "settings": settings}
+    settings = {key: FLAGS[key].value for key in model_utils.model_hyperparameters(model)
+                if key in FLAGS and FLAGS[key].value is not None}
+    description = model_flags.describe(
+        model, FLAGS.num_classes, frame_features, FLAGS.feature_names, FLAGS.feature_sizes,
+        FLAGS.max_frames, FLAGS.label_loss, **settings)
+    if getattr(model_class, "data_settings", ()):
+        reader = readers.make_reader(frame_features, FLAGS.num_classes, FLAGS.feature_names,
+                                     FLAGS.feature_sizes, FLAGS.max_frames)
+        description["settings"].update(model_class.settings_from_data(reader, files))
+    return description
 
 
 def resumed_settings(saved, files, path):

@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/bench_training.py [--scale=small|paper] [--batch=32]
 
-The model is `TwoStreamModel` (DBoF embedding, audio + video, MoE, Context Gating), trained as
-train.py trains it (Adam, the starter's cross-entropy, one tf.function step). Variants, all
+The model is `TwoStreamModel` (DBoF embedding, audio + video, MoE, Context Gating), trained by
+train.py's own step (`trainer.Trainer`: Adam, the starter's cross-entropy with its L2
+penalties, gradient clipping). Variants, all
 built in one process and timed in turn, round after round, on the same cached batches:
 dense; compact FC with k = 1, 3, 6; compact embedding (k=1); compact MoE and gating (k=1).
 
@@ -38,15 +39,15 @@ from process_memory import rss_kib  # noqa: E402 - beside this script
 from utils import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
-import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import frame_level_models  # noqa: E402,F401 - registers TwoStreamModel
 import generate_data  # noqa: E402
 import inference  # noqa: E402
 import losses  # noqa: E402
-import model_utils  # noqa: E402
+import model_flags  # noqa: E402
 import readers  # noqa: E402
+import trainer  # noqa: E402
 
 SCALES = {"paper": dict(video_clusters=8192, audio_clusters=4096),
           "small": dict(video_clusters=1024, audio_clusters=512)}
@@ -66,21 +67,20 @@ FLAGS = flags.FLAGS
 CLASSES = readers.NUM_CLASSES
 
 
-def build(variant):
+def build(variant, files):
+    """(model, train step, predict) of a variant: train.py's Trainer and its very step."""
     compact, k = VARIANTS[variant]
-    keras.utils.set_random_seed(0)
-    model = model_utils.build_model("TwoStreamModel", CLASSES, compact_layers=compact,
-                                    k_factor=k, **SCALES[FLAGS.scale])
-    optimizer = keras.optimizers.Adam(0.01)
-    loss_fn = losses.CrossEntropyLoss()
+    config = trainer.TrainConfig(
+        train_dir=os.path.join(os.path.dirname(files[0]), f"train_dir_{variant}"),
+        train_data_pattern=",".join(files),
+        model_flags=model_flags.describe("TwoStreamModel", CLASSES, compact_layers=compact,
+                                         k_factor=k, **SCALES[FLAGS.scale]),
+        batch_size=FLAGS.batch, base_learning_rate=0.01)
+    run = trainer.Trainer(config)
+    model = run.model
 
-    @tf.function
     def train_step(batch):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(loss_fn(model(batch, training=True), batch["labels"]))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+        return run.train_step(batch)[0]  # the loss
 
     @tf.function
     def predict(batch):
@@ -132,14 +132,14 @@ def memory_of(variant, files):
     source = reader_batches(files)
     cached = [next(source) for _ in range(2)]
     before = rss_kib("VmRSS")
-    _, train_step, _ = build(variant)
+    _, train_step, _ = build(variant, files)
     for i in range(3):
         train_step(cached[i % 2])
     return (rss_kib("VmHWM") - before) / 1024
 
 
 def breakdown(files, cached):
-    model, train_step, predict = build("fc_k1")
+    model, train_step, predict = build("fc_k1", files)
     batch = cached[0]
     frames, mask = model.frames(batch, True)
     video, audio = frames[:, :, :1024], frames[:, :, 1024:]
@@ -189,7 +189,7 @@ def main(argv):
         files = make_data(folder)
         source = reader_batches(files)
         cached = [next(source) for _ in range(4)]
-        built = {v: build(v) for v in variants}
+        built = {v: build(v, files) for v in variants}
         for v in variants:  # trace and warm up
             timed(built[v][1], cached, 2)
             timed(built[v][2], cached, 2)
