@@ -169,6 +169,33 @@ class GatedDbof(_ClusterPooling):
 class FrameModel(keras.Model):
     """Base: frames l2-normalised (as the starter does), sampled when iterations > 0."""
 
+    settings_help = {
+        "dbof_cluster_size": "Clusters of the DBoF projection.",
+        "dbof_hidden_size": "Units of the hidden layer after DBoF pooling.",
+        "dbof_add_batch_norm": "Batch norm on the input, the clusters and the hidden layer.",
+        "dbof_pooling_method": "Pooling of the clusters over frames: max or average.",
+        "dbof_activation": "Activation of the clusters: sigmoid, relu6 or relu.",
+        "lstm_cells": "Units of each LSTM layer.",
+        "lstm_layers": "Stacked LSTM layers.",
+        "gru_cells": "Units of each GRU layer.",
+        "gru_layers": "Stacked GRU layers.",
+        "netvlad_cluster_size": "Clusters of NetVLAD (NetRVLAD) pooling.",
+        "netvlad_hidden_size": "Units of the hidden layer after NetVLAD pooling.",
+        "fv_cluster_size": "Clusters of NetFV pooling.",
+        "fv_hidden_size": "Units of the hidden layer after NetFV pooling.",
+        "fv_couple_weights": "NetFV centres tied to the assignment weights (not with a compact "
+                             "embedding).",
+        "add_batch_norm": "Batch norm on the input, the pooling and the hidden layer.",
+        "relu": "relu6 after the hidden layer.",
+        "gating": "Context Gating after the hidden layer.",
+        "embedding": "Per-stream embedding of TwoStreamModel: dbof, netvlad or netfv.",
+        "video_clusters": "Clusters of the video stream's embedding.",
+        "audio_clusters": "Clusters of the audio stream's embedding.",
+        "fc_size": "Units of each stream's FC layer after its embedding.",
+        "n_bagging": "Robust DBoF: mean of max-pools over this many random frame subsets.",
+        "use_audio": "Use the audio stream as well as the video one.",
+    }
+
     frame_level = True
 
     def __init__(self, iterations=30, sample_random_frames=True, **kwargs):

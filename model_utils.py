@@ -42,6 +42,29 @@ _CIRCULANT_BEFORE_SETTINGS = {"circulant_diagonal_side": circulant_ops.FIRST_DIA
                               "circulant_expansion": circulant_ops.FIRST_EXPANSION,
                               "circulant_leaky_slope": 1.0, "circulant_regularized": True}
 
+# The meaning of the settings that several models share; a model class's `settings_help` has
+# its own (and may say more of a shared one).
+SETTINGS_HELP = {
+    "compact_layers": "Layers made diagonal-circulant, comma-separated: " + ", ".join(
+        COMPACT_LAYERS) + " (moe_gates or moe_experts: one part of the MoE).",
+    "k_factor": "Diagonal-circulant factors per compact layer (2*k*n weights each).",
+    "circulant_diagonal_side": "input (each factor C*D, default) or output (D*C, the first "
+                               "form).",
+    "circulant_expansion": "For more outputs than inputs: blocks (independent n x n products "
+                           "side by side, default) or pad (one product of size >= outputs).",
+    "circulant_leaky_slope": "Slope of a leaky ReLU between circulant factors (1: linear).",
+    "circulant_regularized": "L2 penalty on the circulant and diagonal vectors too.",
+    "moe_num_mixtures": "Experts per class in the mixture of experts.",
+    "moe_l2": "L2 penalty on the mixture of experts' weights.",
+    "moe_prob_gating": "Context Gating on the mixture of experts' output probabilities.",
+    "l2_penalty": "L2 penalty on the logistic layer's weights.",
+    "video_level_classifier_model": "The classifier: LogisticModel or MoeModel.",
+    "iterations": "Frames sampled per video (0: every real frame).",
+    "sample_random_frames": "Sample frames at random in training (evenly spaced otherwise, and "
+                            "always in evaluation).",
+    "video_size": "How many of the features are video (the rest audio).",
+}
+
 _REGISTRY = {}
 
 
@@ -59,6 +82,14 @@ def get_model_class(name):
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(model_names())}")
     return _REGISTRY[name]
+
+
+def setting_help(name, key):
+    """The meaning of model `name`'s setting `key` ('' if none is written)."""
+    for cls in get_model_class(name).__mro__:
+        if key in vars(cls).get("settings_help", {}):
+            return cls.settings_help[key]
+    return SETTINGS_HELP.get(key, "")
 
 
 def model_hyperparameters(name):

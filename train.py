@@ -11,6 +11,7 @@ keeps the model's settings, which eval.py and inference.py read.
 
 import dataclasses
 import sys
+import textwrap
 
 from absl import app, flags
 
@@ -34,7 +35,7 @@ flags.DEFINE_string("feature_sizes", None, "Their sizes (default 1024,128).")
 flags.DEFINE_bool("frame_features", False, "Frame-level SequenceExamples instead of video level.")
 flags.DEFINE_integer("num_classes", readers.NUM_CLASSES, "3862 (2018 on) or 4716 (2017).")
 flags.DEFINE_integer("max_frames", readers.MAX_FRAMES, "Frames kept per video (frame level).")
-flags.DEFINE_string("model", "LogisticModel", "Model class name.")
+flags.DEFINE_string("model", "LogisticModel", "Model class name: see 'models' above.")
 flags.DEFINE_bool("start_new_model", False, "Start afresh (old checkpoints are moved aside).")
 flags.DEFINE_integer("batch_size", 1024, "Global batch size, whatever the number of devices.")
 flags.DEFINE_string("label_loss", "CrossEntropyLoss", "CrossEntropyLoss, HingeLoss, SoftmaxLoss.")
@@ -74,23 +75,71 @@ flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical dev
                      "over them (to try distribution without GPUs).")
 
 
-def define_model_flags():
-    """One flag per model hyperparameter; unset, each model keeps its own default."""
+def settings_by_model():
+    """{setting: {model: default}} of every model's settings (those measured on data aside)."""
     seen = {}
     for name in model_utils.model_names():
         measured = getattr(model_utils.get_model_class(name), "data_settings", ())
         for key, default in model_utils.model_hyperparameters(name).items():
             if key not in measured:
                 seen.setdefault(key, {})[name] = default
+    return seen
+
+
+def define_model_flags():
+    """One flag per model setting, its help the setting's meaning and the models that take it
+    with their defaults; unset, each model keeps its own default."""
     definers = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
                 str: flags.DEFINE_string}
-    for key, defaults in sorted(seen.items()):
+    settings = settings_by_model()
+    compact = set(settings["compact_layers"])
+    for key, defaults in sorted(settings.items()):
         kind = type(next(iter(defaults.values())))
-        values = sorted({repr(v) for v in defaults.values()})
-        definers[kind](key, None, f"Model setting (default: {', '.join(values)} by model).")
+        meaning = model_utils.setting_help(next(iter(defaults)), key)
+        by_default = {}
+        for model, default in defaults.items():
+            by_default.setdefault(repr(default), []).append(model)
+        if set(defaults) == compact and len(by_default) == 1:
+            takers = f"every model with compact layers: {next(iter(by_default))}"
+        else:
+            takers = "; ".join(f"{', '.join(models)}: {value}"
+                               for value, models in sorted(by_default.items()))
+        definers[kind](key, None, f"{meaning} [{takers}]")
+
+
+def help_overview():
+    """The flags by group, for --help (each flag's own help follows, alphabetically)."""
+    groups = {
+        "data": ["train_data_pattern", "validation_data_pattern", "frame_features",
+                 "feature_names", "feature_sizes", "num_classes", "max_frames", "num_readers",
+                 "skip_corrupt_records"],
+        "training": ["train_dir", "start_new_model", "batch_size", "num_epochs", "max_steps",
+                     "base_learning_rate", "learning_rate_decay",
+                     "learning_rate_decay_examples", "optimizer", "clip_gradient_norm",
+                     "label_loss", "label_smoothing", "regularization_penalty", "seed",
+                     "batch_norm_momentum", "checkpoint_steps", "log_steps",
+                     "validation_steps", "max_model_mb", "cpu_devices"],
+        "compact layers": ["compact_layers", "k_factor", "circulant_diagonal_side",
+                           "circulant_expansion", "circulant_leaky_slope",
+                           "circulant_regularized", "circulant_learning_rate_scale"],
+    }
+    def wrapped(first, items, indent):
+        return textwrap.fill(first + ", ".join(items), 100, subsequent_indent=" " * indent)
+
+    lines = ["", "Flags by group (each explained below):"]
+    for group, names in groups.items():
+        lines.append(wrapped(f"  {group}: ", [f"--{n}" for n in names], 4))
+    lines.append(wrapped("  models (--model): ", model_utils.model_names(), 4))
+    settings = settings_by_model()
+    for name in model_utils.model_names():
+        own = sorted(key for key, models in settings.items()
+                     if name in models and key not in groups["compact layers"])
+        lines.append(wrapped(f"    {name}: ", [f"--{key}" for key in own], 8))
+    return "\n".join(lines)
 
 
 define_model_flags()
+__doc__ += help_overview()  # noqa: A001 - absl prints the module's docstring for --help
 FLAGS = flags.FLAGS
 
 

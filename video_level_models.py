@@ -75,6 +75,15 @@ class BottleneckModel(VideoModel):
     hidden layers, the classifier on the features.
     """
 
+    settings_help = {
+        "bottleneck_size": "Units of the bottleneck layer (0: none).",
+        "wide_layers": "Hidden layers before the bottleneck.",
+        "wide_size": "Units of each of those hidden layers.",
+        "low_rank": "Rank of the classifier's matrices (0: full rank).",
+        "output_gating": "Context Gating of the class probabilities.",
+        "linear_bottleneck": "No batch norm and ReLU after the bottleneck.",
+    }
+
     def __init__(self, num_classes, bottleneck_size=512, wide_layers=0, wide_size=2048,
                  video_level_classifier_model="LogisticModel", moe_num_mixtures=2, moe_l2=1e-8,
                  output_gating=False, low_rank=0, linear_bottleneck=False, l2_penalty=1e-8,
@@ -131,6 +140,13 @@ class KnnMoeModel(VideoModel):
 
     # Settings that train.py measures on the training data; not flags.
     data_settings = ("memory_videos", "memory_labels")
+    settings_help = {
+        "knn_k": "Nearest training videos whose labels are blended in.",
+        "knn_weight": "Weight of the neighbours' labels in the blend (the MoE has the rest).",
+        "knn_temperature": "Softmax temperature over the neighbours' cosine similarities.",
+        "audio_weight": "Scale of the l2-normalised audio features against the video ones.",
+        "input_dropout": "Dropout on the MoE's input in training.",
+    }
 
     def __init__(self, num_classes, moe_num_mixtures=2, moe_l2=1e-8, input_dropout=0.3,
                  audio_weight=0.5, video_size=1024, knn_k=30, knn_temperature=10.0,

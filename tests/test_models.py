@@ -415,3 +415,11 @@ def test_circulant_regularized_false_drops_only_the_circulant_penalties():
                                  + tf.reduce_sum(hidden.circulants ** 2))
     np.testing.assert_allclose(penalties[False], want_dense, rtol=1e-5)
     assert penalties[True] > penalties[False] and want_circulant > 0
+
+
+def test_every_model_setting_says_what_it_means():
+    missing = [(name, key) for name in model_utils.model_names()
+               for key in model_utils.model_hyperparameters(name)
+               if key not in getattr(model_utils.get_model_class(name), "data_settings", ())
+               and not model_utils.setting_help(name, key)]
+    assert not missing

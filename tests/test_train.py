@@ -438,3 +438,17 @@ def test_circulant_learning_rate_scale_scales_only_the_circulant_steps(data, tmp
         np.testing.assert_allclose(three[key] - start[key], 3 * step, rtol=1e-4, atol=1e-6)
     for key in others:
         np.testing.assert_allclose(three[key], one[key], rtol=1e-5, atol=1e-7)
+
+
+def test_help_groups_the_flags_and_says_what_each_setting_means():
+    done = subprocess.run([sys.executable, TRAIN, "--help"], capture_output=True, text=True,
+                          timeout=120)
+    overview, details = done.stdout.split("\nflags:\n", 1)  # absl exits 1 after --help
+    grouped = re.findall(r"--(\w+)", overview)
+    defined = set(re.findall(r"^  --(?:\[no\])?(\w+):", details, re.M))
+    assert grouped and set(grouped) <= defined  # every flag named in a group exists
+    assert "models (--model): BottleneckModel, DbofModel" in overview
+    assert re.search(r"    MoeModel: --moe_l2, --moe_num_mixtures, --moe_prob_gating\n", overview)
+    assert "--embedding: Per-stream embedding of TwoStreamModel: dbof, netvlad or netfv." in details
+    assert "moe_gates, moe_experts, gating" in details  # compact_layers' values
+    assert "Model setting" not in details  # every setting has a meaning of its own
