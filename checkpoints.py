@@ -3,11 +3,9 @@
 
 import tensorflow as tf
 
-import frame_level_models  # noqa: F401 - registers the frame-level models
 import model_flags as model_flags_file
-import model_utils
+import models
 import readers
-import video_level_models  # noqa: F401 - registers the video-level models
 
 
 def make_reader(model_flags, trained=True):
@@ -40,12 +38,12 @@ def example_batch(reader):
 def build_model(model_flags, reader):
     """The model that model_flags describe, its weights created."""
     frame_level = isinstance(reader, readers.FrameReader)
-    if model_utils.get_model_class(model_flags["model"]).frame_level != frame_level:
+    if models.get_model_class(model_flags["model"]).frame_level != frame_level:
         raise ValueError(
             f"{model_flags['model']} is a {'video' if frame_level else 'frame'}-level model: "
             f"{'leave out' if frame_level else 'add'} --frame_features, with "
             f"{'video' if frame_level else 'frame'}-level data")
-    model = model_utils.build_model(model_flags["model"], model_flags["num_classes"],
+    model = models.build_model(model_flags["model"], model_flags["num_classes"],
                                     **model_flags["settings"])
     model(example_batch(reader), training=False)
     return model

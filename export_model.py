@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 
 import checkpoints  # noqa: E402
 import model_flags  # noqa: E402
-import model_utils  # noqa: E402
+import model_summary  # noqa: E402
 
 flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The train_dir of train.py.")
 flags.DEFINE_string("checkpoint", "", "A checkpoint path (default: the latest in train_dir).")
@@ -75,7 +75,7 @@ def run():
     model, reader, description, checkpoint = checkpoints.load(FLAGS.train_dir, FLAGS.checkpoint)
     size = export(model, reader, FLAGS.output_dir, FLAGS.top_k)
     model_flags.copy(FLAGS.train_dir, FLAGS.output_dir)
-    _, totals = model_utils.summarize(model)
+    _, totals = model_summary.summarize(model)
     print(f"exported {description['model']} from {checkpoint} to {FLAGS.output_dir}: "
           f"{totals['weights']:,} weights, {size / 2**20:.1f} MB on disk")
     if FLAGS.output_tgz:

@@ -25,7 +25,6 @@ from model_utils import (
     linear,
     masked_max,
     masked_mean,
-    register,
     sample_frames,
 )
 from readers import dequantize
@@ -236,7 +235,6 @@ def _classifier(num_classes, name, compact, k_factor, moe_num_mixtures, moe_l2, 
                          moe_prob_gating, "gating" in compact, name="classifier")
 
 
-@register
 class FrameLevelLogisticModel(FrameModel):
     """Mean of the real frames, then one dense layer to the classes."""
 
@@ -251,7 +249,6 @@ class FrameLevelLogisticModel(FrameModel):
         return self.classifier(masked_mean(frames, mask))
 
 
-@register
 class DbofModel(FrameModel):
     """The starter's DBoF: input BN, clusters (+BN), activation, max-pool, hidden (+BN), MoE."""
 
@@ -309,7 +306,6 @@ class _RecurrentModel(FrameModel):
         return self.classifier(x, training=training)
 
 
-@register
 class LstmModel(_RecurrentModel):
     """The starter's stacked LSTM (`lstm_cells` units, `lstm_layers` layers)."""
 
@@ -322,7 +318,6 @@ class LstmModel(_RecurrentModel):
                          moe_num_mixtures, moe_l2, compact_layers, k_factor, **kwargs)
 
 
-@register
 class GruModel(_RecurrentModel):
     """Stacked GRU (Miech et al. 2017)."""
 
@@ -382,7 +377,7 @@ class _LearnablePoolingModel(FrameModel):
 
 def _learnable_pooling_model(name, pooling, doc, size_flag, hidden_flag, cluster_default,
                              hidden_default):
-    """A registered _LearnablePoolingModel subclass whose flags carry the family's names."""
+    """A _LearnablePoolingModel subclass whose flags carry the family's names."""
 
     def __init__(self, num_classes, iterations=300, sample_random_frames=True,
                  add_batch_norm=True, relu=False, gating=True, moe_num_mixtures=2, moe_l2=1e-6,
@@ -397,7 +392,7 @@ def _learnable_pooling_model(name, pooling, doc, size_flag, hidden_flag, cluster
     cls = type(name, (_LearnablePoolingModel,), {"__init__": __init__, "__doc__": doc,
                                                  "hyperparameters": {size_flag: cluster_default,
                                                                      hidden_flag: hidden_default}})
-    return register(cls)
+    return cls
 
 
 NetVLADModelLF = _learnable_pooling_model(
@@ -418,7 +413,6 @@ GatedDbofModelLF = _learnable_pooling_model(
     "dbof_cluster_size", "dbof_hidden_size", 4096, 1024)
 
 
-@register
 class TwoStreamModel(FrameModel):
     """Araujo et al. (2018): per stream embedding -> FC (+BN, relu6); concat; MoE; gating.
 

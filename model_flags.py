@@ -14,7 +14,7 @@ import os
 
 import tensorflow as tf
 
-import model_utils
+import models
 import readers
 import utils
 
@@ -27,12 +27,12 @@ def describe(model, num_classes=3862, frame_features=None, feature_names=None,
              feature_sizes=None, max_frames=300, label_loss="CrossEntropyLoss", **settings):
     """The description of model `model` with `settings` (its defaults for the others), as
     train.py would record it; frame_features defaults to the model's level."""
-    model_class = model_utils.get_model_class(model)
+    model_class = models.get_model_class(model)
     frame_features = model_class.frame_level if frame_features is None else frame_features
     reader = readers.make_reader(frame_features, num_classes, feature_names, feature_sizes,
                                  max_frames)
     measured = getattr(model_class, "data_settings", ())
-    defaults = {k: v for k, v in model_utils.model_hyperparameters(model).items()
+    defaults = {k: v for k, v in models.model_hyperparameters(model).items()
                 if k not in measured}
     return {"model": model, "frame_features": frame_features,
             "feature_names": ",".join(reader.feature_names),

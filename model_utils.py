@@ -1,12 +1,9 @@
-"""Pieces the models share: the registry, compact-layer choice, frame sampling, Context Gating,
-the Mixture-of-Experts classifier, and the model summary.
-
-Every model is a `keras.Model` called on the reader's batch dict (`features`, `num_frames`) and
-returning class probabilities [B, num_classes].
+"""Pieces the models share: compact-layer choice (`linear`: dense, diagonal-circulant or low
+rank), frame sampling and masked pooling, Context Gating, the logistic and Mixture-of-Experts
+classifiers, and the walks over a built model's layers (circulant vectors, batch norms).
 """
 
 import dataclasses
-import inspect
 import math
 
 import keras
@@ -31,120 +28,6 @@ class Circulant:
     def __post_init__(self):
         circulant_ops.check_options(self.diagonal_side, self.expansion, self.leaky_slope,
                                     prefix="circulant_")  # as the model settings spell them
-
-
-# Model settings of every model with compact layers (circulant_ + a field of Circulant but k,
-# which is k_factor), and their defaults for new runs.
-CIRCULANT_SETTINGS = {f"circulant_{f.name}": f.default for f in dataclasses.fields(Circulant)
-                      if f.name != "k"}
-# What a model_flags.json written before these settings existed meant by their absence.
-_CIRCULANT_BEFORE_SETTINGS = {"circulant_diagonal_side": circulant_ops.FIRST_DIAGONAL_SIDE,
-                              "circulant_expansion": circulant_ops.FIRST_EXPANSION,
-                              "circulant_leaky_slope": 1.0, "circulant_regularized": True}
-
-# The meaning of the settings that several models share; a model class's `settings_help` has
-# its own (and may say more of a shared one).
-SETTINGS_HELP = {
-    "compact_layers": "Layers made diagonal-circulant, comma-separated: " + ", ".join(
-        COMPACT_LAYERS) + " (moe_gates or moe_experts: one part of the MoE).",
-    "k_factor": "Diagonal-circulant factors per compact layer (2*k*n weights each).",
-    "circulant_diagonal_side": "input (each factor C*D, default) or output (D*C, the first "
-                               "form).",
-    "circulant_expansion": "For more outputs than inputs: blocks (independent n x n products "
-                           "side by side, default) or pad (one product of size >= outputs).",
-    "circulant_leaky_slope": "Slope of a leaky ReLU between circulant factors (1: linear).",
-    "circulant_regularized": "L2 penalty on the circulant and diagonal vectors too.",
-    "moe_num_mixtures": "Experts per class in the mixture of experts.",
-    "moe_l2": "L2 penalty on the mixture of experts' weights.",
-    "moe_prob_gating": "Context Gating on the mixture of experts' output probabilities.",
-    "l2_penalty": "L2 penalty on the logistic layer's weights.",
-    "video_level_classifier_model": "The classifier: LogisticModel or MoeModel.",
-    "iterations": "Frames sampled per video (0: every real frame).",
-    "sample_random_frames": "Sample frames at random in training (evenly spaced otherwise, and "
-                            "always in evaluation).",
-    "video_size": "How many of the features are video (the rest audio).",
-}
-
-_REGISTRY = {}
-
-
-def register(cls):
-    """Class decorator: make a model available by its class name (`--model=Name`)."""
-    _REGISTRY[cls.__name__] = cls
-    return cls
-
-
-def model_names():
-    return sorted(_REGISTRY)
-
-
-def get_model_class(name):
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(model_names())}")
-    return _REGISTRY[name]
-
-
-def setting_help(name, key):
-    """The meaning of model `name`'s setting `key` ('' if none is written)."""
-    for cls in get_model_class(name).__mro__:
-        if key in vars(cls).get("settings_help", {}):
-            return cls.settings_help[key]
-    return SETTINGS_HELP.get(key, "")
-
-
-def model_hyperparameters(name):
-    """{argument: default} of a model's constructor (num_classes excluded)."""
-    cls = get_model_class(name)
-    signature = inspect.signature(cls.__init__)
-    found = {p.name: p.default for p in signature.parameters.values()
-             if p.name not in ("self", "num_classes", "kwargs")}
-    found.update(getattr(cls, "hyperparameters", {}))  # those a model takes through **kwargs
-    if "k_factor" in found:
-        found.update(CIRCULANT_SETTINGS)
-    return found
-
-
-def all_hyperparameters():
-    """The names of every model's settings, except those measured on the training data."""
-    return {key for name in model_names()
-            for key in model_hyperparameters(name)
-            if key not in getattr(get_model_class(name), "data_settings", ())}
-
-
-def unused_compact_layers(name, num_classes, settings):
-    """The names in settings["compact_layers"] that make no layer of this model compact.
-
-    Each is tried alone on a model that is constructed but not built (no weights created).
-    """
-    unused = []
-    for layer in sorted(parse_compact_layers(settings.get("compact_layers", ""))):
-        model = build_model(name, num_classes, keras_name=f"probe_{layer}",
-                            **{**settings, "compact_layers": layer})
-        if not any(isinstance(each, circulant_ops.DiagonalCirculant)
-                   or (isinstance(each, ContextGating) and each.compact)  # made when built
-                   for each in model._flatten_layers()):
-            unused.append(layer)
-    return unused
-
-
-def build_model(name, num_classes, keras_name=None, **settings):
-    """The model `name` with those of `settings` that it takes (others are ignored).
-
-    keras_name: the Keras model's name (default: one derived from the class, numbered by Keras
-    if taken).
-
-    The circulant_* settings reach the model inside its k_factor (a `Circulant`); when they are
-    absent (a model_flags.json of an earlier version) the layers keep their earlier form.
-    """
-    accepted = model_hyperparameters(name)
-    chosen = {k: v for k, v in settings.items() if k in accepted}
-    if "k_factor" in accepted:
-        options = {key.removeprefix("circulant_"): chosen.pop(key, old)
-                   for key, old in _CIRCULANT_BEFORE_SETTINGS.items()}
-        chosen["k_factor"] = Circulant(int(chosen.get("k_factor", 1)), **options)
-    if keras_name:
-        chosen["name"] = keras_name
-    return get_model_class(name)(num_classes, **chosen)
 
 
 def parse_compact_layers(value):
@@ -302,55 +185,6 @@ class MoeClassifier(keras.layers.Layer):
         if self.prob_gating is not None:
             probabilities = self.prob_gating(probabilities, training=training)
         return probabilities
-
-
-# -- summary and budget ---------------------------------------------------------------------------
-
-def _weight_layers(layer):
-    """(layer, weights it owns directly) for each layer that owns weights, depth first."""
-    children = [c for c in layer._flatten_layers(include_self=False, recursive=False)]
-    found = []
-    for child in children:
-        found.extend(_weight_layers(child))
-    inner = {id(w) for c in children for w in c.weights}
-    own = [w for w in layer.weights if id(w) not in inner]
-    if own:
-        found.append((layer, own))
-    return found
-
-
-def summarize(model):
-    """(rows, totals) of a built model: per layer (path, kind, weights, dense-equivalent)."""
-    rows = []
-    for layer, own in _weight_layers(model):
-        weights = sum(math.prod(w.shape) for w in own)
-        dense = (layer.dense_weight_count()
-                 if isinstance(layer, circulant_ops.DiagonalCirculant) else weights)
-        rows.append((layer.path, type(layer).__name__, weights, dense))
-    total = model.count_params()
-    dense_total = total + sum(d - w for _, _, w, d in rows)
-    return rows, {"weights": total, "dense_weights": dense_total,
-                  "mb": total * 4 / 2**20, "compression": dense_total / total}
-
-
-def format_summary(model, name):
-    rows, totals = summarize(model)
-    width = max([len(r[0]) for r in rows] + [10])
-    lines = [f"model {name}: {totals['weights']:,} weights, {totals['mb']:.1f} MB at float32; "
-             f"the same model with dense layers: {totals['dense_weights']:,} "
-             f"(compression {totals['compression']:.2f}x)",
-             f"  {'layer':<{width}}  {'kind':<20} {'weights':>13} {'dense':>13}"]
-    for path, kind, weights, dense in rows:
-        lines.append(f"  {path:<{width}}  {kind:<20} {weights:>13,} {dense:>13,}")
-    return "\n".join(lines)
-
-
-def check_budget(model, max_model_mb):
-    """Raise ValueError when the model's float32 weights exceed max_model_mb (0: no limit)."""
-    _, totals = summarize(model)
-    if max_model_mb and totals["mb"] > max_model_mb:
-        raise ValueError(f"the model needs {totals['mb']:.1f} MB at float32, over "
-                         f"--max_model_mb={max_model_mb}")
 
 
 def circulant_variables(model):

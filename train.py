@@ -20,9 +20,8 @@ import utils
 utils.quiet_tensorflow()
 import tensorflow as tf  # noqa: E402
 
-import checkpoints  # noqa: E402, F401 - registers every model
 import model_flags  # noqa: E402
-import model_utils  # noqa: E402
+import models  # noqa: E402
 import readers  # noqa: E402
 import trainer  # noqa: E402
 
@@ -78,9 +77,9 @@ flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical dev
 def settings_by_model():
     """{setting: {model: default}} of every model's settings (those measured on data aside)."""
     seen = {}
-    for name in model_utils.model_names():
-        measured = getattr(model_utils.get_model_class(name), "data_settings", ())
-        for key, default in model_utils.model_hyperparameters(name).items():
+    for name in models.model_names():
+        measured = getattr(models.get_model_class(name), "data_settings", ())
+        for key, default in models.model_hyperparameters(name).items():
             if key not in measured:
                 seen.setdefault(key, {})[name] = default
     return seen
@@ -95,7 +94,7 @@ def define_model_flags():
     compact = set(settings["compact_layers"])
     for key, defaults in sorted(settings.items()):
         kind = type(next(iter(defaults.values())))
-        meaning = model_utils.setting_help(next(iter(defaults)), key)
+        meaning = models.setting_help(next(iter(defaults)), key)
         by_default = {}
         for model, default in defaults.items():
             by_default.setdefault(repr(default), []).append(model)
@@ -129,9 +128,9 @@ def help_overview():
     lines = ["", "Flags by group (each explained below):"]
     for group, names in groups.items():
         lines.append(wrapped(f"  {group}: ", [f"--{n}" for n in names], 4))
-    lines.append(wrapped("  models (--model): ", model_utils.model_names(), 4))
+    lines.append(wrapped("  models (--model): ", models.model_names(), 4))
     settings = settings_by_model()
-    for name in model_utils.model_names():
+    for name in models.model_names():
         own = sorted(key for key, models in settings.items()
                      if name in models and key not in groups["compact layers"])
         lines.append(wrapped(f"    {name}: ", [f"--{key}" for key in own], 8))
@@ -154,8 +153,8 @@ def model_settings(files, model=None, frame_features=None):
     measures them on `files`."""
     model = model or FLAGS.model
     frame_features = FLAGS.frame_features if frame_features is None else frame_features
-    model_class = model_utils.get_model_class(model)  # raises on unknown names
-    settings = {key: FLAGS[key].value for key in model_utils.model_hyperparameters(model)
+    model_class = models.get_model_class(model)  # raises on unknown names
+    settings = {key: FLAGS[key].value for key in models.model_hyperparameters(model)
                 if key in FLAGS and FLAGS[key].value is not None}
     description = model_flags.describe(
         model, FLAGS.num_classes, frame_features, FLAGS.feature_names, FLAGS.feature_sizes,
@@ -173,7 +172,7 @@ def resumed_settings(saved, files, path):
     model = FLAGS.model if given("model") else saved["model"]
     frame_features = FLAGS.frame_features if given("frame_features") else saved["frame_features"]
     from_flags = model_settings(files, model, frame_features)
-    measured = getattr(model_utils.get_model_class(model), "data_settings", ())
+    measured = getattr(models.get_model_class(model), "data_settings", ())
     names = set(model_flags.TOP_LEVEL) | set(from_flags["settings"])
     merged = model_flags.merge(saved, from_flags, {n for n in names if given(n)}, measured,
                                path)
@@ -185,12 +184,12 @@ def resumed_settings(saved, files, path):
 def warn_about_unused_flags(settings):
     """Flags given that do nothing for this run, each named on stderr."""
     model = settings["model"]
-    accepted = model_utils.model_hyperparameters(model)
-    for key in sorted(model_utils.all_hyperparameters()):
+    accepted = models.model_hyperparameters(model)
+    for key in sorted(models.all_hyperparameters()):
         if given(key) and key not in accepted:
             utils.warn(f"--{key} is not a setting of {model}: ignored")
     if given("compact_layers") and "compact_layers" in accepted:
-        for name in model_utils.unused_compact_layers(model, settings["num_classes"],
+        for name in models.unused_compact_layers(model, settings["num_classes"],
                                                       settings["settings"]):
             utils.warn(f"--compact_layers={name}: {model} has no such layer with these "
                        "settings: ignored")

@@ -26,6 +26,7 @@ import checkpoints
 import eval_util
 import losses
 import model_flags
+import model_summary
 import model_utils
 import readers
 import utils
@@ -194,16 +195,16 @@ class Trainer:
     def write_summary(self):
         """Print the model summary; write it as text and JSON (chief); check the budget."""
         name = self.config.model_flags["model"]
-        summary = model_utils.format_summary(self.model, name)
+        summary = model_summary.format_summary(self.model, name)
         print(summary, flush=True)
         if self.chief:
             utils.atomic_write(os.path.join(self.train_dir, "model_summary.txt"), summary + "\n")
-            rows, totals = model_utils.summarize(self.model)
+            rows, totals = model_summary.summarize(self.model)
             utils.atomic_write(os.path.join(self.train_dir, SUMMARY_FILE), json.dumps({
                 "model": name, **totals,
                 "layers": [{"path": path, "kind": kind, "weights": weights, "dense": dense}
                            for path, kind, weights, dense in rows]}, indent=1))
-        model_utils.check_budget(self.model, self.config.max_model_mb)
+        model_summary.check_budget(self.model, self.config.max_model_mb)
 
     def run(self):
         """Train until max_steps, num_epochs or a signal; returns the signal number (0: none)."""

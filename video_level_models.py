@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 import model_utils
-from model_utils import LogisticClassifier, MoeClassifier, register
+from model_utils import LogisticClassifier, MoeClassifier
 
 
 class VideoModel(keras.Model):
@@ -22,7 +22,6 @@ class VideoModel(keras.Model):
         return tf.math.l2_normalize(inputs["features"], axis=-1)
 
 
-@register
 class LogisticModel(VideoModel):
     """One dense layer to the classes, sigmoid; L2 penalty on the weights."""
 
@@ -36,7 +35,6 @@ class LogisticModel(VideoModel):
         return self.classifier(self.features(inputs))
 
 
-@register
 class MoeModel(VideoModel):
     """The starter's Mixture of Experts (`moe_num_mixtures` experts and a dummy one)."""
 
@@ -51,7 +49,6 @@ class MoeModel(VideoModel):
         return self.moe(self.features(inputs), training=training)
 
 
-@register
 class GatedMoeModel(MoeModel):
     """MoeModel with Context Gating on its output probabilities (Miech et al. 2017)."""
 
@@ -61,7 +58,6 @@ class GatedMoeModel(MoeModel):
                          **kwargs)
 
 
-@register
 class BottleneckModel(VideoModel):
     """Features -> `wide_layers` layers of `wide_size` units -> `bottleneck_size` units ->
     classifier, each hidden layer followed by batch norm and ReLU (`linear_bottleneck`: the
@@ -124,7 +120,6 @@ class BottleneckModel(VideoModel):
         return probabilities
 
 
-@register
 class KnnMoeModel(VideoModel):
     """A MoE blended with the k nearest training videos (for datasets that fit in memory).
 

@@ -41,7 +41,6 @@ from utils import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 import tensorflow as tf  # noqa: E402
 
-import frame_level_models  # noqa: E402,F401 - registers TwoStreamModel
 import generate_data  # noqa: E402
 import inference  # noqa: E402
 import losses  # noqa: E402

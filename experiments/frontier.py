@@ -118,10 +118,9 @@ def model_weights(settings):
     if key not in _WEIGHTS:
         import tensorflow as tf
 
-        import checkpoints  # noqa: F401 - registers the models; imports TensorFlow
-        import model_utils
+        import models
 
-        model = model_utils.build_model("BottleneckModel", 3862, **settings)
+        model = models.build_model("BottleneckModel", 3862, **settings)
         model({"features": tf.zeros((1, 1152))})
         _WEIGHTS[key] = model.count_params()
     return _WEIGHTS[key]

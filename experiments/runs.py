@@ -10,8 +10,10 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import trainer  # noqa: E402
 import utils  # noqa: E402
+
+utils.quiet_tensorflow()
+import trainer  # noqa: E402
 
 
 def run_train(args, name, train_dir):

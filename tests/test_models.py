@@ -3,16 +3,17 @@ import pytest
 import tensorflow as tf
 
 import frame_level_models as flm
+import model_summary
 import model_utils
+import models
 import readers
-import video_level_models  # noqa: F401 - registers the video-level models
 
 SMALL = dict(dbof_cluster_size=16, dbof_hidden_size=8, netvlad_cluster_size=4,
              netvlad_hidden_size=8, fv_cluster_size=4, fv_hidden_size=8, lstm_cells=8,
              lstm_layers=2, gru_cells=8, gru_layers=1, video_clusters=16, audio_clusters=8,
              fc_size=8, iterations=5, moe_num_mixtures=2)
-VIDEO_LEVEL = {n for n in model_utils.model_names()
-               if not model_utils.get_model_class(n).frame_level}
+VIDEO_LEVEL = {n for n in models.model_names()
+               if not models.get_model_class(n).frame_level}
 ALL_COMPACT = "embedding,fc,moe,gating"
 
 
@@ -26,11 +27,11 @@ def batch_for(name):
     return {"features": tf.constant(features, tf.float32), "num_frames": tf.constant([10, 4, 1])}
 
 
-@pytest.mark.parametrize("name", model_utils.model_names())
+@pytest.mark.parametrize("name", models.model_names())
 def test_every_model_trains_and_its_compact_variant_is_smaller(name):
     counts = {}
     for compact in ("", ALL_COMPACT):
-        model = model_utils.build_model(name, 20, compact_layers=compact, **SMALL)
+        model = models.build_model(name, 20, compact_layers=compact, **SMALL)
         with tf.GradientTape() as tape:
             probabilities = model(batch_for(name), training=True)
             loss = tf.reduce_mean(probabilities)
@@ -46,7 +47,7 @@ def test_every_model_trains_and_its_compact_variant_is_smaller(name):
                                   "NetFVModelLF", "SoftDbofModelLF", "GatedDbofModelLF"])
 def test_padding_frames_do_not_change_the_output(name):
     settings = dict(SMALL, iterations=0)  # pool over every real frame, no sampling
-    model = model_utils.build_model(name, 20, **settings)
+    model = models.build_model(name, 20, **settings)
     batch = batch_for(name)
     noisy = batch["features"].numpy()
     noisy[1, 4:] = 5.0
@@ -59,10 +60,10 @@ def test_padding_frames_do_not_change_the_output(name):
 
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(ValueError, match="unknown model 'Nope'; choose one of .*DbofModel"):
-        model_utils.build_model("Nope", 10)
+        models.build_model("Nope", 10)
     with pytest.raises(ValueError,
                        match="valid: embedding, fc, moe, moe_gates, moe_experts, gating"):
-        model_utils.build_model("MoeModel", 10, compact_layers="fc,experts")
+        models.build_model("MoeModel", 10, compact_layers="fc,experts")
 
 
 def test_paper_weight_counts():
@@ -78,35 +79,35 @@ def test_paper_weight_counts():
     assert video + moe(512) + gating == 45_359_764
 
     features = {"features": tf.zeros([1, 40, 1152]), "num_frames": tf.constant([40])}
-    both = model_utils.build_model("TwoStreamModel", 3862)
+    both = models.build_model("TwoStreamModel", 3862)
     both(features)
     assert both.count_params() == 65_795_732
-    layers = {path.split("/", 1)[1]: (w, d) for path, _, w, d in model_utils.summarize(both)[0]}
+    layers = {path.split("/", 1)[1]: (w, d) for path, _, w, d in model_summary.summarize(both)[0]}
     assert layers["video_dbof/clusters"][0] == 1024 * 8192
     assert layers["audio_fc"][0] == 4096 * 512
     assert layers["moe/gates"][0] == 1024 * 19310
     assert layers["moe/experts"][0] == 1024 * 15448 + 15448
     assert layers["gating/gating_weights"][0] == 3862 * 3862
     del both
-    video_only = model_utils.build_model("TwoStreamModel", 3862, use_audio=False)
+    video_only = models.build_model("TwoStreamModel", 3862, use_audio=False)
     video_only(features)
     assert video_only.count_params() == 45_359_764
 
 
 def test_summary_compression_and_budget():
     features = {"features": tf.zeros([1, 40, 1152]), "num_frames": tf.constant([40])}
-    model = model_utils.build_model("TwoStreamModel", 3862, compact_layers="fc,moe,gating",
+    model = models.build_model("TwoStreamModel", 3862, compact_layers="fc,moe,gating",
                                     k_factor=1)
     model(features)
-    rows, totals = model_utils.summarize(model)
+    rows, totals = model_summary.summarize(model)
     assert totals["dense_weights"] == 65_795_732
     assert totals["weights"] == model.count_params() < 10_000_000
     assert totals["compression"] == pytest.approx(65_795_732 / totals["weights"])
-    text = model_utils.format_summary(model, "TwoStreamModel")
+    text = model_summary.format_summary(model, "TwoStreamModel")
     assert "DiagonalCirculant" in text and "compression" in text
-    model_utils.check_budget(model, 1000)
+    model_summary.check_budget(model, 1000)
     with pytest.raises(ValueError, match="over --max_model_mb=10"):
-        model_utils.check_budget(model, 10)
+        model_summary.check_budget(model, 10)
 
 
 # -- layers against NumPy references ---------------------------------------------------------
@@ -202,7 +203,7 @@ def test_frame_sampling_stays_within_real_frames():
 
 
 def test_robust_dbof_averages_max_pools_of_frame_subsets():
-    model = model_utils.build_model("TwoStreamModel", 20, **dict(SMALL, n_bagging=3))
+    model = models.build_model("TwoStreamModel", 20, **dict(SMALL, n_bagging=3))
     batch = batch_for("TwoStreamModel")
     first = model(batch, training=False).numpy()
     np.testing.assert_array_equal(model(batch, training=False).numpy(), first)  # deterministic
@@ -214,19 +215,19 @@ def test_robust_dbof_averages_max_pools_of_frame_subsets():
                                np.mean([s.numpy() for s in subsets], axis=0), rtol=1e-5)
 
 
-@pytest.mark.parametrize("name, classifier", [(n, "MoeModel") for n in model_utils.model_names()]
+@pytest.mark.parametrize("name, classifier", [(n, "MoeModel") for n in models.model_names()]
                          + [("DbofModel", "LogisticModel")])
 def test_a_checkpoint_restores_every_weight(name, classifier, tmp_path):
     """Batch-norm statistics included: a restored model predicts exactly as the saved one."""
     settings = dict(SMALL, compact_layers="fc", video_level_classifier_model=classifier)
-    model = model_utils.build_model(name, 20, **settings)
+    model = models.build_model(name, 20, **settings)
     batch = batch_for(name)
     model(batch, training=False)
     rng = np.random.default_rng(5)
     for weight in model.weights:
         weight.assign((rng.uniform(0.5, 1.5, weight.shape) * 0.1).astype(weight.dtype))
     path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
-    restored = model_utils.build_model(name, 20, **settings)
+    restored = models.build_model(name, 20, **settings)
     restored(batch, training=False)
     tf.train.Checkpoint(model=restored).read(path).assert_existing_objects_matched()
     assert len(restored.weights) == len(model.weights)
@@ -237,7 +238,7 @@ def test_a_checkpoint_restores_every_weight(name, classifier, tmp_path):
 def test_knn_moe_neighbours_match_numpy():
     rng = np.random.default_rng(6)
     memory, labels = rng.normal(size=(40, 12)), (rng.random((40, 7)) < 0.3).astype(np.float32)
-    model = model_utils.build_model("KnnMoeModel", 7, video_size=8, audio_weight=0.5, knn_k=5,
+    model = models.build_model("KnnMoeModel", 7, video_size=8, audio_weight=0.5, knn_k=5,
                                     knn_temperature=3.0, knn_weight=0.25, memory_videos=40,
                                     memory_labels=int(labels.sum()))
     batches = [{"features": tf.constant(memory[i:i + 16], tf.float32),
@@ -271,7 +272,7 @@ def test_quantized_frames_give_the_float_readers_output(iterations):
     quantized[1, 4:] = quantized[2, 1:] = 0  # padding, as FrameReader(quantized=True) gives it
     real = np.arange(10)[None, :, None] < num_frames.numpy()[:, None, None]
     floats = np.where(real, readers.dequantize(quantized).numpy(), 0.0).astype(np.float32)
-    model = model_utils.build_model("TwoStreamModel", 20, **dict(SMALL, iterations=iterations))
+    model = models.build_model("TwoStreamModel", 20, **dict(SMALL, iterations=iterations))
     from_floats = model({"features": tf.constant(floats), "num_frames": num_frames}).numpy()
     from_bytes = model({"features": tf.constant(quantized), "num_frames": num_frames}).numpy()
     np.testing.assert_array_equal(from_bytes, from_floats)
@@ -294,7 +295,7 @@ def test_moe_gates_or_experts_alone_can_be_compact():
 
 
 def test_batch_norm_momentum_reaches_every_batch_norm_layer():
-    model = model_utils.build_model("TwoStreamModel", 20, **{
+    model = models.build_model("TwoStreamModel", 20, **{
         k: v for k, v in SMALL.items() if k in ("video_clusters", "audio_clusters", "fc_size",
                                                  "iterations", "moe_num_mixtures")})
     batch = batch_for("TwoStreamModel")
@@ -324,7 +325,7 @@ def test_batch_norm_momentum_reaches_every_batch_norm_layer():
           compact_layers="fc"), 51_030_036)])
 def test_paper_scale_variants_have_the_papers_weight_counts(settings, paper):
     """experiments/paper.py's paper-scale models, counted as the paper counts them."""
-    model = model_utils.build_model("TwoStreamModel", 3862, **settings)
+    model = models.build_model("TwoStreamModel", 3862, **settings)
     size = 1024 if settings.get("use_audio") is False else 1152
     model({"features": tf.zeros([1, 40, size]), "num_frames": tf.constant([40])})
     assert model.count_params() == paper
@@ -352,13 +353,13 @@ def bn_weights(units):
     (dict(bottleneck_size=0, output_gating=True), 1152 * 3862 + 3862 + 3862**2 + bn_weights(3862)),
 ])
 def test_bottleneck_model_weight_counts(settings, want):
-    model = model_utils.build_model("BottleneckModel", 3862, **settings)
+    model = models.build_model("BottleneckModel", 3862, **settings)
     model(batch_for("BottleneckModel"), training=False)
     assert model.count_params() == want
 
 
 def test_bottleneck_model_matches_numpy():
-    model = model_utils.build_model("BottleneckModel", 20, bottleneck_size=6, wide_layers=1,
+    model = models.build_model("BottleneckModel", 20, bottleneck_size=6, wide_layers=1,
                                     wide_size=10, low_rank=3)
     batch = batch_for("BottleneckModel")
     model(batch, training=False)
@@ -386,8 +387,8 @@ def test_circulant_settings_reach_every_circulant_layer_and_default_to_the_old_f
                 if isinstance(layer, circulant_ops.DiagonalCirculant)]
 
     settings = dict(SMALL, compact_layers=ALL_COMPACT)
-    old = model_utils.build_model("TwoStreamModel", 20, **settings)  # a model_flags.json of before
-    new = model_utils.build_model("TwoStreamModel", 20, circulant_diagonal_side="input",
+    old = models.build_model("TwoStreamModel", 20, **settings)  # a model_flags.json of before
+    new = models.build_model("TwoStreamModel", 20, circulant_diagonal_side="input",
                                   circulant_expansion="blocks", circulant_leaky_slope=0.2,
                                   k_factor=2, **settings)
     for model in (old, new):
@@ -397,15 +398,15 @@ def test_circulant_settings_reach_every_circulant_layer_and_default_to_the_old_f
             for la in layers(old)} == {("output", "pad", 1.0, 1)}
     assert {(la.diagonal_side, la.expansion, la.leaky_slope, la.k_factors)
             for la in layers(new)} == {("input", "blocks", 0.2, 2)}
-    assert model_utils.model_hyperparameters("TwoStreamModel")["circulant_diagonal_side"] == \
-        model_utils.CIRCULANT_SETTINGS["circulant_diagonal_side"]
+    assert models.model_hyperparameters("TwoStreamModel")["circulant_diagonal_side"] == \
+        models.CIRCULANT_SETTINGS["circulant_diagonal_side"]
 
 
 def test_circulant_regularized_false_drops_only_the_circulant_penalties():
     settings = dict(bottleneck_size=8, compact_layers="fc", l2_penalty=0.5)
     penalties = {}
     for regularized in (True, False):
-        model = model_utils.build_model("BottleneckModel", 20, circulant_regularized=regularized,
+        model = models.build_model("BottleneckModel", 20, circulant_regularized=regularized,
                                         **settings)
         model(batch_for("BottleneckModel"), training=False)
         penalties[regularized] = float(tf.add_n(model.losses))
@@ -418,8 +419,8 @@ def test_circulant_regularized_false_drops_only_the_circulant_penalties():
 
 
 def test_every_model_setting_says_what_it_means():
-    missing = [(name, key) for name in model_utils.model_names()
-               for key in model_utils.model_hyperparameters(name)
-               if key not in getattr(model_utils.get_model_class(name), "data_settings", ())
-               and not model_utils.setting_help(name, key)]
+    missing = [(name, key) for name in models.model_names()
+               for key in models.model_hyperparameters(name)
+               if key not in getattr(models.get_model_class(name), "data_settings", ())
+               and not models.setting_help(name, key)]
     assert not missing
