@@ -27,7 +27,7 @@ from model_utils import (
     masked_mean,
     sample_frames,
 )
-from readers import dequantize
+from quantization import dequantize
 
 _ACTIVATIONS = {"sigmoid": tf.sigmoid, "relu6": tf.nn.relu6, "relu": tf.nn.relu}
 

@@ -28,6 +28,7 @@ from utils import quiet_tensorflow, run_cli
 quiet_tensorflow()
 import tensorflow as tf
 
+import quantization
 import readers
 
 RGB_SIZE, AUDIO_SIZE = 1024, 128
@@ -35,12 +36,6 @@ _ID_CHARS = np.array(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0
 
 
 # -- encoding -----------------------------------------------------------------------------------
-
-def quantize(values):
-    """float features -> uint8, the inverse of readers.dequantize up to rounding."""
-    clipped = np.clip(values, -2.0, 2.0)
-    return np.round((clipped + 2.0) * (255.0 / 4.0)).astype(np.uint8)
-
 
 def _context(video_id, labels, id_key):
     features = {id_key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[video_id]))}
@@ -168,7 +163,7 @@ def synthetic_records(structure, num_videos, seed, split, frame_level, id_key="i
             span = max(1, int(length * rng.uniform(0.2, 0.5)))
             start = int(rng.integers(0, length - span + 1))
             frames[start:start + span] += 2.0 * signal
-        quantized = quantize(frames)
+        quantized = quantization.quantize(frames)
         yield frame_record(video_id, observed, quantized[:, :RGB_SIZE], quantized[:, RGB_SIZE:],
                            id_key)
 
@@ -199,7 +194,7 @@ def expanded_records(files, seed, min_frames=30, max_frames=300, spread=0.5):
             noise -= noise.mean(axis=0)
             # Dequantizing adds half a step (4/512) to the quantizer's grid: shift it back so
             # that the frames average to the real means.
-            quantized = quantize(means + noise - 4.0 / 512.0)
+            quantized = quantization.quantize(means + noise - 4.0 / 512.0)
             yield frame_record(video_id, labels, quantized[:, :RGB_SIZE],
                                quantized[:, RGB_SIZE:], id_key)
 

@@ -16,25 +16,18 @@ fails, `reraise_data_errors` re-reads the files one at a time to name the bad fi
 import contextlib
 import functools
 import os
-import re
 import struct
 
 import tensorflow as tf
 
+import data_errors
+import quantization
+from data_errors import DataError
+
 NUM_CLASSES = 3862  # 2018 release onwards; the 2017 release has 4,716
 MAX_FRAMES = 300
 
-# Quantization of frame features: uint8 q over [-2, 2] stands for q * 4/255 - 2 + 4/512, that is
-# (2048 q - 260100) / 130560. Numerator and denominator are exact in float32 and a division is
-# rounded once, so every dequantized value is the float32 nearest to the exact one.
-_QUANT_NUMERATOR_SCALE, _QUANT_NUMERATOR_BIAS, _QUANT_DENOMINATOR = 2048.0, -260100.0, 130560.0
-
-_ASSERT_TAG = "yt8m data error"
 _SENTINEL_ID = "\x00end of stream"
-
-
-class DataError(ValueError):
-    """Input data that cannot be read as configured; the message names the file."""
 
 
 def split_feature_spec(feature_names, feature_sizes):
@@ -151,12 +144,6 @@ def no_records(files):
     return DataError(f"no records in {files[0]}{more}")
 
 
-def dequantize(quantized):
-    """uint8 YouTube-8M frame values -> float32 in [-2, 2], each the nearest float32."""
-    numerator = tf.cast(quantized, tf.float32) * _QUANT_NUMERATOR_SCALE + _QUANT_NUMERATOR_BIAS
-    return numerator / _QUANT_DENOMINATOR
-
-
 class SkipCounts:
     """What a tolerant dataset (`dataset(..., skipped=SkipCounts())`) has dropped so far."""
 
@@ -176,6 +163,8 @@ class _Reader:
         self.num_classes = int(num_classes)
         self.feature_names, self.feature_sizes = split_feature_spec(feature_names, feature_sizes)
         self.feature_dim = sum(self.feature_sizes)
+        self.label_hint = "; 2017 data? its 4,716 classes need --num_classes=4716" \
+            if self.num_classes == NUM_CLASSES else ""
 
     def dataset(self, files, batch_size, num_epochs=1, shuffle=False, num_readers=8, seed=None,
                 shuffle_buffer=None, drop_remainder=False, skipped=None):
@@ -251,7 +240,8 @@ class _Reader:
                 for _ in batches:
                     pass
             except (tf.errors.OpError, UnicodeDecodeError) as err:
-                return _describe_named_error(err, path, self.missing_feature_hint)
+                return data_errors.describe_named_error(err, path, self.missing_feature_hint,
+                                                        self.label_hint)
         return None
 
     @contextlib.contextmanager
@@ -260,9 +250,10 @@ class _Reader:
         try:
             yield
         except (tf.errors.OpError, UnicodeDecodeError) as err:
-            if not _is_input_error(err):
+            if not data_errors.is_input_error(err):
                 raise
-            raise (self.find_bad_record(files) or DataError(_first_line(_message(err)))) from None
+            raise (self.find_bad_record(files) or DataError(
+                data_errors.first_line(data_errors.error_message(err)))) from None
 
     def parse(self, serialized, names=None):
         """A [B] string tensor of serialized records -> the batch dict."""
@@ -280,11 +271,12 @@ class _Reader:
 
     def _ids_and_labels(self, context, names):
         ids = tf.where(tf.strings.length(context["id"]) > 0, context["id"], context["video_id"])
-        _assert_all(tf.strings.length(ids) > 0, names, "record has neither 'id' nor 'video_id'")
+        data_errors.assert_all(tf.strings.length(ids) > 0, names,
+                               "record has neither 'id' nor 'video_id'")
         labels = context["labels"]
         rows, values = labels.indices[:, 0], labels.values
         in_range = (values >= 0) & (values < self.num_classes)
-        _assert_all(in_range, tf.gather(names, rows),
+        data_errors.assert_all(in_range, tf.gather(names, rows),
                     f"label id outside [0, {self.num_classes})", values)
         batch = tf.shape(ids, out_type=tf.int64)[0]
         values = tf.where(in_range, values, 0)  # keep the scatter valid; the assert reports it
@@ -320,7 +312,7 @@ class VideoReader(_Reader):
         parsed = tf.io.parse_example(serialized, spec, example_names=names)
         ids, labels, num_labels = self._ids_and_labels(parsed, names)
         features = tf.concat([parsed[n] for n in self.feature_names], axis=1)  # (B, F)
-        _assert_all(tf.reduce_all(tf.math.is_finite(features), axis=1), names,
+        data_errors.assert_all(tf.reduce_all(tf.math.is_finite(features), axis=1), names,
                     "feature values are not all finite")
         return {
             "id": ids,
@@ -369,7 +361,7 @@ class FrameReader(_Reader):
             length = tf.minimum(tf.cast(lengths[name], tf.int32), self.max_frames)
             real = tf.sequence_mask(length, tf.shape(frames)[1])  # (B, T)
             right_size = tf.equal(tf.strings.length(frames), size) | ~real
-            _assert_all(tf.reduce_all(right_size, axis=1), names,
+            data_errors.assert_all(tf.reduce_all(right_size, axis=1), names,
                         f"a '{name}' frame is not {size} bytes long")
             quantized = tf.io.decode_raw(frames, tf.uint8, fixed_length=size)  # (B, T, F)
             pad = self.max_frames - tf.shape(quantized)[1]
@@ -381,7 +373,7 @@ class FrameReader(_Reader):
         if self.quantized:  # frames beyond the shortest stream are padding: zero them
             features = tf.where(real, features, tf.zeros([], tf.uint8))
         else:
-            features = tf.where(real, dequantize(features), 0.0)
+            features = tf.where(real, quantization.dequantize(features), 0.0)
         features = tf.ensure_shape(features, [None, self.max_frames, self.feature_dim])
         return {
             "id": ids,
@@ -442,98 +434,3 @@ def _default_names(serialized, names):
         tf.range(tf.shape(serialized, out_type=tf.int64)[0]))])
 
 
-def _assert_all(ok, names, what, values=None):
-    """Fail the pipeline naming the first record where `ok` is false."""
-    bad = tf.where(~ok)[:1, 0]
-    data = [_ASSERT_TAG, tf.gather(names, bad), what]
-    if values is not None:
-        data.append(tf.gather(values, bad))
-    tf.debugging.Assert(tf.reduce_all(ok), data, summarize=4)
-
-
-# -- turning pipeline errors into one line --------------------------------------------------------
-
-_ASSERT_ERROR = re.compile(re.escape(_ASSERT_TAG) + r"\] \[(?P<name>[^\]]*)\] \[(?P<what>[^\]]*)\]"
-                           r"(?: \[(?P<value>[^\]]*)\])?")
-_NAMED_PARSE_ERROR = re.compile(
-    r"(?:Name|example id): (?P<name>.+? record \d+)[,:]?\s*(?P<what>.*)")
-_MISSING = re.compile(r"Feature(?: list)?:? '?(?P<key>[\w-]+)'? .*?required but could not be found")
-_WRONG_SIZE = re.compile(r"Key: (?P<key>[\w-]+), Index: \d+\.\s+"
-                         r"Number of \w+ values != expected\.\s+"
-                         r"Values size: (?P<got>\d+) but output shape: \[(?P<want>\d+)\]")
-_INPUT_ERROR_MARKS = (_ASSERT_TAG, "ParseExample", "ParseSequenceExample", "record",
-                      "TFRecord", "parse example")
-
-
-def _message(err):
-    return getattr(err, "message", None) or str(err)
-
-
-def _is_input_error(err):
-    if isinstance(err, (UnicodeDecodeError, tf.errors.DataLossError,
-                        tf.errors.PermissionDeniedError)):
-        return True  # TF quotes an unparseable record's raw bytes, or a file is damaged
-    return any(mark in _message(err) for mark in _INPUT_ERROR_MARKS)
-
-
-def _describe_named_error(err, path, missing_feature_hint=""):
-    """A failure while parsing `path` with named records -> DataError naming the record."""
-    if isinstance(err, UnicodeDecodeError):
-        return _find_unparseable(path)
-    message = _message(err)
-    if isinstance(err, tf.errors.DataLossError):
-        what = "not a TFRecord file" if "Is this even a TFRecord" in message else \
-            "corrupt or truncated record (bad length or CRC)"
-        return DataError(f"{path}: {what}{_position(path)}")
-    match = _ASSERT_ERROR.search(message)
-    if match:
-        value = f" (got {match['value']})" if match["value"] else ""
-        what = match["what"].replace("\\'", "'")
-        if what == f"label id outside [0, {NUM_CLASSES})":
-            value += "; 2017 data? its 4,716 classes need --num_classes=4716"
-        return DataError(f"{match['name']}: {what}{value}")
-    match = _NAMED_PARSE_ERROR.search(message)
-    if match:
-        what = _describe_parse_failure(match["what"])
-        if what.endswith("is missing"):
-            what += missing_feature_hint
-        return DataError(f"{match['name']}: {what}")
-    return DataError(f"{path}: {_first_line(message)}")
-
-
-def _position(path):
-    """' after N good records' for a damaged TFRecord file."""
-    count = 0
-    try:
-        for _ in tf.data.TFRecordDataset(path):
-            count += 1
-    except tf.errors.DataLossError:
-        pass
-    return f" after {count} good records"
-
-
-def _find_unparseable(path):
-    for index, record in enumerate(tf.data.TFRecordDataset(path)):
-        try:
-            tf.train.SequenceExample.FromString(record.numpy())
-        except Exception:  # noqa: BLE001 - protobuf raises its own DecodeError types
-            return DataError(f"{path} record {index}: not a valid Example or SequenceExample")
-    return DataError(f"{path}: a record could not be parsed")
-
-
-def _describe_parse_failure(what):
-    missing = _MISSING.search(what)
-    if missing:
-        return f"feature '{missing['key']}' is missing"
-    size = _WRONG_SIZE.search(what)
-    if size:
-        return f"feature '{size['key']}' has {size['got']} values, expected {size['want']}"
-    if what.startswith("Invalid protocol message"):
-        return "not a valid Example or SequenceExample"
-    return _first_line(what)
-
-
-def _first_line(message):
-    line = message.strip().splitlines()[0] if message.strip() else "unreadable data"
-    line = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", line)
-    return re.sub(r"\s*\[Op:\w+\].*$", "", line)

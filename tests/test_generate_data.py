@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import generate_data
+import quantization
 import readers
 from utils import REPO_DIR
 
@@ -103,7 +104,7 @@ def test_command_line_writes_files_and_rejects_bad_flags(tmp_path):
 
 @pytest.mark.parametrize("values", [[-3.0, -2.0, 0.0, 1.99, 2.0, 5.0]])
 def test_quantize_inverts_dequantize(values):
-    quantized = generate_data.quantize(np.array(values))
+    quantized = quantization.quantize(np.array(values))
     assert quantized.tolist() == [0, 0, 128, 254, 255, 255]
-    back = readers.dequantize(quantized).numpy()
+    back = quantization.dequantize(quantized).numpy()
     assert np.all(np.abs(back - np.clip(values, -2, 2)) <= 4 / 255 / 2 + 4 / 512)

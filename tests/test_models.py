@@ -6,7 +6,7 @@ import frame_level_models as flm
 import model_summary
 import model_utils
 import models
-import readers
+import quantization
 
 SMALL = dict(dbof_cluster_size=16, dbof_hidden_size=8, netvlad_cluster_size=4,
              netvlad_hidden_size=8, fv_cluster_size=4, fv_hidden_size=8, lstm_cells=8,
@@ -271,7 +271,7 @@ def test_quantized_frames_give_the_float_readers_output(iterations):
     num_frames = tf.constant([10, 4, 1])
     quantized[1, 4:] = quantized[2, 1:] = 0  # padding, as FrameReader(quantized=True) gives it
     real = np.arange(10)[None, :, None] < num_frames.numpy()[:, None, None]
-    floats = np.where(real, readers.dequantize(quantized).numpy(), 0.0).astype(np.float32)
+    floats = np.where(real, quantization.dequantize(quantized).numpy(), 0.0).astype(np.float32)
     model = models.build_model("TwoStreamModel", 20, **dict(SMALL, iterations=iterations))
     from_floats = model({"features": tf.constant(floats), "num_frames": num_frames}).numpy()
     from_bytes = model({"features": tf.constant(quantized), "num_frames": num_frames}).numpy()

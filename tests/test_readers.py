@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 from records import frame_example, video_example, write
 
+import quantization
 import readers
 
 
@@ -51,7 +52,7 @@ def test_video_level_feature_subset_and_2017_class_count(tmp_path):
 def test_dequantize_matches_the_definition():
     q = np.arange(256, dtype=np.uint8)
     expected = q.astype(np.float64) * 4.0 / 255.0 - 2.0 + 4.0 / 512.0
-    got = readers.dequantize(tf.constant(q)).numpy()
+    got = quantization.dequantize(tf.constant(q)).numpy()
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, expected.astype(np.float32))  # correctly rounded
 
@@ -91,7 +92,7 @@ def test_frame_level_padding_truncation_and_exact_values(tmp_path):
         [np.stack(short_rgb), np.stack(short_audio)], axis=1))
     assert not quantized[0, 3:].any(), "padding frames must be zeros"
     real = got["num_frames"][:, None, None] > np.arange(5)[None, :, None]
-    np.testing.assert_array_equal(np.where(real, readers.dequantize(quantized).numpy(), 0.0),
+    np.testing.assert_array_equal(np.where(real, quantization.dequantize(quantized).numpy(), 0.0),
                                   got["features"])
 
 
