@@ -12,19 +12,14 @@ import time
 
 import numpy as np
 import pytest
+from helpers import run_tool
 
 import average_precision_calculator
 import inference
 import readers
 from utils import REPO_DIR
 
-
-def tool(name, *args, check=True):
-    done = subprocess.run([sys.executable, os.path.join(REPO_DIR, name), *args],
-                          capture_output=True, text=True, timeout=300)
-    if check:
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    return done
+pytestmark = pytest.mark.slow  # every test here starts TensorFlow processes
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +28,9 @@ def trained(shared_data, tmp_path_factory):
     train_dir = folder / "train"
     train = ",".join(os.path.join(shared_data, "yt8m-2018-video/train", f"validate00{i:02d}"
                                   ".tfrecord") for i in range(12))
-    tool("train.py", f"--train_data_pattern={train}", "--model=MoeModel",
-         f"--train_dir={train_dir}", "--batch_size=256", "--max_steps=40",
-         "--base_learning_rate=0.01", "--num_epochs=20", "--log_steps=20")
+    run_tool("train.py", f"--train_data_pattern={train}", "--model=MoeModel",
+             f"--train_dir={train_dir}", "--batch_size=256", "--max_steps=40",
+             "--base_learning_rate=0.01", "--num_epochs=20", "--log_steps=20")
     return folder, train_dir
 
 
@@ -49,13 +44,13 @@ def csv_rows(path):
 def test_gap_from_the_submission_equals_eval(trained, shared_data):
     folder, train_dir = trained
     validate = os.path.join(shared_data, "yt8m-2018-video/validate/*.tfrecord")
-    out = tool("eval.py", f"--train_dir={train_dir}", f"--eval_data_pattern={validate}",
-               "--run_once").stdout
+    out = run_tool("eval.py", f"--train_dir={train_dir}", f"--eval_data_pattern={validate}",
+                   "--run_once").stdout
     match = re.search(r"step 40: (\d+) videos \| GAP@20 ([\d.]+)", out)
     assert match and int(match[1]) == 5701, out
     submission = folder / "submission.csv"
-    tool("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={validate}",
-         f"--output_file={submission}")
+    run_tool("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={validate}",
+             f"--output_file={submission}")
     rows = csv_rows(submission)
     assert len(rows) == 5701 == len({r["VideoId"] for r in rows})
 
@@ -88,16 +83,17 @@ def test_an_ensemble_is_scored_as_eval_scores_its_mean(trained, shared_data):
     folder, train_dir = trained
     other = folder / "logistic"
     train = os.path.join(shared_data, "yt8m-2018-video/train/validate000*.tfrecord")
-    tool("train.py", f"--train_data_pattern={train}", "--model=LogisticModel",
-         f"--train_dir={other}", "--batch_size=256", "--max_steps=5")
+    run_tool("train.py", f"--train_data_pattern={train}", "--model=LogisticModel",
+             f"--train_dir={other}", "--batch_size=256", "--max_steps=5")
     bundle = folder / "logistic.tgz"
-    tool("export_model.py", f"--train_dir={other}", f"--output_dir={folder / 'logistic_export'}",
-         f"--output_tgz={bundle}")
+    run_tool("export_model.py", f"--train_dir={other}",
+             f"--output_dir={folder / 'logistic_export'}",
+             f"--output_tgz={bundle}")
     data = os.path.join(shared_data, "yt8m-2018-video/validate/validate008*.tfrecord")
     output = folder / "ensemble.csv"
-    out = tool("ensemble.py", f"--inputs={train_dir},{bundle}", "--weights=3,1",
-               f"--input_data_pattern={data}", f"--output_file={output}",
-               f"--untar_model_dir={folder / 'untar_ensemble'}").stdout
+    out = run_tool("ensemble.py", f"--inputs={train_dir},{bundle}", "--weights=3,1",
+                   f"--input_data_pattern={data}", f"--output_file={output}",
+                   f"--untar_model_dir={folder / 'untar_ensemble'}").stdout
     printed = float(re.search(r"labelled videos: GAP@20 ([\d.]+)", out)[1])
 
     files = readers.resolve_files(data)
@@ -119,8 +115,8 @@ def test_ensembles_of_submissions(tmp_path):
     a.write_text("VideoId,LabelConfidencePairs\nv1,3 0.9 5 0.5\nv2,1 0.8\n")
     b.write_text("VideoId,LabelConfidencePairs\nv2,1 0.4 2 0.6\nv3,7 1\n")
     output = tmp_path / "mean.csv"
-    tool("ensemble.py", f"--inputs={a},{b}", "--weights=3,1", f"--output_file={output}",
-         "--top_k=2")
+    run_tool("ensemble.py", f"--inputs={a},{b}", "--weights=3,1", f"--output_file={output}",
+             "--top_k=2")
     assert output.read_text() == ("VideoId,LabelConfidencePairs\n"
                                   "v1,3 0.675 5 0.375\n"
                                   "v2,1 0.7 2 0.15\n"
@@ -131,8 +127,8 @@ def test_ensembles_of_submissions(tmp_path):
                             "--weights needs 2 non-negative numbers"),
                            ((f"--inputs={a},{bad}",), "bad.csv line 2: expected"),
                            ((f"--inputs={a},{tmp_path}",), "is neither a submission")]:
-        done = tool("ensemble.py", *args, f"--output_file={tmp_path / 'never.csv'}",
-                    check=False)
+        done = run_tool("ensemble.py", *args, f"--output_file={tmp_path / 'never.csv'}",
+                        check=False)
         assert done.returncode == 1, args
         assert expected in done.stderr.strip().splitlines()[-1], done.stderr[-1000:]
     assert not (tmp_path / "never.csv").exists()
@@ -142,22 +138,22 @@ def test_the_2017_test_split_needs_a_model_of_the_2017_classes(trained, shared_d
     folder, train_dir = trained
     submission = folder / "test2017.csv"
     test = os.path.join(shared_data, "yt8m-2017-video/test/*.tfrecord")
-    refused = tool("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={test}",
-                   f"--output_file={submission}", check=False)
+    refused = run_tool("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={test}",
+                       f"--output_file={submission}", check=False)
     assert refused.returncode == 1 and not submission.exists()
     last = refused.stderr.strip().splitlines()[-1]
     assert "2017 release" in last and "--num_classes=4716" in last, refused.stderr[-2000:]
 
     validate = os.path.join(shared_data, "yt8m-2017-video/validate/*.tfrecord")
-    wrong = tool("train.py", f"--train_data_pattern={validate}", f"--train_dir={folder / 'x'}",
-                 "--max_steps=1", check=False)
+    wrong = run_tool("train.py", f"--train_data_pattern={validate}", f"--train_dir={folder / 'x'}",
+                     "--max_steps=1", check=False)
     assert wrong.returncode == 1
     assert "--num_classes=4716" in wrong.stderr.strip().splitlines()[-1]
     train_2017 = folder / "train2017"
-    tool("train.py", f"--train_data_pattern={validate}", f"--train_dir={train_2017}",
-         "--num_classes=4716", "--model=LogisticModel", "--batch_size=256", "--max_steps=5")
-    out = tool("inference.py", f"--train_dir={train_2017}", f"--input_data_pattern={test}",
-               f"--output_file={submission}", "--batch_size=300").stdout
+    run_tool("train.py", f"--train_data_pattern={validate}", f"--train_dir={train_2017}",
+             "--num_classes=4716", "--model=LogisticModel", "--batch_size=256", "--max_steps=5")
+    out = run_tool("inference.py", f"--train_dir={train_2017}", f"--input_data_pattern={test}",
+                   f"--output_file={submission}", "--batch_size=300").stdout
     assert "wrote 1709 videos" in out
     rows = csv_rows(submission)
     assert len(rows) == 1709 == len({r["VideoId"] for r in rows})
@@ -167,15 +163,15 @@ def test_the_2017_test_split_needs_a_model_of_the_2017_classes(trained, shared_d
 def test_exported_model_predicts_as_its_checkpoint(trained, shared_data):
     folder, train_dir = trained
     export_dir, bundle = folder / "export", folder / "model.tgz"
-    out = tool("export_model.py", f"--train_dir={train_dir}", f"--output_dir={export_dir}",
-               f"--output_tgz={bundle}").stdout
+    out = run_tool("export_model.py", f"--train_dir={train_dir}", f"--output_dir={export_dir}",
+                   f"--output_tgz={bundle}").stdout
     assert re.search(r"exported MoeModel .* [\d,]+ weights, [\d.]+ MB on disk", out)
     data = os.path.join(shared_data, "yt8m-2018-video/validate/validate008*.tfrecord")
     from_checkpoint, from_bundle = folder / "a.csv", folder / "b.csv"
-    tool("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={data}",
-         f"--output_file={from_checkpoint}")
-    tool("inference.py", f"--input_model_tgz={bundle}", f"--untar_model_dir={folder / 'untar'}",
-         f"--input_data_pattern={data}", f"--output_file={from_bundle}")
+    run_tool("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={data}",
+             f"--output_file={from_checkpoint}")
+    run_tool("inference.py", f"--input_model_tgz={bundle}", f"--untar_model_dir={folder / 'untar'}",
+             f"--input_data_pattern={data}", f"--output_file={from_bundle}")
     assert from_checkpoint.read_text() == from_bundle.read_text()
 
 
@@ -196,7 +192,7 @@ def test_a_folder_as_data_pattern_is_one_line(trained, shared_data):
              "error: --output_model_tgz is not supported by inference.py: bundle the model "
              "with export_model.py --output_tgz=...")]
     for run, expected in runs:
-        done = tool(*run, check=False)
+        done = run_tool(*run, check=False)
         assert done.returncode == 1, run
         # one line and nothing else: no TensorFlow start-up noise either
         assert done.stderr.strip().splitlines() == [expected], run

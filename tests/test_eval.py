@@ -7,7 +7,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from utils import REPO_DIR
+
+pytestmark = pytest.mark.slow  # every test here starts TensorFlow processes
 
 
 def test_watching_evaluates_each_checkpoint_once(generated_data, tmp_path):

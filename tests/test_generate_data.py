@@ -1,22 +1,12 @@
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import read_all, run_tool
 
 import generate_data
 import quantization
 import readers
-from utils import REPO_DIR
-
-
-def read_all(reader, files):
-    parts = {}
-    for batch in reader.dataset(files, 64):
-        for key, value in batch.items():
-            parts.setdefault(key, []).append(value.numpy())
-    return {key: np.concatenate(values) for key, values in parts.items()}
 
 
 def synthetic(tmp_path, split, num_videos, frame_level, num_classes=50, seed=0, **kwargs):
@@ -28,7 +18,7 @@ def synthetic(tmp_path, split, num_videos, frame_level, num_classes=50, seed=0, 
 
 def test_synthetic_frame_level_reads_back(tmp_path):
     files = synthetic(tmp_path, "train", 30, True, min_frames=30, max_frames=300)
-    got = read_all(readers.FrameReader(num_classes=50), files)
+    got = read_all(readers.FrameReader(num_classes=50), files, batch_size=64)
     assert len(got["id"]) == 30 and len(set(got["id"].tolist())) == 30
     assert got["features"].shape == (30, 300, 1152)
     assert got["num_frames"].min() >= 30 and got["num_frames"].max() <= 300
@@ -40,7 +30,7 @@ def test_synthetic_frame_level_reads_back(tmp_path):
 
 def test_synthetic_video_level_2017_keys_without_labels(tmp_path):
     files = synthetic(tmp_path, "test", 20, False, id_key="video_id", labelled=False)
-    got = read_all(readers.VideoReader(num_classes=50), files)
+    got = read_all(readers.VideoReader(num_classes=50), files, batch_size=64)
     assert {len(i) for i in got["id"]} >= {12}  # 11 random characters and an index
     assert got["num_labels"].sum() == 0
     assert np.abs(got["features"]).max() <= 2.0
@@ -51,16 +41,16 @@ def test_same_seed_same_bytes_other_split_other_videos(tmp_path):
     again = synthetic(tmp_path / "b", "train", 10, False)
     other = synthetic(tmp_path / "c", "validate", 10, False)
     assert [open(p, "rb").read() for p in first] == [open(p, "rb").read() for p in again]
-    ids = read_all(readers.VideoReader(num_classes=50), first)["id"]
-    other_ids = read_all(readers.VideoReader(num_classes=50), other)["id"]
+    ids = read_all(readers.VideoReader(num_classes=50), first, batch_size=64)["id"]
+    other_ids = read_all(readers.VideoReader(num_classes=50), other, batch_size=64)["id"]
     assert not set(ids.tolist()) & set(other_ids.tolist())
 
 
 def test_labels_are_long_tailed_and_learnable(tmp_path):
     """A least-squares linear model predicts held-out labels far better than class frequency."""
-    train = read_all(readers.VideoReader(num_classes=50), synthetic(tmp_path, "train", 1500, False))
-    test = read_all(readers.VideoReader(num_classes=50),
-                    synthetic(tmp_path, "validate", 400, False))
+    reader = readers.VideoReader(num_classes=50)
+    train = read_all(reader, synthetic(tmp_path, "train", 1500, False), batch_size=64)
+    test = read_all(reader, synthetic(tmp_path, "validate", 400, False), batch_size=64)
     counts = train["labels"].sum(axis=0)
     assert counts.max() > 8 * np.median(counts), "a few classes should dominate"
 
@@ -77,8 +67,8 @@ def test_expanding_real_video_level_records(shared_data, tmp_path):
     source = [os.path.join(shared_data, "yt8m-2018-video/train/validate0000.tfrecord")]
     records = generate_data.expanded_records(source, seed=0, min_frames=20, max_frames=60)
     files = generate_data.write_shards(records, str(tmp_path), "train", num_shards=1)
-    video = read_all(readers.VideoReader(), source)
-    frames = read_all(readers.FrameReader(max_frames=60), files)
+    video = read_all(readers.VideoReader(), source, batch_size=64)
+    frames = read_all(readers.FrameReader(max_frames=60), files, batch_size=64)
     assert frames["id"].tolist() == video["id"].tolist()
     np.testing.assert_array_equal(frames["labels"], video["labels"])
     assert frames["num_frames"].min() >= 20 and frames["num_frames"].max() <= 60
@@ -88,16 +78,13 @@ def test_expanding_real_video_level_records(shared_data, tmp_path):
 
 
 def test_command_line_writes_files_and_rejects_bad_flags(tmp_path):
-    tool = os.path.join(REPO_DIR, "generate_data.py")
-    done = subprocess.run([sys.executable, tool, f"--output_dir={tmp_path}", "--split=demo",
-                           "--num_videos=12", "--num_shards=3", "--num_classes=20",
-                           "--frame_level", "--min_frames=5", "--max_frames=8"],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    done = run_tool("generate_data.py", f"--output_dir={tmp_path}", "--split=demo",
+                    "--num_videos=12", "--num_shards=3", "--num_classes=20", "--frame_level",
+                    "--min_frames=5", "--max_frames=8")
     assert sorted(os.listdir(tmp_path)) == [f"demo000{i}.tfrecord" for i in range(3)]
     assert "wrote 12 videos" in done.stdout
-    bad = subprocess.run([sys.executable, tool, f"--output_dir={tmp_path}", "--min_frames=9",
-                          "--max_frames=3"], capture_output=True, text=True, timeout=120)
+    bad = run_tool("generate_data.py", f"--output_dir={tmp_path}", "--min_frames=9",
+                   "--max_frames=3", check=False)
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1].startswith("error: need 1 <= min_frames")
 

@@ -33,7 +33,7 @@ def mutated(draw, original):
     return bytes(data)
 
 
-def read_all(reader, path, skipped):
+def batches_of(reader, path, skipped):
     with reader.reraise_data_errors([path]):
         return [b for b in reader.dataset([path], 2, skipped=skipped)]
 
@@ -68,7 +68,7 @@ def test_fuzzed_input_parses_or_fails_cleanly(data, level, skip, where):
                 f.write(data.draw(mutated(framed)))
         skipped = readers.SkipCounts() if skip else None
         try:
-            batches = read_all(reader, path, skipped)
+            batches = batches_of(reader, path, skipped)
         except readers.DataError as err:
             assert not skip, f"skip mode raised {err}"
             assert "\n" not in str(err) and str(err)

@@ -3,20 +3,11 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import read_all
 from records import frame_example, video_example, write
 
 import quantization
 import readers
-
-
-def read_all(reader, files, batch_size=4, **kwargs):
-    """Every batch of an evaluation pass, concatenated into NumPy arrays."""
-    parts = {}
-    with reader.reraise_data_errors(files):
-        for batch in reader.dataset(files, batch_size, **kwargs):
-            for key, value in batch.items():
-                parts.setdefault(key, []).append(value.numpy())
-    return {key: np.concatenate(values) for key, values in parts.items()}
 
 
 def test_video_level_records_both_id_keys_and_no_labels(tmp_path):

@@ -13,9 +13,12 @@ import time
 
 import pytest
 import tensorflow as tf
+from helpers import run_in_one_process, run_tool
 
 import trainer
 from utils import REPO_DIR
+
+pytestmark = pytest.mark.slow  # every test here starts TensorFlow processes
 
 TRAIN = os.path.join(REPO_DIR, "train.py")
 
@@ -36,12 +39,8 @@ def args_for(data, folder, frame=False, **flags):
             for k, v in base.items()]
 
 
-def train(args, env=None, timeout=240):
-    environment = dict(os.environ)
-    environment.pop("TF_CONFIG", None)
-    environment.update(env or {})
-    return subprocess.run([sys.executable, TRAIN, *args], capture_output=True, text=True,
-                          timeout=timeout, env=environment)
+def train(args, env=None):
+    return run_tool("train.py", *args, check=False, env=env)
 
 
 def losses_of(train_dir):
@@ -149,11 +148,8 @@ def test_repeated_sigkill_at_random_moments_never_costs_a_checkpoint(data, tmp_p
     out = ok(train(args_for(data, tmp_path, max_steps=last_saved + 3, **flags)))
     assert f"at step {last_saved}" in out
     assert trainer.read_train_log(str(tmp_path))[-1]["step"] == last_saved + 3
-    evaluated = subprocess.run(
-        [sys.executable, os.path.join(REPO_DIR, "eval.py"), f"--train_dir={tmp_path}",
-         f"--eval_data_pattern={data['video']}", "--run_once"],
-        capture_output=True, text=True, timeout=240)
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    evaluated = run_tool("eval.py", f"--train_dir={tmp_path}",
+                         f"--eval_data_pattern={data['video']}", "--run_once")
     assert re.search(rf"^step {last_saved + 3}: 600 videos \| GAP@20 0\.\d+", evaluated.stdout,
                      re.M), evaluated.stdout
 
@@ -234,10 +230,8 @@ def test_model_flags_bind_a_run_once_it_has_a_checkpoint(data, tmp_path):
 
 def test_start_new_model_moves_the_whole_previous_run(data, tmp_path):
     ok(train(args_for(data, tmp_path, model="MoeModel", max_steps=2)))
-    evaluate = [sys.executable, os.path.join(REPO_DIR, "eval.py"), "--run_once",
-                f"--eval_data_pattern={data['video']}"]
-    subprocess.run([*evaluate, f"--train_dir={tmp_path}"], check=True, capture_output=True,
-                   timeout=240)
+    evaluate = ["eval.py", "--run_once", f"--eval_data_pattern={data['video']}"]
+    run_tool(*evaluate, f"--train_dir={tmp_path}")
     before = sorted(p.name for p in tmp_path.iterdir())
     assert {"model_flags.json", "checkpoint", "eval_results.jsonl", "eval",
             "model_summary.txt"} <= set(before)
@@ -249,9 +243,7 @@ def test_start_new_model_moves_the_whole_previous_run(data, tmp_path):
     assert not (tmp_path / "eval_results.jsonl").exists()
     assert json.loads((tmp_path / "model_flags.json").read_text())["settings"][
         "moe_num_mixtures"] == 3
-    again = subprocess.run([*evaluate, f"--train_dir={old[0]}"], capture_output=True, text=True,
-                           timeout=240)
-    assert again.returncode == 0, again.stderr[-2000:]
+    again = run_tool(*evaluate, f"--train_dir={old[0]}")
     assert re.search(r"^step 2: 600 videos", again.stdout, re.M), again.stdout
 
 
@@ -320,33 +312,8 @@ def test_two_workers_under_tf_config_train_together(data, tmp_path):
     assert (tmp_path / "workers" / "1").is_dir()
 
 
-# Runs train.py's command line once per case in one process: one TensorFlow start-up for all.
-IN_ONE_PROCESS = """
-import contextlib, io, json, sys
-from absl import flags
-import train, utils
-results = []
-for args in json.loads(sys.argv[1]):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["train.py", *args])
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            utils.cli_main(train.run)([])
-            code = 0
-        except SystemExit as exit:
-            code = exit.code
-    results.append([code, stdout.getvalue(), stderr.getvalue()])
-print(json.dumps(results))
-"""
-
-
 def train_in_one_process(arguments):
-    """[(exit code, stdout, stderr)] of train.py run with each list of arguments in turn."""
-    done = subprocess.run([sys.executable, "-c", IN_ONE_PROCESS, json.dumps(arguments)],
-                          capture_output=True, text=True, timeout=300, cwd=REPO_DIR)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.splitlines()[-1])
+    return run_in_one_process("train", arguments)
 
 
 def test_bad_flags_end_in_one_line(data, tmp_path):
@@ -441,8 +408,7 @@ def test_circulant_learning_rate_scale_scales_only_the_circulant_steps(data, tmp
 
 
 def test_help_groups_the_flags_and_says_what_each_setting_means():
-    done = subprocess.run([sys.executable, TRAIN, "--help"], capture_output=True, text=True,
-                          timeout=120)
+    done = run_tool("train.py", "--help", check=False)
     overview, details = done.stdout.split("\nflags:\n", 1)  # absl exits 1 after --help
     grouped = re.findall(r"--(\w+)", overview)
     defined = set(re.findall(r"^  --(?:\[no\])?(\w+):", details, re.M))
