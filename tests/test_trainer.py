@@ -1,0 +1,38 @@
+"""trainer.Trainer in-process: the training of train.py without flags."""
+
+import json
+
+import pytest
+
+import model_flags
+import trainer
+
+
+def config_for(generated_data, train_dir, **changes):
+    settings = dict(batch_size=32, max_steps=4, log_steps=2, checkpoint_steps=2)
+    return trainer.TrainConfig(
+        train_dir=str(train_dir), train_data_pattern=generated_data["video"],
+        model_flags=model_flags.describe("MoeModel", num_classes=50, moe_num_mixtures=3),
+        **{**settings, **changes})
+
+
+def test_a_run_from_python_writes_what_train_py_writes(generated_data, tmp_path):
+    config = config_for(generated_data, tmp_path)
+    run = trainer.Trainer(config)
+    assert not list(tmp_path.iterdir())  # built, nothing written before run()
+    assert run.run() == 0
+    assert model_flags.read(str(tmp_path)) == config.model_flags
+    log = trainer.read_train_log(str(tmp_path))
+    assert [r["step"] for r in log] == [1, 2, 4] and log[-1]["total_steps"] == 4
+    summary = json.loads((tmp_path / trainer.SUMMARY_FILE).read_text())
+    assert summary["weights"] == run.model.count_params()
+    again = trainer.Trainer(config_for(generated_data, tmp_path, max_steps=6))
+    again.run()
+    assert int(again.optimizers[0].iterations.numpy()) == 6  # resumed at 4
+
+
+def test_a_config_that_cannot_work_is_refused(generated_data, tmp_path):
+    with pytest.raises(ValueError, match="unknown optimizer 'Adamm'"):
+        trainer.Trainer(config_for(generated_data, tmp_path, optimizer="Adamm"))
+    with pytest.raises(ValueError, match="circulant_learning_rate_scale must be positive"):
+        trainer.Trainer(config_for(generated_data, tmp_path, circulant_learning_rate_scale=0))
