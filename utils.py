@@ -107,8 +107,8 @@ class Progress:
 
 
 class ProgressPrinter:
-    """Prints `Progress` of videos: a line rewritten in place on a terminal, otherwise a plain
-    line at most every `seconds`."""
+    """Prints `Progress` of videos: a bar and a line rewritten in place on a terminal, otherwise
+    a plain line at most every `seconds`."""
 
     def __init__(self, progress, what="videos", seconds=10, stream=None):
         self.progress, self.what = progress, what
@@ -127,7 +127,9 @@ class ProgressPrinter:
         extra = f" | {rate:,.0f} {self.what}/s" if rate else ""
         line = f"{self.what} {self.progress.status(done)}{extra}{left}"
         if self.terminal:
-            self.stream.write(f"\r{line:<79}")
+            share = min(max(done / self.progress.total, 0.0), 1.0)
+            bar = "#" * round(20 * share)
+            self.stream.write(f"\r[{bar:<20}] {line:<79}")
             self.written = True
         else:
             self.stream.write(line + "\n")
