@@ -119,6 +119,7 @@ class ProgressPrinter:
         self.written = False
 
     def update(self, done, rate=None):
+        self.done, self.rate = done, rate
         now = time.time()
         left = self.progress.left_text(done, now)  # every call: the first sets the start
         if now - self.last < self.seconds:
@@ -137,6 +138,8 @@ class ProgressPrinter:
 
     def close(self):
         if self.written:
+            self.last = 0.0
+            self.update(self.done, self.rate)  # the bar as it ends
             self.stream.write("\n")
             self.stream.flush()
 

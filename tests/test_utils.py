@@ -50,6 +50,6 @@ def test_progress_is_a_line_rewritten_on_a_terminal_and_plain_lines_otherwise():
         printer.close()
     assert terminal.getvalue().startswith("\r[#######             ] videos 100/300 (33%)")
     assert "\r[####################] videos 300/300 (100%)" in terminal.getvalue()
-    assert terminal.getvalue().count("\r") == 3 and terminal.getvalue().endswith("\n")
+    assert terminal.getvalue().count("\r") == 4 and terminal.getvalue().endswith("\n")
     assert log.getvalue().splitlines()[0] == "videos 100/300 (33%)"
     assert log.getvalue().splitlines()[2].startswith("videos 300/300 (100%) | ")
