@@ -40,16 +40,13 @@ def calculate_gap(predictions, labels, top_k=20):
     return metrics.gap()
 
 
-def _expected_hits_at(predictions, labels, value, places):
-    """Expected positives among each row's first `places` [N] predictions, where `value` [N]
-    is the score at the last of those places: those above it, and a share of those tied."""
+def _around(predictions, labels, value):
+    """Per row, against its `value` [N]: (predictions above it, positives among them,
+    predictions equal to it, positives among those)."""
     above = predictions > value[:, None]
     tied = predictions == value[:, None]
-    counted = np.count_nonzero(above, axis=1)
-    tied_count = np.count_nonzero(tied, axis=1)
-    tied_hits = np.count_nonzero(tied & labels, axis=1)
-    return (np.count_nonzero(above & labels, axis=1)
-            + (places - counted) * tied_hits / np.maximum(tied_count, 1))
+    return (np.count_nonzero(above, axis=1), np.count_nonzero(above & labels, axis=1),
+            np.count_nonzero(tied, axis=1), np.count_nonzero(tied & labels, axis=1))
 
 
 class EvaluationMetrics:
@@ -86,36 +83,41 @@ class EvaluationMetrics:
         scores, index = top_k_by_row(predictions, depth)
         hits = np.take_along_axis(labels, index, axis=1)  # (B, depth) bool
         found = np.cumsum(hits, axis=1)
+        rows = np.arange(len(labels))
+
+        def straddling(places):
+            """(each row's score at its last place, whether a tie there runs past it: rare
+            unless predictions are rounded)."""
+            value = scores[rows, places - 1]
+            return value, (places < classes) & (
+                scores[rows, np.minimum(places, depth - 1)] == value)
 
         def expected_hits(places):
-            """Expected positives among each row's first `places`, with the rows whose tie
-            runs past that place (rare unless predictions are rounded) taken in full."""
-            rows = np.arange(len(places))
-            value = scores[rows, places - 1]
-            straddles = (places < classes) & (scores[rows, np.minimum(places, depth - 1)] == value)
+            """Expected positives among each row's first `places`; the rows whose tie runs
+            past that place are taken in full."""
+            value, straddles = straddling(places)
             result = found[rows, places - 1].astype(np.float64)
             if straddles.any():
-                result[straddles] = _expected_hits_at(predictions[straddles], labels[straddles],
-                                                      value[straddles], places[straddles])
-            return result, straddles
+                above, above_hits, tied, tied_hits = _around(
+                    predictions[straddles], labels[straddles], value[straddles])
+                result[straddles] = (above_hits + (places[straddles] - above) * tied_hits
+                                     / np.maximum(tied, 1))
+            return result
 
-        self.hit_sum += float(expected_hits(np.ones(len(labels), np.int64))[0].sum())
+        self.hit_sum += float(expected_hits(np.ones(len(labels), np.int64)).sum())
         has = counts > 0
         if has.any():
-            self.perr_sum += float((expected_hits(np.maximum(counts, 1))[0][has]
+            self.perr_sum += float((expected_hits(np.maximum(counts, 1))[has]
                                     / counts[has]).sum())
-        _, straddles = expected_hits(np.full(len(labels), k))
-        kth = scores[:, k - 1]
-        above = scores[:, :k] > kth[:, None]
-        fixed = above | ~straddles[:, None]  # the predictions certain to be in the top k
+        kth, straddles = straddling(np.full(len(labels), k))
+        fixed = (scores[:, :k] > kth[:, None]) | ~straddles[:, None]  # certain to be in top k
         self.scores.append(scores[:, :k][fixed])
         self.hits.append(hits[:, :k][fixed])
         if straddles.any():
-            tied = predictions[straddles] == kth[straddles, None]
-            self.boundary.append(np.stack([
-                kth[straddles], k - np.count_nonzero(above[straddles], axis=1),
-                np.count_nonzero(tied, axis=1),
-                np.count_nonzero(tied & labels[straddles], axis=1)], axis=1).astype(np.float64))
+            above, _, tied, tied_hits = _around(predictions[straddles], labels[straddles],
+                                                kth[straddles])
+            self.boundary.append(np.stack([kth[straddles], k - above, tied, tied_hits],
+                                          axis=1).astype(np.float64))
         self.map_items.append((index[:, :k].ravel(), scores[:, :k].ravel(), hits[:, :k].ravel()))
         column_positives = np.count_nonzero(labels, axis=0)
         self.class_positives = column_positives if self.class_positives is None else \
@@ -156,10 +158,13 @@ class EvaluationMetrics:
         return float(apc.class_average_precisions(classes, scores, hits,
                                                self.class_positives).mean())
 
+    def hit_at_one(self):
+        return self.hit_sum / max(self.videos, 1)
+
     def results(self):
         videos = max(self.videos, 1)
         results = {"videos": self.videos, "labelled": self.labelled, "gap": self.gap(),
-                   "hit_at_one": self.hit_sum / videos,
+                   "hit_at_one": self.hit_at_one(),
                    "perr": self.perr_sum / max(self.labelled, 1), "map": self.starter_map(),
                    "loss": self.loss_sum / videos}
         if self.kept:

@@ -270,14 +270,12 @@ class Trainer:
                     metrics = eval_util.EvaluationMetrics()
                     metrics.add(gather(self.strategy, probabilities),
                                 gather(self.strategy, labels))
-                    batch_results = metrics.results()
                     values = {
                         "step": step, "total_steps": end_step,
                         "epoch": (step - start_step) * c.batch_size / max(videos, 1),
                         "examples_per_second":
                             (step - last_log_step) * c.batch_size / max(now - last_log, 1e-9),
-                        "loss": loss, "gap": batch_results["gap"],
-                        "hit_at_one": batch_results["hit_at_one"],
+                        "loss": loss, "gap": metrics.gap(), "hit_at_one": metrics.hit_at_one(),
                         "learning_rate": float(self.learning_rate(step)),
                         "seconds_left": progress.left(step, now)}
                     last_log, last_log_step = now, step
