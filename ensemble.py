@@ -139,9 +139,7 @@ def model_batches(models, submissions, files, top_k, batch_size, num_readers, me
     """(ids, classes, scores) batches of the weighted ensemble over every record of `files`."""
     num_classes = models[0][1].num_classes
     labels_spec = {"labels": tf.io.VarLenFeature(tf.int64)}
-    records = tf.data.Dataset.from_tensor_slices(files).interleave(
-        tf.data.TFRecordDataset, cycle_length=num_readers, num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    records = readers.serialized_batches(files, batch_size, num_readers)
     missing = 0
     for serialized in records:
         ids, scores = None, 0.0

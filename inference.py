@@ -70,9 +70,7 @@ def saved_model_predictions(model_dir, files, top_k, batch_size, num_readers):
     """(classes of the model, iterator of (ids, classes, scores) batches) from an exported
     SavedModel."""
     serve = tf.saved_model.load(model_dir).signatures["serving_default"]
-    records = tf.data.Dataset.from_tensor_slices(files).interleave(
-        tf.data.TFRecordDataset, cycle_length=num_readers, num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    records = readers.serialized_batches(files, batch_size, num_readers)
 
     def batches():
         for serialized in records:
