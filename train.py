@@ -20,6 +20,7 @@ import utils
 utils.quiet_tensorflow()
 import tensorflow as tf  # noqa: E402
 
+import checkpoints  # noqa: E402
 import model_flags  # noqa: E402
 import models  # noqa: E402
 import readers  # noqa: E402
@@ -101,8 +102,8 @@ def define_model_flags():
         if set(defaults) == compact and len(by_default) == 1:
             takers = f"every model with compact layers: {next(iter(by_default))}"
         else:
-            takers = "; ".join(f"{', '.join(models)}: {value}"
-                               for value, models in sorted(by_default.items()))
+            takers = "; ".join(f"{', '.join(names)}: {value}"
+                               for value, names in sorted(by_default.items()))
         definers[kind](key, None, f"{meaning} [{takers}]")
 
 
@@ -122,6 +123,7 @@ def help_overview():
                            "circulant_expansion", "circulant_leaky_slope",
                            "circulant_regularized", "circulant_learning_rate_scale"],
     }
+
     def wrapped(first, items, indent):
         return textwrap.fill(first + ", ".join(items), 100, subsequent_indent=" " * indent)
 
@@ -131,8 +133,8 @@ def help_overview():
     lines.append(wrapped("  models (--model): ", models.model_names(), 4))
     settings = settings_by_model()
     for name in models.model_names():
-        own = sorted(key for key, models in settings.items()
-                     if name in models and key not in groups["compact layers"])
+        own = sorted(key for key, takers in settings.items()
+                     if name in takers and key not in groups["compact layers"])
         lines.append(wrapped(f"    {name}: ", [f"--{key}" for key in own], 8))
     return "\n".join(lines)
 
@@ -160,8 +162,7 @@ def model_settings(files, model=None, frame_features=None):
         model, FLAGS.num_classes, frame_features, FLAGS.feature_names, FLAGS.feature_sizes,
         FLAGS.max_frames, FLAGS.label_loss, **settings)
     if getattr(model_class, "data_settings", ()):
-        reader = readers.make_reader(frame_features, FLAGS.num_classes, FLAGS.feature_names,
-                                     FLAGS.feature_sizes, FLAGS.max_frames)
+        reader = checkpoints.make_reader(description, trained=False)
         description["settings"].update(model_class.settings_from_data(reader, files))
     return description
 
@@ -190,7 +191,7 @@ def warn_about_unused_flags(settings):
             utils.warn(f"--{key} is not a setting of {model}: ignored")
     if given("compact_layers") and "compact_layers" in accepted:
         for name in models.unused_compact_layers(model, settings["num_classes"],
-                                                      settings["settings"]):
+                                                 settings["settings"]):
             utils.warn(f"--compact_layers={name}: {model} has no such layer with these "
                        "settings: ignored")
     if given("export_model_steps"):

@@ -245,7 +245,7 @@ class Trainer:
             if c.validation_data_pattern else None
         stop = utils.StopRequests()
         writer = tf.summary.create_file_writer(self.out_dir)
-        log = TrainLog(os.path.join(self.out_dir, TRAIN_LOG_FILE))
+        log_path = os.path.join(self.out_dir, TRAIN_LOG_FILE)
         step = start_step = int(optimizer.iterations.numpy())
         last_log, last_log_step = time.time(), step
         videos, exact = readers.estimate_records(self.files)
@@ -254,7 +254,6 @@ class Trainer:
             end_step = min(end_step, max(c.max_steps, start_step))
         progress = utils.Progress(end_step, start_step, estimated=not exact)
         saved_step = step if latest else None
-        loss = None
         with self.reader.reraise_data_errors(self.files), stop, writer.as_default():
             for batch in batches:
                 if c.max_steps is not None and step >= c.max_steps:
@@ -280,7 +279,7 @@ class Trainer:
                         "seconds_left": progress.left(step, now)}
                     last_log, last_log_step = now, step
                     self._report(values, progress, skipped)
-                    log.write(values, skipped)
+                    append_train_log(log_path, values, skipped)
                 if save_now:
                     saved_step = save_checkpoint(step, saved_step)
                 if validation and step % c.validation_steps == 0:
@@ -328,20 +327,15 @@ class Trainer:
             log.write(json.dumps(dict(results, step=step)) + "\n")
 
 
-class TrainLog:
-    """train_log.jsonl: the values of every progress line, one JSON object a line (appended by
-    a resumed run), with the wall-clock time."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def write(self, values, skipped=None):
-        record = dict(values, time=time.time())
-        if skipped is not None:
-            record.update(skipped_records=int(skipped.records.numpy()),
-                          damaged_files=int(skipped.damaged_files.numpy()))
-        with tf.io.gfile.GFile(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+def append_train_log(path, values, skipped=None):
+    """One line of train_log.jsonl: a progress line's values, as JSON, with the wall-clock time
+    (a resumed run appends to the same file)."""
+    record = dict(values, time=time.time())
+    if skipped is not None:
+        record.update(skipped_records=int(skipped.records.numpy()),
+                      damaged_files=int(skipped.damaged_files.numpy()))
+    with tf.io.gfile.GFile(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def read_train_log(train_dir):
