@@ -23,17 +23,16 @@ TOP_LEVEL = ("model", "frame_features", "feature_names", "feature_sizes", "num_c
              "max_frames", "label_loss")  # beside "settings", the model's own
 
 
-def describe(model, num_classes=3862, frame_features=None, feature_names=None,
-             feature_sizes=None, max_frames=300, label_loss="CrossEntropyLoss", **settings):
+def describe(model, num_classes=readers.NUM_CLASSES, frame_features=None, feature_names=None,
+             feature_sizes=None, max_frames=readers.MAX_FRAMES, label_loss="CrossEntropyLoss",
+             **settings):
     """The description of model `model` with `settings` (its defaults for the others), as
     train.py would record it; frame_features defaults to the model's level."""
     model_class = models.get_model_class(model)
     frame_features = model_class.frame_level if frame_features is None else frame_features
     reader = readers.make_reader(frame_features, num_classes, feature_names, feature_sizes,
                                  max_frames)
-    measured = getattr(model_class, "data_settings", ())
-    defaults = {k: v for k, v in models.model_hyperparameters(model).items()
-                if k not in measured}
+    defaults = models.given_settings(model)
     return {"model": model, "frame_features": frame_features,
             "feature_names": ",".join(reader.feature_names),
             "feature_sizes": ",".join(map(str, reader.feature_sizes)),

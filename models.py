@@ -82,11 +82,20 @@ def model_hyperparameters(name):
     return found
 
 
+def measured_settings(name):
+    """The settings of model `name` that train.py measures on the training data (no flags)."""
+    return getattr(get_model_class(name), "data_settings", ())
+
+
+def given_settings(name):
+    """{setting: default} of the settings of model `name` that flags and callers give."""
+    measured = measured_settings(name)
+    return {k: v for k, v in model_hyperparameters(name).items() if k not in measured}
+
+
 def all_hyperparameters():
     """The names of every model's settings, except those measured on the training data."""
-    return {key for name in model_names()
-            for key in model_hyperparameters(name)
-            if key not in getattr(get_model_class(name), "data_settings", ())}
+    return {key for name in model_names() for key in given_settings(name)}
 
 
 def unused_compact_layers(name, num_classes, settings):

@@ -79,10 +79,8 @@ def settings_by_model():
     """{setting: {model: default}} of every model's settings (those measured on data aside)."""
     seen = {}
     for name in models.model_names():
-        measured = getattr(models.get_model_class(name), "data_settings", ())
-        for key, default in models.model_hyperparameters(name).items():
-            if key not in measured:
-                seen.setdefault(key, {})[name] = default
+        for key, default in models.given_settings(name).items():
+            seen.setdefault(key, {})[name] = default
     return seen
 
 
@@ -156,12 +154,12 @@ def model_settings(files, model=None, frame_features=None):
     model = model or FLAGS.model
     frame_features = FLAGS.frame_features if frame_features is None else frame_features
     model_class = models.get_model_class(model)  # raises on unknown names
-    settings = {key: FLAGS[key].value for key in models.model_hyperparameters(model)
-                if key in FLAGS and FLAGS[key].value is not None}
+    settings = {key: FLAGS[key].value for key in models.given_settings(model)
+                if FLAGS[key].value is not None}
     description = model_flags.describe(
         model, FLAGS.num_classes, frame_features, FLAGS.feature_names, FLAGS.feature_sizes,
         FLAGS.max_frames, FLAGS.label_loss, **settings)
-    if getattr(model_class, "data_settings", ()):
+    if models.measured_settings(model):
         reader = checkpoints.make_reader(description, trained=False)
         description["settings"].update(model_class.settings_from_data(reader, files))
     return description
@@ -173,10 +171,9 @@ def resumed_settings(saved, files, path):
     model = FLAGS.model if given("model") else saved["model"]
     frame_features = FLAGS.frame_features if given("frame_features") else saved["frame_features"]
     from_flags = model_settings(files, model, frame_features)
-    measured = getattr(models.get_model_class(model), "data_settings", ())
     names = set(model_flags.TOP_LEVEL) | set(from_flags["settings"])
-    merged = model_flags.merge(saved, from_flags, {n for n in names if given(n)}, measured,
-                               path)
+    merged = model_flags.merge(saved, from_flags, {n for n in names if given(n)},
+                               models.measured_settings(model), path)
     if not all(given(k) for k in model_flags.TOP_LEVEL):
         print(f"model flags not given are taken from {path}", flush=True)
     return merged

@@ -420,7 +420,5 @@ def test_circulant_regularized_false_drops_only_the_circulant_penalties():
 
 def test_every_model_setting_says_what_it_means():
     missing = [(name, key) for name in models.model_names()
-               for key in models.model_hyperparameters(name)
-               if key not in getattr(models.get_model_class(name), "data_settings", ())
-               and not models.setting_help(name, key)]
+               for key in models.given_settings(name) if not models.setting_help(name, key)]
     assert not missing
