@@ -1,6 +1,5 @@
 """A trained model back from its train_dir: model_flags.json, the reader, a checkpoint."""
 
-
 import tensorflow as tf
 
 import model_flags as model_flags_file

@@ -101,13 +101,14 @@ def check_release(files, num_classes):
 
 
 def _id_key(path):
-    """'id' or 'video_id': the key of the first record's video id (None if neither)."""
-    for record in tf.data.TFRecordDataset(path).take(1):
-        try:
+    """'id' or 'video_id': the key of the first record's video id (None if neither, or if the
+    file cannot be read: the reader names the bad file and record later)."""
+    try:
+        for record in tf.data.TFRecordDataset(path).take(1):
             context = tf.train.SequenceExample.FromString(record.numpy()).context.feature
-        except Exception:  # noqa: BLE001 - protobuf raises its own DecodeError types
-            return None  # the reader names the bad record later
-        return next((key for key in RELEASES if key in context), None)
+            return next((key for key in RELEASES if key in context), None)
+    except Exception:  # noqa: BLE001 - a damaged file (tf.errors) or record (protobuf errors)
+        return None
     return None
 
 

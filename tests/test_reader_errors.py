@@ -67,6 +67,9 @@ def test_records_of_the_other_release_are_refused(tmp_path, id_key, num_classes,
             readers.check_release([path], num_classes)
     else:
         readers.check_release([path], num_classes)
+    damaged = tmp_path / "damaged.tfrecord"  # left to the reader, which names the damage
+    damaged.write_bytes(open(path, "rb").read()[:20])
+    readers.check_release([str(damaged)], num_classes)
 
 
 def test_missing_feature(tmp_path):
