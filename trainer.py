@@ -249,10 +249,12 @@ class Trainer:
         step = start_step = int(optimizer.iterations.numpy())
         last_log, last_log_step = time.time(), step
         videos, exact = readers.estimate_records(self.files)
-        end_step = start_step + math.ceil(c.num_epochs * videos / c.batch_size)
-        if c.max_steps is not None:
-            end_step = min(end_step, max(c.max_steps, start_step))
-        progress = utils.Progress(end_step, start_step, estimated=not exact)
+        epochs_end = start_step + math.ceil(c.num_epochs * videos / c.batch_size)
+        end_step = epochs_end if c.max_steps is None else min(epochs_end,
+                                                               max(c.max_steps, start_step))
+        # Only the end of the epochs is estimated (from a sample of the files), not max_steps.
+        progress = utils.Progress(end_step, start_step,
+                                  estimated=not exact and end_step == epochs_end)
         saved_step = step if latest else None
         with self.reader.reraise_data_errors(self.files), stop, writer.as_default():
             for batch in batches:

@@ -36,3 +36,13 @@ def test_a_config_that_cannot_work_is_refused(generated_data, tmp_path):
         trainer.Trainer(config_for(generated_data, tmp_path, optimizer="Adamm"))
     with pytest.raises(ValueError, match="circulant_learning_rate_scale must be positive"):
         trainer.Trainer(config_for(generated_data, tmp_path, circulant_learning_rate_scale=0))
+
+
+def test_only_the_epochs_end_is_shown_as_estimated(generated_data, tmp_path, capsys,
+                                                   monkeypatch):
+    monkeypatch.setattr(trainer.readers, "estimate_records", lambda files: (600, False))
+    trainer.Trainer(config_for(generated_data, tmp_path / "steps")).run()
+    assert "\nstep 1/4 (25%) | " in capsys.readouterr().out  # max_steps: exact
+    trainer.Trainer(config_for(generated_data, tmp_path / "epochs", max_steps=None,
+                               num_epochs=1, log_steps=100)).run()
+    assert "\nstep 1/~19 (5%) | " in capsys.readouterr().out  # 600 videos in batches of 32
