@@ -13,10 +13,13 @@
 clusters' projection), "fc" (the hidden / per-stream layer), "moe", "gating".
 """
 
+import functools
+
 import keras
 import tensorflow as tf
 
-import model_utils
+import model_settings as ms
+from model_settings import setting, settings
 from model_utils import (
     ContextGating,
     LogisticClassifier,
@@ -163,43 +166,41 @@ class GatedDbof(_ClusterPooling):
         return tf.math.l2_normalize(tf.reduce_sum(a, axis=1) * gates, axis=1)
 
 
+# -- settings that several frame-level models share ----------------------------------------------
+
+@settings
+class _DbofSizes(ms.ModelSettings):
+    dbof_cluster_size: int = setting(8192, "Clusters of the DBoF projection.")
+    dbof_hidden_size: int = setting(1024, "Units of the hidden layer after DBoF pooling.")
+
+
+@settings
+class _DbofActivation(ms.ModelSettings):
+    dbof_activation: str = setting("sigmoid", "Activation of the DBoF clusters.",
+                                   choices=tuple(_ACTIVATIONS))
+
+
+@settings
+class _Gating(ms.ModelSettings):
+    gating: bool = setting(True, "Context Gating (after the hidden layer in the learnable "
+                                 "pooling models, of the class probabilities in "
+                                 "TwoStreamModel).")
+
+
 # -- models ---------------------------------------------------------------------------------------
 
 class FrameModel(keras.Model):
     """Base: frames l2-normalised (as the starter does), sampled when iterations > 0."""
 
-    settings_help = {
-        "dbof_cluster_size": "Clusters of the DBoF projection.",
-        "dbof_hidden_size": "Units of the hidden layer after DBoF pooling.",
-        "dbof_add_batch_norm": "Batch norm on the input, the clusters and the hidden layer.",
-        "dbof_pooling_method": "Pooling of the clusters over frames: max or average.",
-        "dbof_activation": "Activation of the clusters: sigmoid, relu6 or relu.",
-        "lstm_cells": "Units of each LSTM layer.",
-        "lstm_layers": "Stacked LSTM layers.",
-        "gru_cells": "Units of each GRU layer.",
-        "gru_layers": "Stacked GRU layers.",
-        "netvlad_cluster_size": "Clusters of NetVLAD (NetRVLAD) pooling.",
-        "netvlad_hidden_size": "Units of the hidden layer after NetVLAD pooling.",
-        "fv_cluster_size": "Clusters of NetFV pooling.",
-        "fv_hidden_size": "Units of the hidden layer after NetFV pooling.",
-        "fv_couple_weights": "NetFV centres tied to the assignment weights (not with a compact "
-                             "embedding).",
-        "add_batch_norm": "Batch norm on the input, the pooling and the hidden layer.",
-        "relu": "relu6 after the hidden layer.",
-        "gating": "Context Gating after the hidden layer.",
-        "embedding": "Per-stream embedding of TwoStreamModel: dbof, netvlad or netfv.",
-        "video_clusters": "Clusters of the video stream's embedding.",
-        "audio_clusters": "Clusters of the audio stream's embedding.",
-        "fc_size": "Units of each stream's FC layer after its embedding.",
-        "n_bagging": "Robust DBoF: mean of max-pools over this many random frame subsets.",
-        "use_audio": "Use the audio stream as well as the video one.",
-    }
-
     frame_level = True
+    Settings = ms.ModelSettings  # each model's own: its settings, their defaults and meanings
 
-    def __init__(self, iterations=30, sample_random_frames=True, **kwargs):
+    def __init__(self, settings=None, **kwargs):
         super().__init__(**kwargs)
-        self.iterations, self.sample_random_frames = iterations, sample_random_frames
+        self.settings = ms.checked(type(self), settings)
+        # Models without the Frames settings read every real frame.
+        self.iterations = getattr(self.settings, "iterations", 0)
+        self.sample_random_frames = getattr(self.settings, "sample_random_frames", True)
 
     def frames(self, inputs, training, count=None):
         """(frames [B, T', F], mask [B, T', 1]): `count` sampled real frames, or all of them.
@@ -238,11 +239,15 @@ def _classifier(num_classes, name, compact, k_factor, moe_num_mixtures, moe_l2, 
 class FrameLevelLogisticModel(FrameModel):
     """Mean of the real frames, then one dense layer to the classes."""
 
-    def __init__(self, num_classes, l2_penalty=1e-8, compact_layers="", k_factor=1, **kwargs):
-        super().__init__(iterations=0, **kwargs)
-        compact = "moe" in model_utils.parse_compact_layers(compact_layers)
-        self.classifier = LogisticClassifier(num_classes, compact, k_factor, l2_penalty,
-                                             name="classifier")
+    @settings
+    class Settings(ms.Logistic, ms.Compact):
+        pass
+
+    def __init__(self, num_classes, settings=None, **kwargs):
+        super().__init__(settings, **kwargs)
+        s = self.settings
+        self.classifier = LogisticClassifier(num_classes, "moe" in s.compact(), s.circulant(),
+                                             s.l2_penalty, name="classifier")
 
     def call(self, inputs, training=False):
         frames, mask = self.frames(inputs, training)
@@ -252,25 +257,29 @@ class FrameLevelLogisticModel(FrameModel):
 class DbofModel(FrameModel):
     """The starter's DBoF: input BN, clusters (+BN), activation, max-pool, hidden (+BN), MoE."""
 
-    def __init__(self, num_classes, iterations=30, sample_random_frames=True,
-                 dbof_cluster_size=8192, dbof_hidden_size=1024, dbof_add_batch_norm=True,
-                 dbof_pooling_method="max", dbof_activation="sigmoid",
-                 video_level_classifier_model="MoeModel", moe_num_mixtures=2, moe_l2=1e-8,
-                 moe_prob_gating=False, compact_layers="", k_factor=1, **kwargs):
-        super().__init__(iterations, sample_random_frames, **kwargs)
-        compact = model_utils.parse_compact_layers(compact_layers)
+    @settings
+    class Settings(ms.Frames, _DbofSizes, _DbofActivation, ms.Classifier, ms.Moe,
+                   ms.ProbGating, ms.Compact):
+        dbof_add_batch_norm: bool = setting(True, "Batch norm on the input, the clusters and "
+                                                  "the hidden layer.")
+        dbof_pooling_method: str = setting("max", "Pooling of the clusters over frames.",
+                                           choices=("max", "average"))
+
+    def __init__(self, num_classes, settings=None, **kwargs):
+        super().__init__(settings, **kwargs)
+        s = self.settings
+        compact, k = s.compact(), s.circulant()
         self.input_norm = keras.layers.BatchNormalization(name="input_bn") \
-            if dbof_add_batch_norm else None
-        self.pool = DbofPooling(dbof_cluster_size, dbof_activation, dbof_add_batch_norm,
-                                dbof_pooling_method, "embedding" in compact, k_factor,
-                                name="dbof")
-        self.hidden = linear(dbof_hidden_size, "fc" in compact, k_factor,
-                             use_bias=not dbof_add_batch_norm, name="hidden")
+            if s.dbof_add_batch_norm else None
+        self.pool = DbofPooling(s.dbof_cluster_size, s.dbof_activation, s.dbof_add_batch_norm,
+                                s.dbof_pooling_method, "embedding" in compact, k, name="dbof")
+        self.hidden = linear(s.dbof_hidden_size, "fc" in compact, k,
+                             use_bias=not s.dbof_add_batch_norm, name="hidden")
         self.hidden_norm = keras.layers.BatchNormalization(name="hidden_bn") \
-            if dbof_add_batch_norm else None
-        self.activation = _activation(dbof_activation)
-        self.classifier = _classifier(num_classes, video_level_classifier_model, compact,
-                                      k_factor, moe_num_mixtures, moe_l2, moe_prob_gating)
+            if s.dbof_add_batch_norm else None
+        self.activation = _activation(s.dbof_activation)
+        self.classifier = _classifier(num_classes, s.video_level_classifier_model, compact,
+                                      k, s.moe_num_mixtures, s.moe_l2, s.moe_prob_gating)
 
     def call(self, inputs, training=False):
         frames, mask = self.frames(inputs, training)
@@ -287,16 +296,16 @@ class _RecurrentModel(FrameModel):
 
     cell = None
 
-    def __init__(self, num_classes, cells, layers, video_level_classifier_model, moe_num_mixtures,
-                 moe_l2, compact_layers, k_factor, **kwargs):
-        super().__init__(iterations=0, **kwargs)
-        compact = model_utils.parse_compact_layers(compact_layers)
+    def __init__(self, num_classes, settings=None, **kwargs):
+        super().__init__(settings, **kwargs)
+        s = self.settings
+        cells, layers = s.stack()
         self.layer_count = layers
         for i in range(layers):  # attributes, not a list: see TwoStreamModel
             setattr(self, f"rnn_{i}", self.cell(cells, return_sequences=i < layers - 1,
                                                 name=f"rnn_{i}"))
-        self.classifier = _classifier(num_classes, video_level_classifier_model, compact,
-                                      k_factor, moe_num_mixtures, moe_l2, False)
+        self.classifier = _classifier(num_classes, s.video_level_classifier_model, s.compact(),
+                                      s.circulant(), s.moe_num_mixtures, s.moe_l2, False)
 
     def call(self, inputs, training=False):
         x, mask = self.frames(inputs, training)
@@ -311,11 +320,13 @@ class LstmModel(_RecurrentModel):
 
     cell = keras.layers.LSTM
 
-    def __init__(self, num_classes, lstm_cells=1024, lstm_layers=2,
-                 video_level_classifier_model="MoeModel", moe_num_mixtures=2, moe_l2=1e-8,
-                 compact_layers="", k_factor=1, **kwargs):
-        super().__init__(num_classes, lstm_cells, lstm_layers, video_level_classifier_model,
-                         moe_num_mixtures, moe_l2, compact_layers, k_factor, **kwargs)
+    @settings
+    class Settings(ms.Classifier, ms.Moe, ms.Compact):
+        lstm_cells: int = setting(1024, "Units of each LSTM layer.")
+        lstm_layers: int = setting(2, "Stacked LSTM layers.")
+
+        def stack(self):
+            return self.lstm_cells, self.lstm_layers
 
 
 class GruModel(_RecurrentModel):
@@ -323,39 +334,42 @@ class GruModel(_RecurrentModel):
 
     cell = keras.layers.GRU
 
-    def __init__(self, num_classes, gru_cells=1024, gru_layers=2,
-                 video_level_classifier_model="MoeModel", moe_num_mixtures=2, moe_l2=1e-8,
-                 compact_layers="", k_factor=1, **kwargs):
-        super().__init__(num_classes, gru_cells, gru_layers, video_level_classifier_model,
-                         moe_num_mixtures, moe_l2, compact_layers, k_factor, **kwargs)
+    @settings
+    class Settings(ms.Classifier, ms.Moe, ms.Compact):
+        gru_cells: int = setting(1024, "Units of each GRU layer.")
+        gru_layers: int = setting(2, "Stacked GRU layers.")
+
+        def stack(self):
+            return self.gru_cells, self.gru_layers
 
 
 class _LearnablePoolingModel(FrameModel):
     """Miech et al.'s late-fusion models: input BN; video and audio pooled apart; hidden layer
     (+BN, relu6 if asked); Context Gating (`gating`); MoE with `moe_prob_gating`."""
 
-    def __init__(self, num_classes, pooling, cluster_size, hidden_size, iterations,
-                 sample_random_frames, add_batch_norm, relu, gating, moe_num_mixtures, moe_l2,
-                 moe_prob_gating, compact_layers, k_factor, video_size=1024, **kwargs):
-        super().__init__(iterations, sample_random_frames, **kwargs)
-        compact = model_utils.parse_compact_layers(compact_layers)
-        self.video_size = video_size
+    pooling = None  # the pooling layer's class
+    video_size = 1024  # the first features are video (rgb), the rest audio
+
+    def __init__(self, num_classes, settings=None, **kwargs):
+        super().__init__(settings, **kwargs)
+        s = self.settings
+        compact, k = s.compact(), s.circulant()
+        cluster_size, hidden_size = s.sizes()
         embed = "embedding" in compact
         self.input_norm = keras.layers.BatchNormalization(name="input_bn") \
-            if add_batch_norm else None
-        self.video_pool = pooling(cluster_size, compact=embed, k_factor=k_factor,
-                                  name="video_pool")
-        self.audio_pool = pooling(max(1, cluster_size // 2), compact=embed, k_factor=k_factor,
-                                  name="audio_pool")
-        self.hidden = linear(hidden_size, "fc" in compact, k_factor,
-                             use_bias=not add_batch_norm, name="hidden")
+            if s.add_batch_norm else None
+        self.video_pool = self.pooling(cluster_size, compact=embed, k_factor=k,
+                                       name="video_pool")
+        self.audio_pool = self.pooling(max(1, cluster_size // 2), compact=embed, k_factor=k,
+                                       name="audio_pool")
+        self.hidden = linear(hidden_size, "fc" in compact, k, use_bias=not s.add_batch_norm,
+                             name="hidden")
         self.hidden_norm = keras.layers.BatchNormalization(name="hidden_bn") \
-            if add_batch_norm else None
-        self.relu = relu
-        self.gating = ContextGating("gating" in compact, k_factor, name="gating") \
-            if gating else None
-        self.classifier = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, compact,
-                                        k_factor, moe_prob_gating, "gating" in compact,
+            if s.add_batch_norm else None
+        self.relu = s.relu
+        self.gating = ContextGating("gating" in compact, k, name="gating") if s.gating else None
+        self.classifier = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2, compact, k,
+                                        s.moe_prob_gating, "gating" in compact,
                                         name="classifier")
 
     def call(self, inputs, training=False):
@@ -375,42 +389,89 @@ class _LearnablePoolingModel(FrameModel):
         return self.classifier(x, training=training)
 
 
-def _learnable_pooling_model(name, pooling, doc, size_flag, hidden_flag, cluster_default,
-                             hidden_default):
-    """A _LearnablePoolingModel subclass whose flags carry the family's names."""
+@settings
+class _LearnablePoolingSettings(ms.Frames, ms.Moe, ms.ProbGating, _Gating, ms.Compact):
+    iterations: int = 300
+    moe_l2: float = 1e-6
+    moe_prob_gating: bool = True
+    add_batch_norm: bool = setting(True, "Batch norm on the input, the pooling and the hidden "
+                                         "layer.")
+    relu: bool = setting(False, "relu6 after the hidden layer.")
 
-    def __init__(self, num_classes, iterations=300, sample_random_frames=True,
-                 add_batch_norm=True, relu=False, gating=True, moe_num_mixtures=2, moe_l2=1e-6,
-                 moe_prob_gating=True, compact_layers="", k_factor=1, **kwargs):
-        cluster_size = kwargs.pop(size_flag, cluster_default)
-        hidden_size = kwargs.pop(hidden_flag, hidden_default)
-        _LearnablePoolingModel.__init__(
-            self, num_classes, pooling, cluster_size, hidden_size, iterations,
-            sample_random_frames, add_batch_norm, relu, gating, moe_num_mixtures, moe_l2,
-            moe_prob_gating, compact_layers, k_factor, **kwargs)
-
-    cls = type(name, (_LearnablePoolingModel,), {"__init__": __init__, "__doc__": doc,
-                                                 "hyperparameters": {size_flag: cluster_default,
-                                                                     hidden_flag: hidden_default}})
-    return cls
+    def sizes(self):
+        """(clusters, hidden units): each family names them its own way."""
+        raise NotImplementedError
 
 
-NetVLADModelLF = _learnable_pooling_model(
-    "NetVLADModelLF", NetVLAD, "NetVLAD pooling (Miech et al. 2017).",
-    "netvlad_cluster_size", "netvlad_hidden_size", 64, 1024)
-NetRVLADModelLF = _learnable_pooling_model(
-    "NetRVLADModelLF", lambda k, **kw: NetVLAD(k, centres=False, **kw),
-    "NetRVLAD / LightVLAD: NetVLAD without centres.", "netvlad_cluster_size",
-    "netvlad_hidden_size", 64, 1024)
-NetFVModelLF = _learnable_pooling_model(
-    "NetFVModelLF", NetFV, "NetFV: Fisher-vector pooling (Miech et al. 2017).",
-    "fv_cluster_size", "fv_hidden_size", 64, 2048)
-SoftDbofModelLF = _learnable_pooling_model(
-    "SoftDbofModelLF", SoftDbof, "Soft DBoF: sums (and max) of soft assignments.",
-    "dbof_cluster_size", "dbof_hidden_size", 4096, 1024)
-GatedDbofModelLF = _learnable_pooling_model(
-    "GatedDbofModelLF", GatedDbof, "Gated DBoF: assignment sums gated by their max-pool.",
-    "dbof_cluster_size", "dbof_hidden_size", 4096, 1024)
+@settings
+class _NetVLADSettings(_LearnablePoolingSettings):
+    netvlad_cluster_size: int = setting(64, "Clusters of NetVLAD (NetRVLAD) pooling.")
+    netvlad_hidden_size: int = setting(1024, "Units of the hidden layer after NetVLAD pooling.")
+
+    def sizes(self):
+        return self.netvlad_cluster_size, self.netvlad_hidden_size
+
+
+@settings
+class _SoftDbofSettings(_LearnablePoolingSettings, _DbofSizes):
+    dbof_cluster_size: int = 4096
+
+    def sizes(self):
+        return self.dbof_cluster_size, self.dbof_hidden_size
+
+
+class NetVLADModelLF(_LearnablePoolingModel):
+    """NetVLAD pooling (Miech et al. 2017)."""
+
+    pooling = NetVLAD
+
+    @settings
+    class Settings(_NetVLADSettings):
+        pass
+
+
+class NetRVLADModelLF(_LearnablePoolingModel):
+    """NetRVLAD / LightVLAD: NetVLAD without centres."""
+
+    pooling = functools.partial(NetVLAD, centres=False)
+
+    @settings
+    class Settings(_NetVLADSettings):
+        pass
+
+
+class NetFVModelLF(_LearnablePoolingModel):
+    """NetFV: Fisher-vector pooling (Miech et al. 2017)."""
+
+    pooling = NetFV
+
+    @settings
+    class Settings(_LearnablePoolingSettings):
+        fv_cluster_size: int = setting(64, "Clusters of NetFV pooling.")
+        fv_hidden_size: int = setting(2048, "Units of the hidden layer after NetFV pooling.")
+
+        def sizes(self):
+            return self.fv_cluster_size, self.fv_hidden_size
+
+
+class SoftDbofModelLF(_LearnablePoolingModel):
+    """Soft DBoF: sums (and max) of soft assignments."""
+
+    pooling = SoftDbof
+
+    @settings
+    class Settings(_SoftDbofSettings):
+        pass
+
+
+class GatedDbofModelLF(_LearnablePoolingModel):
+    """Gated DBoF: assignment sums gated by their max-pool."""
+
+    pooling = GatedDbof
+
+    @settings
+    class Settings(_SoftDbofSettings):
+        pass
 
 
 class TwoStreamModel(FrameModel):
@@ -420,23 +481,36 @@ class TwoStreamModel(FrameModel):
     the paper counts them (batch-norm statistics included), are 65,795,732 with the defaults.
     """
 
-    def __init__(self, num_classes, embedding="dbof", video_clusters=8192, audio_clusters=4096,
-                 fc_size=512, iterations=30, n_bagging=1, sample_random_frames=True,
-                 dbof_activation="relu6", moe_num_mixtures=4, moe_l2=1e-6, gating=True,
-                 fv_couple_weights=True, compact_layers="", k_factor=1, video_size=1024,
-                 use_audio=True, **kwargs):
-        super().__init__(iterations, sample_random_frames, **kwargs)
-        compact = model_utils.parse_compact_layers(compact_layers)
-        if embedding not in ("dbof", "netvlad", "netfv"):
-            raise ValueError(f"unknown embedding {embedding!r}; choose dbof, netvlad or netfv")
+    @settings
+    class Settings(ms.Frames, _DbofActivation, ms.Moe, _Gating, ms.VideoSize, ms.Compact):
+        embedding: str = setting("dbof", "Each stream's embedding.",
+                                 choices=("dbof", "netvlad", "netfv"))
+        video_clusters: int = setting(8192, "Clusters of the video stream's embedding.")
+        audio_clusters: int = setting(4096, "Clusters of the audio stream's embedding.")
+        fc_size: int = setting(512, "Units of each stream's FC layer after its embedding.")
+        n_bagging: int = setting(1, "Robust DBoF: mean of max-pools over this many random "
+                                    "frame subsets.")
+        dbof_activation: str = "relu6"
+        moe_num_mixtures: int = 4
+        moe_l2: float = 1e-6
+        fv_couple_weights: bool = setting(True, "NetFV centres tied to the assignment weights "
+                                                "(not with a compact embedding).")
+        use_audio: bool = setting(True, "Use the audio stream as well as the video one.")
+
+    def __init__(self, num_classes, settings=None, **kwargs):
+        super().__init__(settings, **kwargs)
+        s = self.settings
+        compact, k_factor = s.compact(), s.circulant()
+        embedding, dbof_activation, fv_couple_weights = (s.embedding, s.dbof_activation,
+                                                         s.fv_couple_weights)
         embed = "embedding" in compact
-        self.embedding, self.n_bagging = embedding, max(1, n_bagging)
-        self.video_size, self.use_audio = video_size, use_audio
+        self.embedding, self.n_bagging = embedding, max(1, s.n_bagging)
+        self.video_size, self.use_audio = s.video_size, s.use_audio
 
         # Each stream's layers are attributes: tf.train.Checkpoint does not see layers that
         # Keras 3 keeps in lists or tuples.
-        self.streams = ["video"] + (["audio"] if use_audio else [])
-        for name, clusters in zip(self.streams, (video_clusters, audio_clusters)):
+        self.streams = ["video"] + (["audio"] if s.use_audio else [])
+        for name, clusters in zip(self.streams, (s.video_clusters, s.audio_clusters)):
             if embedding == "dbof":
                 pool = DbofPooling(clusters, dbof_activation, True, "max", embed, k_factor,
                                    name=f"{name}_dbof")
@@ -445,13 +519,13 @@ class TwoStreamModel(FrameModel):
             else:
                 pool = NetFV(clusters, fv_couple_weights, embed, k_factor, name=f"{name}_fv")
             setattr(self, f"{name}_pool", pool)
-            setattr(self, f"{name}_fc", linear(fc_size, "fc" in compact, k_factor,
+            setattr(self, f"{name}_fc", linear(s.fc_size, "fc" in compact, k_factor,
                                                use_bias=False, name=f"{name}_fc"))
             setattr(self, f"{name}_norm", keras.layers.BatchNormalization(name=f"{name}_fc_bn"))
-        self.moe = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, compact,
+        self.moe = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2, compact,
                                  k_factor, name="moe")
         self.gating = ContextGating("gating" in compact, k_factor, name="gating") \
-            if gating else None
+            if s.gating else None
 
     def _pool(self, pool, frames, mask, training):
         if self.n_bagging == 1 or self.embedding != "dbof":

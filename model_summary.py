@@ -4,11 +4,12 @@ the summary train.py prints and writes, and the weight budget."""
 import math
 
 import circulant_ops
+import model_utils
 
 
 def _weight_layers(layer):
     """(layer, weights it owns directly) for each layer that owns weights, depth first."""
-    children = [c for c in layer._flatten_layers(include_self=False, recursive=False)]
+    children = model_utils.sublayers(layer)
     found = []
     for child in children:
         found.extend(_weight_layers(child))

@@ -3,6 +3,7 @@ rank), frame sampling and masked pooling, Context Gating, the logistic and Mixtu
 classifiers, and the walks over a built model's layers (circulant vectors, batch norms).
 """
 
+import collections
 import dataclasses
 import math
 
@@ -187,9 +188,34 @@ class MoeClassifier(keras.layers.Layer):
         return probabilities
 
 
+def sublayers(layer):
+    """The layers that `layer` holds as attributes (or in list or tuple attributes), in the
+    order they were set. Keras 3 has no public walk below a model's own `.layers`, and these
+    attributes are where our layers keep their parts."""
+    found = []
+    for value in vars(layer).values():
+        for each in value if isinstance(value, (list, tuple)) else (value,):
+            if (isinstance(each, keras.layers.Layer) and each is not layer
+                    and not any(each is seen for seen in found)):
+                found.append(each)
+    return found
+
+
+def all_layers(layer):
+    """`layer` and every layer inside it, in the order of Keras' own walk (the optimizer's
+    state of the circulant variables follows this order in checkpoints)."""
+    found, waiting = [layer], collections.deque(sublayers(layer))
+    while waiting:
+        each = waiting.popleft()
+        if not any(each is seen for seen in found):
+            found.append(each)
+            waiting.extendleft(sublayers(each))
+    return found
+
+
 def circulant_variables(model):
     """The diagonal and circulant vectors of every diagonal-circulant layer of `model`."""
-    return [v for layer in model._flatten_layers()
+    return [v for layer in all_layers(model)
             if isinstance(layer, circulant_ops.DiagonalCirculant)
             for v in (layer.diagonals, layer.circulants) if v.trainable]
 
@@ -202,6 +228,6 @@ def set_batch_norm_momentum(model, momentum):
     """
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"--batch_norm_momentum must be in [0, 1), got {momentum}")
-    for layer in model._flatten_layers():
+    for layer in all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = momentum

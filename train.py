@@ -85,24 +85,29 @@ def settings_by_model():
 
 
 def define_model_flags():
-    """One flag per model setting, its help the setting's meaning and the models that take it
-    with their defaults; unset, each model keeps its own default."""
+    """One flag per model setting (of its field's type; an enum where the field lists its
+    valid values), its help the setting's meaning and the models that take it with their
+    defaults; unset, each model keeps its own default."""
     definers = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
                 str: flags.DEFINE_string}
     settings = settings_by_model()
     compact = set(settings["compact_layers"])
     for key, defaults in sorted(settings.items()):
-        kind = type(next(iter(defaults.values())))
-        meaning = models.setting_help(next(iter(defaults)), key)
+        model = next(iter(defaults))
+        meaning = models.setting_help(model, key)
         by_default = {}
-        for model, default in defaults.items():
-            by_default.setdefault(repr(default), []).append(model)
+        for name, default in defaults.items():
+            by_default.setdefault(repr(default), []).append(name)
         if set(defaults) == compact and len(by_default) == 1:
             takers = f"every model with compact layers: {next(iter(by_default))}"
         else:
             takers = "; ".join(f"{', '.join(names)}: {value}"
                                for value, names in sorted(by_default.items()))
-        definers[kind](key, None, f"{meaning} [{takers}]")
+        choices = models.setting_choices(model, key)
+        if choices:
+            flags.DEFINE_enum(key, None, choices, f"{meaning} [{takers}]")
+        else:
+            definers[models.setting_type(model, key)](key, None, f"{meaning} [{takers}]")
 
 
 def help_overview():
@@ -149,7 +154,7 @@ def given(name):
 
 def model_settings(files, model=None, frame_features=None):
     """The model description that the flags give (each model's defaults where unset): what
-    model_flags.json records. A model with `data_settings` (a memory of the training videos)
+    model_flags.json records. A model with measured settings (a memory of the training videos)
     measures them on `files`."""
     model = model or FLAGS.model
     frame_features = FLAGS.frame_features if frame_features is None else frame_features

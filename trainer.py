@@ -123,9 +123,14 @@ def move_previous_run(train_dir):
 
 
 class Trainer:
-    """A training run of `config`: built on construction (nothing written yet), run by run()."""
+    """A training run of `config`: built on construction (nothing written yet), run by run().
 
-    def __init__(self, config):
+    build_model: for experiments, a function that returns a Keras model of the batch dict to
+    train instead of the registered model that config.model_flags names (whose reader and
+    label loss are still used). No model_flags.json is written then: nothing could rebuild it.
+    """
+
+    def __init__(self, config, build_model=None):
         config.check()
         self.config = c = config
         self.strategy = make_strategy(c.cpu_devices)
@@ -139,7 +144,12 @@ class Trainer:
         self.loss_fn = losses.get_loss(c.model_flags["label_loss"], c.label_smoothing)
         keras.utils.set_random_seed(c.seed)
         with self.strategy.scope():
-            self.model = checkpoints.build_model(c.model_flags, self.reader)
+            if build_model is None:
+                self.model = checkpoints.build_model(c.model_flags, self.reader)
+            else:
+                self.model = build_model()
+                self.model(checkpoints.example_batch(self.reader), training=False)
+            self.registered_model = build_model is None
             model_utils.set_batch_norm_momentum(self.model, c.batch_norm_momentum)
             self.learning_rate = self._schedule(c.base_learning_rate)
             clip = {"clipnorm": c.clip_gradient_norm} if c.clip_gradient_norm > 0 else {}
@@ -194,7 +204,7 @@ class Trainer:
 
     def write_summary(self):
         """Print the model summary; write it as text and JSON (chief); check the budget."""
-        name = self.config.model_flags["model"]
+        name = self.config.model_flags["model"] if self.registered_model else self.model.name
         summary = model_summary.format_summary(self.model, name)
         print(summary, flush=True)
         if self.chief:
@@ -229,7 +239,8 @@ class Trainer:
                                                         num_readers=c.num_readers))
             print(f"memorised {self.model.memory_videos:,} training videos in "
                   f"{time.time() - started:.0f}s", flush=True)
-        flags_written = latest is not None and model_flags.exists(self.train_dir)
+        flags_written = not self.registered_model or (latest is not None
+                                                      and model_flags.exists(self.train_dir))
 
         def save_checkpoint(step, saved_step):
             """save(), the run's model_flags.json written before its first checkpoint."""

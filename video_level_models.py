@@ -9,7 +9,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import model_settings as ms
 import model_utils
+from model_settings import setting, settings
 from model_utils import LogisticClassifier, MoeClassifier
 
 
@@ -17,6 +19,11 @@ class VideoModel(keras.Model):
     """Base: l2-normalises the input features (as the starter does) before the layers."""
 
     frame_level = False
+    Settings = ms.ModelSettings  # each model's own: its settings, their defaults and meanings
+
+    def __init__(self, settings=None, **kwargs):
+        super().__init__(**kwargs)
+        self.settings = ms.checked(type(self), settings)
 
     def features(self, inputs):
         return tf.math.l2_normalize(inputs["features"], axis=-1)
@@ -25,11 +32,15 @@ class VideoModel(keras.Model):
 class LogisticModel(VideoModel):
     """One dense layer to the classes, sigmoid; L2 penalty on the weights."""
 
-    def __init__(self, num_classes, l2_penalty=1e-8, compact_layers="", k_factor=1, **kwargs):
-        super().__init__(**kwargs)
-        compact = "moe" in model_utils.parse_compact_layers(compact_layers)
-        self.classifier = LogisticClassifier(num_classes, compact, k_factor, l2_penalty,
-                                             name="classifier")
+    @settings
+    class Settings(ms.Logistic, ms.Compact):
+        pass
+
+    def __init__(self, num_classes, settings=None, **kwargs):
+        super().__init__(settings, **kwargs)
+        s = self.settings
+        self.classifier = LogisticClassifier(num_classes, "moe" in s.compact(), s.circulant(),
+                                             s.l2_penalty, name="classifier")
 
     def call(self, inputs, training=False):
         return self.classifier(self.features(inputs))
@@ -38,12 +49,19 @@ class LogisticModel(VideoModel):
 class MoeModel(VideoModel):
     """The starter's Mixture of Experts (`moe_num_mixtures` experts and a dummy one)."""
 
-    def __init__(self, num_classes, moe_num_mixtures=2, moe_l2=1e-8, moe_prob_gating=False,
-                 compact_layers="", k_factor=1, **kwargs):
-        super().__init__(**kwargs)
-        compact = model_utils.parse_compact_layers(compact_layers)
-        self.moe = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, compact,
-                                 k_factor, moe_prob_gating, "gating" in compact, name="moe")
+    @settings
+    class Settings(ms.Moe, ms.ProbGating, ms.Compact):
+        pass
+
+    def __init__(self, num_classes, settings=None, **kwargs):
+        super().__init__(settings, **kwargs)
+        s = self.settings
+        self.moe = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2, s.compact(),
+                                 s.circulant(), self.prob_gating(), "gating" in s.compact(),
+                                 name="moe")
+
+    def prob_gating(self):
+        return self.settings.moe_prob_gating
 
     def call(self, inputs, training=False):
         return self.moe(self.features(inputs), training=training)
@@ -52,10 +70,12 @@ class MoeModel(VideoModel):
 class GatedMoeModel(MoeModel):
     """MoeModel with Context Gating on its output probabilities (Miech et al. 2017)."""
 
-    def __init__(self, num_classes, moe_num_mixtures=2, moe_l2=1e-8, compact_layers="",
-                 k_factor=1, **kwargs):
-        super().__init__(num_classes, moe_num_mixtures, moe_l2, True, compact_layers, k_factor,
-                         **kwargs)
+    @settings
+    class Settings(ms.Moe, ms.Compact):
+        pass
+
+    def prob_gating(self):
+        return True
 
 
 class BottleneckModel(VideoModel):
@@ -71,41 +91,37 @@ class BottleneckModel(VideoModel):
     hidden layers, the classifier on the features.
     """
 
-    settings_help = {
-        "bottleneck_size": "Units of the bottleneck layer (0: none).",
-        "wide_layers": "Hidden layers before the bottleneck.",
-        "wide_size": "Units of each of those hidden layers.",
-        "low_rank": "Rank of the classifier's matrices (0: full rank).",
-        "output_gating": "Context Gating of the class probabilities.",
-        "linear_bottleneck": "No batch norm and ReLU after the bottleneck.",
-    }
+    @settings
+    class Settings(ms.Classifier, ms.Moe, ms.Logistic, ms.Compact):
+        bottleneck_size: int = setting(512, "Units of the bottleneck layer (0: none).")
+        wide_layers: int = setting(0, "Hidden layers before the bottleneck.")
+        wide_size: int = setting(2048, "Units of each of those hidden layers.")
+        video_level_classifier_model: str = "LogisticModel"
+        output_gating: bool = setting(False, "Context Gating of the class probabilities.")
+        low_rank: int = setting(0, "Rank of the classifier's matrices (0: full rank).")
+        linear_bottleneck: bool = setting(False, "No batch norm and ReLU after the bottleneck.")
 
-    def __init__(self, num_classes, bottleneck_size=512, wide_layers=0, wide_size=2048,
-                 video_level_classifier_model="LogisticModel", moe_num_mixtures=2, moe_l2=1e-8,
-                 output_gating=False, low_rank=0, linear_bottleneck=False, l2_penalty=1e-8,
-                 compact_layers="", k_factor=1, **kwargs):
-        super().__init__(**kwargs)
-        if video_level_classifier_model not in ("LogisticModel", "MoeModel"):
-            raise ValueError("video_level_classifier_model must be LogisticModel or MoeModel, "
-                             f"got {video_level_classifier_model!r}")
-        compact = model_utils.parse_compact_layers(compact_layers)
-        sizes = [wide_size] * wide_layers + [bottleneck_size] if bottleneck_size else []
+    def __init__(self, num_classes, settings=None, **kwargs):
+        super().__init__(settings, **kwargs)
+        s = self.settings
+        compact, k = s.compact(), s.circulant()
+        sizes = [s.wide_size] * s.wide_layers + [s.bottleneck_size] if s.bottleneck_size else []
         self.depth = len(sizes)
         for i, size in enumerate(sizes):  # attributes, not a list: tf.train.Checkpoint sees them
             setattr(self, f"hidden_{i}", model_utils.linear(
-                size, "fc" in compact, k_factor, use_bias=False, l2=l2_penalty, name=f"hidden_{i}"))
-            if not (linear_bottleneck and i == len(sizes) - 1):
+                size, "fc" in compact, k, use_bias=False, l2=s.l2_penalty, name=f"hidden_{i}"))
+            if not (s.linear_bottleneck and i == len(sizes) - 1):
                 setattr(self, f"hidden_{i}_bn",
                         keras.layers.BatchNormalization(name=f"hidden_{i}_bn"))
-        if video_level_classifier_model == "LogisticModel":
-            self.classifier = LogisticClassifier(num_classes, "moe" in compact, k_factor,
-                                                 l2_penalty, low_rank, name="classifier")
+        if s.video_level_classifier_model == "LogisticModel":
+            self.classifier = LogisticClassifier(num_classes, "moe" in compact, k,
+                                                 s.l2_penalty, s.low_rank, name="classifier")
         else:
-            self.classifier = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, compact,
-                                            k_factor, rank=low_rank, name="classifier")
-        self.output_gating = (model_utils.ContextGating("gating" in compact, k_factor,
+            self.classifier = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2, compact,
+                                            k, rank=s.low_rank, name="classifier")
+        self.output_gating = (model_utils.ContextGating("gating" in compact, k,
                                                         name="output_gating")
-                              if output_gating else None)
+                              if s.output_gating else None)
 
     def call(self, inputs, training=False):
         x = self.features(inputs)
@@ -133,28 +149,30 @@ class KnnMoeModel(VideoModel):
     exported with the weights, as float16 features and label lists.
     """
 
-    # Settings that train.py measures on the training data; not flags.
-    data_settings = ("memory_videos", "memory_labels")
-    settings_help = {
-        "knn_k": "Nearest training videos whose labels are blended in.",
-        "knn_weight": "Weight of the neighbours' labels in the blend (the MoE has the rest).",
-        "knn_temperature": "Softmax temperature over the neighbours' cosine similarities.",
-        "audio_weight": "Scale of the l2-normalised audio features against the video ones.",
-        "input_dropout": "Dropout on the MoE's input in training.",
-    }
+    @settings
+    class Settings(ms.Moe, ms.VideoSize, ms.Compact):
+        input_dropout: float = setting(0.3, "Dropout on the MoE's input in training.")
+        audio_weight: float = setting(0.5, "Scale of the l2-normalised audio features against "
+                                           "the video ones.")
+        knn_k: int = setting(30, "Nearest training videos whose labels are blended in.")
+        knn_temperature: float = setting(10.0, "Softmax temperature over the neighbours' "
+                                               "cosine similarities.")
+        knn_weight: float = setting(0.3, "Weight of the neighbours' labels in the blend (the "
+                                         "MoE has the rest).")
+        memory_videos: int = setting(1, "Training videos in the memory.", measured=True)
+        memory_labels: int = setting(1, "Their labels in all.", measured=True)
 
-    def __init__(self, num_classes, moe_num_mixtures=2, moe_l2=1e-8, input_dropout=0.3,
-                 audio_weight=0.5, video_size=1024, knn_k=30, knn_temperature=10.0,
-                 knn_weight=0.3, compact_layers="", k_factor=1, memory_videos=1,
-                 memory_labels=1, **kwargs):
-        super().__init__(**kwargs)
-        self.num_classes, self.video_size, self.audio_weight = num_classes, video_size, audio_weight
-        self.knn_k, self.knn_temperature, self.knn_weight = knn_k, knn_temperature, knn_weight
-        self.dropout = keras.layers.Dropout(input_dropout)
-        compact = model_utils.parse_compact_layers(compact_layers)
-        self.moe = MoeClassifier(num_classes, moe_num_mixtures, moe_l2, compact, k_factor,
-                                 name="moe")
-        self.memory_videos, self.memory_labels = memory_videos, memory_labels
+    def __init__(self, num_classes, settings=None, **kwargs):
+        super().__init__(settings, **kwargs)
+        s = self.settings
+        self.num_classes, self.video_size, self.audio_weight = (num_classes, s.video_size,
+                                                                s.audio_weight)
+        self.knn_k, self.knn_temperature, self.knn_weight = (s.knn_k, s.knn_temperature,
+                                                             s.knn_weight)
+        self.dropout = keras.layers.Dropout(s.input_dropout)
+        self.moe = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2, s.compact(),
+                                 s.circulant(), name="moe")
+        self.memory_videos, self.memory_labels = s.memory_videos, s.memory_labels
 
     def build(self, input_shape):
         dim = input_shape["features"][-1]

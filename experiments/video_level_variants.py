@@ -1,25 +1,27 @@
-"""Video-level variants on the real data, in a plain Keras loop (issue 5's 0.72 target).
+"""Video-level variants on the real data, trained by train.py's own Trainer (issue 5's 0.72
+target).
 
     .venv/bin/python experiments/video_level_variants.py --variants=split_l2_dropout --epochs=9
 
 Real 2018 video-level data (23,091 train / 5,701 validate videos), our MoeClassifier (2
-mixtures) or a logistic layer, the starter's cross-entropy, Adam with clipnorm 1.0, batch 256,
-seed 0; validation GAP@20 after each epoch. Variants:
+mixtures) or a logistic layer, the starter's cross-entropy, Adam with gradients clipped to norm
+1.0, batch 256, seed 0; validation GAP@20 after each epoch (90 steps). Variants:
 
   moe                 l2-normalised features -> MoE (learning rate 0.01)
   dropout             ... dropout 0.3 on the input -> MoE
   split_l2_dropout    mean_rgb and mean_audio l2-normalised apart, dropout 0.3 -> MoE
-  ema                 as dropout, evaluated with the weights' moving average (EMA 0.99)
   moe_l2              as moe with moe_l2=1e-5, learning rate x0.8 every 2 epochs
   batchnorm_input     raw features -> batch norm -> MoE
   raw                 raw features -> MoE
   hidden              dropout 0.2 -> 2,048 units (BN, ReLU) -> dropout 0.5 -> logistic
                       (learning rate 0.002, x0.7 every 2 epochs)
+
+Each run's folder (train_log.jsonl, validation.jsonl) is under --output_dir/<variant>.
 """
 
+import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -29,101 +31,88 @@ from utils import quiet_tensorflow, shared_data_dir  # noqa: E402
 
 quiet_tensorflow()
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import eval_util  # noqa: E402
-import losses  # noqa: E402
+import model_flags  # noqa: E402
 import model_utils  # noqa: E402
 import readers  # noqa: E402
+import trainer  # noqa: E402
 
-VARIANTS = ("moe", "dropout", "split_l2_dropout", "ema", "moe_l2", "batchnorm_input", "raw",
-            "hidden")
+VARIANTS = ("moe", "dropout", "split_l2_dropout", "moe_l2", "batchnorm_input", "raw", "hidden")
 flags.DEFINE_string("variants", "split_l2_dropout", "Comma-separated: " + ", ".join(VARIANTS))
 flags.DEFINE_integer("epochs", 9, "Epochs per variant.")
+flags.DEFINE_string("output_dir", "/tmp/yt8m_video_level_variants", "One train_dir per variant.")
 FLAGS = flags.FLAGS
 CLASSES = readers.NUM_CLASSES
+BATCH = 256
+STEPS_PER_EPOCH = 90  # 23,091 / 256
 
 
-def load(split, normalisation):
-    features, labels = [], []
-    pattern = os.path.join(shared_data_dir(), "yt8m-2018-video", split, "*.tfrecord")
-    for batch in readers.VideoReader().dataset(pattern, 4096):
-        x = batch["features"]
-        if normalisation == "joint":
+class Variant(keras.Model):
+    """One of VARIANTS, on the reader's batch dict like a registered model."""
+
+    def __init__(self, variant):
+        super().__init__(name=variant)
+        self.variant = variant
+        self.normalisation = {"split_l2_dropout": "split", "batchnorm_input": "none",
+                              "raw": "none"}.get(variant, "joint")
+        self.input_norm = keras.layers.BatchNormalization() \
+            if variant == "batchnorm_input" else None
+        self.dropout = keras.layers.Dropout({"hidden": 0.2}.get(variant, 0.3)) \
+            if variant in ("dropout", "split_l2_dropout", "hidden") else None
+        if variant == "hidden":
+            self.hidden = keras.layers.Dense(2048, use_bias=False)
+            self.hidden_norm = keras.layers.BatchNormalization()
+            self.hidden_dropout = keras.layers.Dropout(0.5)
+            self.classifier = keras.layers.Dense(
+                CLASSES, activation="sigmoid",
+                bias_initializer=keras.initializers.Constant(model_utils.prior_logit(CLASSES)))
+        else:
+            self.classifier = model_utils.MoeClassifier(
+                CLASSES, 2, 1e-5 if variant == "moe_l2" else 1e-8)
+
+    def call(self, inputs, training=False):
+        x = inputs["features"]
+        if self.normalisation == "joint":
             x = tf.math.l2_normalize(x, -1)
-        elif normalisation == "split":
+        elif self.normalisation == "split":
             x = tf.concat([tf.math.l2_normalize(x[:, :1024], -1),
                            tf.math.l2_normalize(x[:, 1024:], -1)], 1)
-        features.append(x.numpy())
-        labels.append(batch["labels"].numpy())
-    return np.concatenate(features), np.concatenate(labels)
-
-
-def build(variant):
-    inputs = keras.Input((1152,))
-    x = inputs
-    if variant == "batchnorm_input":
-        x = keras.layers.BatchNormalization()(x)
-    if variant in ("dropout", "split_l2_dropout", "ema"):
-        x = keras.layers.Dropout(0.3)(x)
-    if variant == "hidden":
-        x = keras.layers.Dropout(0.2)(x)
-        x = keras.layers.Dense(2048, use_bias=False)(x)
-        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-        x = keras.layers.Dropout(0.5)(x)
-        outputs = keras.layers.Dense(CLASSES, activation="sigmoid", bias_initializer=keras.
-                                     initializers.Constant(model_utils.prior_logit(CLASSES)))(x)
-    else:
-        outputs = model_utils.MoeClassifier(CLASSES, 2, 1e-5 if variant == "moe_l2" else 1e-8)(x)
-    return keras.Model(inputs, outputs)
+        if self.input_norm is not None:
+            x = self.input_norm(x, training=training)
+        if self.dropout is not None:
+            x = self.dropout(x, training=training)
+        if self.variant == "hidden":
+            x = tf.nn.relu(self.hidden_norm(self.hidden(x), training=training))
+            x = self.hidden_dropout(x, training=training)
+        return self.classifier(x, training=training)
 
 
 def run_variant(variant):
-    normalisation = {"split_l2_dropout": "split", "batchnorm_input": "none",
-                     "raw": "none"}.get(variant, "joint")
-    train_x, train_y = load("train", normalisation)
-    valid_x, valid_y = load("validate", normalisation)
-    keras.utils.set_random_seed(0)
-    model = build(variant)
-    learning_rate = {  # staircase decay every 180 steps (2 epochs) where the runs used one
-        "hidden": keras.optimizers.schedules.ExponentialDecay(0.002, 180, 0.7, staircase=True),
-        "moe_l2": keras.optimizers.schedules.ExponentialDecay(0.01, 180, 0.8, staircase=True),
-    }.get(variant, 0.01)
-    optimizer = keras.optimizers.Adam(learning_rate, clipnorm=1.0, use_ema=variant == "ema",
-                                      ema_momentum=0.99)
-    loss_fn = losses.CrossEntropyLoss()
-
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(loss_fn(model(x, training=True), y))
-            if variant == "moe_l2":  # the other variants' L2 (1e-8) was left out of the loss
-                loss += tf.add_n(model.losses)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-
-    batches = tf.data.Dataset.from_tensor_slices((train_x, train_y)).shuffle(25000, seed=0)
-    started, gaps = time.time(), []
-    for _ in range(FLAGS.epochs):
-        for x, y in batches.batch(256):
-            step(x, y)
-        saved = [v.numpy() for v in model.trainable_variables]
-        if variant == "ema":
-            optimizer.finalize_variable_values(model.trainable_variables)
-        gaps.append(eval_util.calculate_gap(model.predict(valid_x, 2048, verbose=0), valid_y))
-        for variable, value in zip(model.trainable_variables, saved):
-            variable.assign(value)
-        print(f"{variant} epoch {len(gaps)}: GAP {gaps[-1]:.4f} ({time.time() - started:.0f}s)",
-              flush=True)
-    print(f"| {variant} | " + " | ".join(f"{g:.4f}" for g in gaps) + " |")
+    data = os.path.join(shared_data_dir(), "yt8m-2018-video")
+    rate, decay = {"hidden": (0.002, 0.7), "moe_l2": (0.01, 0.8)}.get(variant, (0.01, 1.0))
+    train_dir = os.path.join(FLAGS.output_dir, variant)
+    config = trainer.TrainConfig(
+        train_dir=train_dir, start_new_model=True,
+        train_data_pattern=os.path.join(data, "train", "*.tfrecord"),
+        validation_data_pattern=os.path.join(data, "validate", "*.tfrecord"),
+        model_flags=model_flags.describe("MoeModel"), batch_size=BATCH,
+        base_learning_rate=rate, learning_rate_decay=decay,
+        learning_rate_decay_examples=2 * STEPS_PER_EPOCH * BATCH, num_epochs=FLAGS.epochs,
+        max_steps=FLAGS.epochs * STEPS_PER_EPOCH, validation_steps=STEPS_PER_EPOCH,
+        checkpoint_steps=10 ** 9, log_steps=STEPS_PER_EPOCH)
+    trainer.Trainer(config, build_model=lambda: Variant(variant)).run()
+    with open(os.path.join(train_dir, "validation.jsonl")) as f:
+        gaps = [json.loads(line)["gap"] for line in f]
+    print(f"| {variant} | " + " | ".join(f"{g:.4f}" for g in gaps) + " |", flush=True)
 
 
 def main(argv):
     del argv
     for variant in FLAGS.variants.split(","):
         if variant not in VARIANTS:
-            raise SystemExit(f"error: unknown variant {variant!r}; choose from {VARIANTS}")
+            raise SystemExit(f"error: unknown variant {variant!r}; choose from "
+                             f"{', '.join(VARIANTS)}")
         run_variant(variant)
 
 

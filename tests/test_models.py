@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -301,7 +303,7 @@ def test_batch_norm_momentum_reaches_every_batch_norm_layer():
     batch = batch_for("TwoStreamModel")
     model(batch)
     model_utils.set_batch_norm_momentum(model, 0.25)
-    norms = [layer for layer in model._flatten_layers()
+    norms = [layer for layer in model_utils.all_layers(model)
              if isinstance(layer, tf.keras.layers.BatchNormalization)]
     assert len(norms) == 5  # both streams' DBoF and FC, Context Gating
     assert {layer.momentum for layer in norms} == {0.25}
@@ -383,7 +385,7 @@ def test_circulant_settings_reach_every_circulant_layer_and_default_to_the_old_f
     import circulant_ops
 
     def layers(model):
-        return [layer for layer in model._flatten_layers()
+        return [layer for layer in model_utils.all_layers(model)
                 if isinstance(layer, circulant_ops.DiagonalCirculant)]
 
     settings = dict(SMALL, compact_layers=ALL_COMPACT)
@@ -399,7 +401,7 @@ def test_circulant_settings_reach_every_circulant_layer_and_default_to_the_old_f
     assert {(la.diagonal_side, la.expansion, la.leaky_slope, la.k_factors)
             for la in layers(new)} == {("input", "blocks", 0.2, 2)}
     assert models.model_hyperparameters("TwoStreamModel")["circulant_diagonal_side"] == \
-        models.CIRCULANT_SETTINGS["circulant_diagonal_side"]
+        circulant_ops.DEFAULT_DIAGONAL_SIDE
 
 
 def test_circulant_regularized_false_drops_only_the_circulant_penalties():
@@ -422,3 +424,44 @@ def test_every_model_setting_says_what_it_means():
     missing = [(name, key) for name in models.model_names()
                for key in models.given_settings(name) if not models.setting_help(name, key)]
     assert not missing
+
+
+def test_a_setting_shared_by_models_has_one_type_and_one_meaning():
+    seen = {}
+    for name in models.model_names():
+        for key in models.model_hyperparameters(name):
+            seen.setdefault(key, set()).add((models.setting_type(name, key),
+                                             models.setting_help(name, key),
+                                             models.setting_choices(name, key)))
+    assert {key: found for key, found in seen.items() if len(found) > 1} == {}
+    assert len(seen) > 40
+
+
+def test_settings_are_typed_and_checked():
+    settings = models.settings_class("MoeModel")(moe_l2=0, moe_num_mixtures=3)
+    assert settings.moe_l2 == 0.0 and isinstance(settings.moe_l2, float)
+    with pytest.raises(ValueError, match="moe_num_mixtures must be int, got 'two'"):
+        models.build_model("MoeModel", 10, moe_num_mixtures="two")
+    with pytest.raises(ValueError, match="moe_prob_gating must be bool"):
+        models.build_model("MoeModel", 10, moe_prob_gating=1)
+    with pytest.raises(ValueError, match="embedding must be one of dbof, netvlad, netfv"):
+        models.build_model("TwoStreamModel", 10, embedding="vlad")
+    with pytest.raises(ValueError, match="circulant_expansion must be one of blocks, pad"):
+        models.build_model("MoeModel", 10, circulant_expansion="tile")
+    with pytest.raises(TypeError, match="MoeModel takes MoeModel.Settings"):
+        models.get_model_class("MoeModel")(10, models.settings_class("GatedMoeModel")())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.moe_l2 = 1.0
+
+
+def test_a_model_keeps_its_settings_and_builds_from_them_alone():
+    model = models.build_model("BottleneckModel", 20, bottleneck_size=6, wide_layers=1,
+                               wide_size=12, compact_layers="fc", k_factor=2)
+    assert model.settings == models.settings_class("BottleneckModel")(
+        bottleneck_size=6, wide_layers=1, wide_size=12, compact_layers="fc", k_factor=2,
+        **models._CIRCULANT_BEFORE_SETTINGS)
+    again = type(model)(20, model.settings)
+    batch = batch_for("BottleneckModel")
+    model(batch), again(batch)
+    assert [v.shape for v in model.weights] == [v.shape for v in again.weights]
+    assert model.hidden_0.k_factors == 2 and model.hidden_1.units == 6

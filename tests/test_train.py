@@ -340,15 +340,20 @@ def test_bad_flags_end_in_one_line(data, tmp_path):
              ({"batch_norm_momentum": 1.5}, "batch_norm_momentum must be in [0, 1)"),
              ({"circulant_learning_rate_scale": 0}, "must be positive"),
              ({"segment_labels": True}, "--segment_labels (the 2019 segment-rating task) is "
-                                        "not supported"),
-             ({"model": "MoeModel", "compact_layers": "moe", "circulant_diagonal_side": "left"},
-              "circulant_diagonal_side must be one of input, output")]
+                                        "not supported")]
     arguments = [args_for(data, tmp_path / re.sub(r"\W", "_", expected), **flags)
                  for flags, expected in cases]
     for (flags, expected), (code, _, stderr) in zip(cases, train_in_one_process(arguments),
                                                      strict=True):
         assert code == 1, (flags, stderr[-1000:])
         assert expected in stderr.strip().splitlines()[-1], (flags, stderr[-1000:])
+
+
+def test_a_setting_outside_its_valid_values_is_refused_when_flags_are_read():
+    done = run_tool("train.py", "--circulant_diagonal_side=left", check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith("FATAL Flags parsing error: flag --circulant_diagonal_side=left: "
+                                  "value should be one of <input|output>")
 
 
 def test_skip_corrupt_records_trains_past_bad_data_and_counts_it(data, tmp_path):
@@ -415,6 +420,6 @@ def test_help_groups_the_flags_and_says_what_each_setting_means():
     assert grouped and set(grouped) <= defined  # every flag named in a group exists
     assert "models (--model): BottleneckModel, DbofModel" in overview
     assert re.search(r"    MoeModel: --moe_l2, --moe_num_mixtures, --moe_prob_gating\n", overview)
-    assert "--embedding: Per-stream embedding of TwoStreamModel: dbof, netvlad or netfv." in details
+    assert "--embedding: <dbof|netvlad|netfv>: Each stream's embedding." in details
     assert "moe_gates, moe_experts, gating" in details  # compact_layers' values
     assert "Model setting" not in details  # every setting has a meaning of its own

@@ -46,3 +46,24 @@ def test_only_the_epochs_end_is_shown_as_estimated(generated_data, tmp_path, cap
     trainer.Trainer(config_for(generated_data, tmp_path / "epochs", max_steps=None,
                                num_epochs=1, log_steps=100)).run()
     assert "\nstep 1/~19 (5%) | " in capsys.readouterr().out  # 600 videos in batches of 32
+
+
+def test_an_experiment_trains_its_own_model_with_the_same_step(generated_data, tmp_path):
+    import keras
+
+    class Linear(keras.Model):
+        def __init__(self):
+            super().__init__(name="linear_probe")
+            self.dense = keras.layers.Dense(50, activation="sigmoid")
+
+        def call(self, inputs, training=False):
+            return self.dense(inputs["features"])
+
+    run = trainer.Trainer(config_for(generated_data, tmp_path), build_model=Linear)
+    first = run.model.dense.kernel.numpy().copy()
+    assert run.run() == 0
+    assert int(run.optimizers[0].iterations.numpy()) == 4
+    assert (run.model.dense.kernel.numpy() != first).any()
+    assert json.loads((tmp_path / trainer.SUMMARY_FILE).read_text())["model"] == "linear_probe"
+    assert not model_flags.exists(str(tmp_path))  # no registered model could be rebuilt from it
+    assert len(trainer.read_train_log(str(tmp_path))) == 3

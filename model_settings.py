@@ -1,0 +1,160 @@
+"""Typed model settings: each model class has a frozen dataclass `Settings` beside it, every
+field with its default, type and meaning; train.py's flags, their --help and model_flags.json's
+"settings" come from those fields.
+
+The groups of settings that several models share are defined here once; a model's `Settings`
+inherits the groups it takes and may give a shared setting another default by declaring it
+again without a meaning (the group's meaning stays).
+
+    @settings
+    class Settings(model_settings.Moe, model_settings.Compact):
+        bottleneck_size: int = setting(512, "Units of the bottleneck layer (0: none).")
+"""
+
+import dataclasses
+
+import circulant_ops
+import model_utils
+
+
+def setting(default, meaning, choices=(), measured=False):
+    """A settings field. choices: its valid values (listed in --help, checked); measured: set
+    by train.py from the training data, never a flag."""
+    return dataclasses.field(default=default, metadata={
+        "meaning": meaning, "choices": tuple(choices), "measured": measured})
+
+
+def settings(cls):
+    """The decorator of every settings class: frozen, keyword-only dataclass."""
+    return dataclasses.dataclass(frozen=True, kw_only=True)(cls)
+
+
+def meaning(settings_class, name):
+    """The meaning of field `name`: from the class that first declared it with one."""
+    for cls in settings_class.__mro__:
+        field = vars(cls).get("__dataclass_fields__", {}).get(name)
+        if field is not None and field.metadata.get("meaning"):
+            return field.metadata["meaning"]
+    return ""
+
+
+def choices(settings_class, name):
+    for cls in settings_class.__mro__:
+        field = vars(cls).get("__dataclass_fields__", {}).get(name)
+        if field is not None and field.metadata.get("choices"):
+            return field.metadata["choices"]
+    return ()
+
+
+@settings
+class ModelSettings:
+    """The base: every value is checked against its field's type and choices (a one-line
+    ValueError); an int given for a float field becomes a float."""
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value, kind = getattr(self, field.name), field.type
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                object.__setattr__(self, field.name, value)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"model setting {field.name} must be {kind.__name__}, "
+                                 f"got {value!r}")
+            valid = choices(type(self), field.name)
+            if valid and value not in valid:
+                raise ValueError(f"model setting {field.name} must be one of "
+                                 f"{', '.join(map(str, valid))}, got {value!r}")
+
+
+@settings
+class Compact(ModelSettings):
+    """Which layers are diagonal-circulant, and how (model_utils.Circulant)."""
+
+    compact_layers: str = setting(
+        "", "Layers made diagonal-circulant, comma-separated: "
+        + ", ".join(model_utils.COMPACT_LAYERS) + " (moe_gates or moe_experts: one part of the "
+        "MoE).")
+    k_factor: int = setting(1, "Diagonal-circulant factors per compact layer (2*k*n weights "
+                               "each).")
+    circulant_diagonal_side: str = setting(
+        model_utils.Circulant.diagonal_side,
+        "input: each factor C*D; output: D*C (the first form).",
+        choices=circulant_ops.DIAGONAL_SIDES)
+    circulant_expansion: str = setting(
+        model_utils.Circulant.expansion,
+        "For more outputs than inputs: blocks (independent n x n products side by side) or "
+        "pad (one product of size >= outputs).", choices=circulant_ops.EXPANSIONS)
+    circulant_leaky_slope: float = setting(
+        model_utils.Circulant.leaky_slope,
+        "Slope of a leaky ReLU between circulant factors (1: linear).")
+    circulant_regularized: bool = setting(
+        model_utils.Circulant.regularized, "L2 penalty on the circulant and diagonal vectors "
+                                           "too.")
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.compact()
+        self.circulant()
+
+    def compact(self):
+        """The compact layer names, a frozenset (unknown names raise)."""
+        return model_utils.parse_compact_layers(self.compact_layers)
+
+    def circulant(self):
+        """The `Circulant` that the model's layers take where they take k_factor."""
+        return model_utils.Circulant(self.k_factor, self.circulant_diagonal_side,
+                                     self.circulant_expansion, self.circulant_leaky_slope,
+                                     self.circulant_regularized)
+
+
+@settings
+class Moe(ModelSettings):
+    moe_num_mixtures: int = setting(2, "Experts per class in the mixture of experts.")
+    moe_l2: float = setting(1e-8, "L2 penalty on the mixture of experts' weights.")
+
+
+@settings
+class ProbGating(ModelSettings):
+    moe_prob_gating: bool = setting(False, "Context Gating on the mixture of experts' output "
+                                           "probabilities.")
+
+
+@settings
+class Logistic(ModelSettings):
+    l2_penalty: float = setting(1e-8, "L2 penalty on the logistic layer's weights.")
+
+
+@settings
+class Classifier(ModelSettings):
+    video_level_classifier_model: str = setting(
+        "MoeModel", "The classifier.", choices=("LogisticModel", "MoeModel"))
+
+
+@settings
+class Frames(ModelSettings):
+    iterations: int = setting(30, "Frames sampled per video (0: every real frame).")
+    sample_random_frames: bool = setting(
+        True, "Sample frames at random in training (evenly spaced otherwise, and always in "
+              "evaluation).")
+
+
+@settings
+class VideoSize(ModelSettings):
+    video_size: int = setting(1024, "How many of the features are video (the rest audio).")
+
+
+def checked(model_class, value):
+    """`value` if it is the model's `Settings` (None: the model's defaults)."""
+    if value is None:
+        return model_class.Settings()
+    if type(value) is not model_class.Settings:
+        raise TypeError(f"{model_class.__name__} takes {model_class.__name__}.Settings, got "
+                        f"{type(value).__name__}")
+    return value
+
+
+def fields(settings_class, measured=None):
+    """The fields of a settings class; measured: only (True) or none (False) of those measured
+    on the training data."""
+    return [f for f in dataclasses.fields(settings_class)
+            if measured is None or f.metadata.get("measured", False) == measured]
