@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import tensorflow as tf
 
 from utils import REPO_DIR
 
@@ -50,6 +51,14 @@ def run_in_one_process(tool, arguments, timeout=300):
                           capture_output=True, text=True, timeout=timeout, cwd=REPO_DIR)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1])
+
+
+def checkpoint_step(path):
+    """The optimizer's step saved in checkpoint `path`."""
+    reader = tf.train.load_checkpoint(path)
+    keys = [k for k in reader.get_variable_to_shape_map() if "iteration" in k]
+    assert keys, "the optimizer's step is checkpointed"
+    return int(reader.get_tensor(keys[0]))
 
 
 def read_all(reader, files, batch_size=4, **kwargs):

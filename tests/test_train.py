@@ -1,4 +1,5 @@
-"""train.py end to end, in subprocesses, on small generated data."""
+"""train.py end to end, in subprocesses, on small generated data (the Trainer's own behaviour
+is tested in-process in test_trainer.py)."""
 
 import json
 import os
@@ -13,7 +14,7 @@ import time
 
 import pytest
 import tensorflow as tf
-from helpers import run_in_one_process, run_tool
+from helpers import checkpoint_step, run_in_one_process, run_tool
 
 import trainer
 from utils import REPO_DIR
@@ -53,15 +54,6 @@ def ok(done):
     return done.stdout
 
 
-@pytest.mark.parametrize("model, compact", [("MoeModel", ""), ("MoeModel", "moe,gating"),
-                                            ("GatedMoeModel", "moe")])
-def test_video_level_training_lowers_the_loss(data, tmp_path, model, compact):
-    out = ok(train(args_for(data, tmp_path, model=model, compact_layers=compact, max_steps=40)))
-    losses = losses_of(tmp_path)
-    assert losses[40] < 0.75 * losses[1], losses
-    assert "compression" in out and (tmp_path / "model_summary.txt").exists()
-
-
 def test_knn_moe_memorises_the_training_videos_once(data, tmp_path):
     out = ok(train(args_for(data, tmp_path, model="KnnMoeModel", max_steps=20,
                             validation_data_pattern=data["video"], validation_steps=20)))
@@ -76,35 +68,6 @@ def test_knn_moe_memorises_the_training_videos_once(data, tmp_path):
     changed = train(args_for(data, tmp_path, model="KnnMoeModel", max_steps=30,
                              train_data_pattern=data["video"].split(",")[0]))
     assert changed.returncode == 1 and "(memory_labels, memory_videos)" in changed.stderr
-
-
-@pytest.mark.parametrize("compact", ["", "embedding,fc,moe,gating"])
-def test_frame_level_training_lowers_the_loss(data, tmp_path, compact):
-    ok(train(args_for(data, tmp_path, frame=True, model="TwoStreamModel", video_clusters=32,
-                      audio_clusters=16, fc_size=32, iterations=10, moe_num_mixtures=2,
-                      compact_layers=compact, max_steps=30)))
-    losses = losses_of(tmp_path)
-    assert losses[30] < 0.8 * losses[1], losses
-
-
-def checkpoint_step(path):
-    reader = tf.train.load_checkpoint(path)
-    keys = [k for k in reader.get_variable_to_shape_map() if "iteration" in k]
-    assert keys, "the optimizer's step is checkpointed"
-    return int(reader.get_tensor(keys[0]))
-
-
-def test_resume_continues_at_the_saved_step_with_the_optimizer_state(data, tmp_path):
-    ok(train(args_for(data, tmp_path, model="MoeModel", max_steps=10, checkpoint_steps=5)))
-    assert checkpoint_step(str(tmp_path / "model.ckpt-10")) == 10
-    out = ok(train(args_for(data, tmp_path, model="MoeModel", max_steps=15, checkpoint_steps=5)))
-    assert f"resumed from {tmp_path}/model.ckpt-10 at step 10" in out
-    steps = [r["step"] for r in trainer.read_train_log(str(tmp_path))]
-    assert steps == list(range(1, 16))  # the second run logged steps 11 to 15
-    assert checkpoint_step(str(tmp_path / "model.ckpt-15")) == 15
-    saved = tf.train.load_checkpoint(str(tmp_path / "model.ckpt-10"))
-    moments = [k for k in saved.get_variable_to_shape_map() if k.startswith("optimizer/_variables")]
-    assert moments and any(abs(saved.get_tensor(k)).max() > 0 for k in moments)
 
 
 def start(args):
@@ -369,47 +332,6 @@ def test_skip_corrupt_records_trains_past_bad_data_and_counts_it(data, tmp_path)
                             num_epochs=1, skip_corrupt_records=True)))
     assert out.strip().splitlines()[-1].endswith(
         "0 bad records and the damaged ends of 1 files skipped")
-
-
-def test_a_non_finite_loss_stops_the_run(data, tmp_path):
-    done = train(args_for(data, tmp_path, model="LogisticModel", max_steps=20,
-                          optimizer="GradientDescentOptimizer", base_learning_rate=1e38,
-                          clip_gradient_norm=0))
-    assert done.returncode == 1
-    assert re.match(r"error: the loss is (inf|nan) at step \d+",
-                    done.stderr.strip().splitlines()[-1])
-
-
-def test_circulant_learning_rate_scale_scales_only_the_circulant_steps(data, tmp_path):
-    """One plain-SGD step from the same start: the circulant vectors move `scale` times as far
-    as with one optimizer, every other weight the same."""
-    import numpy as np
-
-    common = dict(model="BottleneckModel", bottleneck_size=8, compact_layers="fc,moe",
-                  optimizer="GradientDescentOptimizer", clip_gradient_norm=0,
-                  base_learning_rate=0.5, seed=3)
-    runs = {"start": dict(max_steps=0), "one": dict(max_steps=1),
-            "three": dict(max_steps=1, circulant_learning_rate_scale=3.0)}
-    arguments = [args_for(data, tmp_path / name, **common, **flags)
-                 for name, flags in runs.items()]
-    assert [code for code, _, _ in train_in_one_process(arguments)] == [0, 0, 0]
-
-    def weights(name):
-        import checkpoints
-
-        model = checkpoints.load(str(tmp_path / name))[0]
-        return {w.path.split("/", 1)[1]: w.numpy() for w in model.weights}
-
-    start, one, three = weights("start"), weights("one"), weights("three")
-    circulant = [k for k in start if "diagonals" in k or "circulants" in k]
-    others = [k for k in start if k not in circulant and "moving" not in k]
-    assert len(circulant) == 4 and others  # hidden layer and classifier: 2 vectors each
-    for key in circulant:
-        step = one[key] - start[key]
-        assert np.abs(step).max() > 0, key
-        np.testing.assert_allclose(three[key] - start[key], 3 * step, rtol=1e-4, atol=1e-6)
-    for key in others:
-        np.testing.assert_allclose(three[key], one[key], rtol=1e-5, atol=1e-7)
 
 
 def test_help_groups_the_flags_and_says_what_each_setting_means():

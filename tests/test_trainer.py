@@ -1,19 +1,37 @@
-"""trainer.Trainer in-process: the training of train.py without flags."""
+"""trainer.Trainer in-process: the training of train.py without flags (train.py's command
+line and what only it does are in test_train.py)."""
 
 import json
+import re
 
+import numpy as np
 import pytest
+import tensorflow as tf
+from helpers import checkpoint_step
 
+import checkpoints
 import model_flags
 import trainer
 
+FRAME_SETTINGS = dict(video_clusters=32, audio_clusters=16, fc_size=32, iterations=10,
+                      moe_num_mixtures=2)
 
-def config_for(generated_data, train_dir, **changes):
-    settings = dict(batch_size=32, max_steps=4, log_steps=2, checkpoint_steps=2)
+
+def config_for(generated_data, train_dir, model="MoeModel", frame=False, settings=None,
+               **changes):
+    """A short run on the generated data: MoeModel with 3 mixtures unless told."""
+    settings = settings if settings is not None else {"moe_num_mixtures": 3}
+    description = model_flags.describe(model, num_classes=50, frame_features=frame,
+                                       max_frames=40 if frame else 300, **settings)
+    run = dict(batch_size=32, max_steps=4, log_steps=2, checkpoint_steps=2, num_epochs=100)
     return trainer.TrainConfig(
-        train_dir=str(train_dir), train_data_pattern=generated_data["video"],
-        model_flags=model_flags.describe("MoeModel", num_classes=50, moe_num_mixtures=3),
-        **{**settings, **changes})
+        train_dir=str(train_dir), model_flags=description,
+        train_data_pattern=generated_data["frames" if frame else "video"],
+        **{**run, **changes})
+
+
+def losses_of(train_dir):
+    return {r["step"]: r["loss"] for r in trainer.read_train_log(str(train_dir))}
 
 
 def test_a_run_from_python_writes_what_train_py_writes(generated_data, tmp_path):
@@ -67,3 +85,75 @@ def test_an_experiment_trains_its_own_model_with_the_same_step(generated_data, t
     assert json.loads((tmp_path / trainer.SUMMARY_FILE).read_text())["model"] == "linear_probe"
     assert not model_flags.exists(str(tmp_path))  # no registered model could be rebuilt from it
     assert len(trainer.read_train_log(str(tmp_path))) == 3
+
+
+@pytest.mark.parametrize("model, compact", [("MoeModel", ""), ("MoeModel", "moe,gating"),
+                                            ("GatedMoeModel", "moe")])
+def test_video_level_training_lowers_the_loss(generated_data, tmp_path, model, compact):
+    trainer.Trainer(config_for(generated_data, tmp_path, model, settings={
+        "compact_layers": compact}, max_steps=40, log_steps=1)).run()
+    losses = losses_of(tmp_path)
+    assert losses[40] < 0.75 * losses[1], losses
+    assert (tmp_path / "model_summary.txt").exists()
+
+
+@pytest.mark.parametrize("compact", ["", "embedding,fc,moe,gating"])
+def test_frame_level_training_lowers_the_loss(generated_data, tmp_path, compact):
+    trainer.Trainer(config_for(generated_data, tmp_path, "TwoStreamModel", frame=True,
+                               settings=dict(FRAME_SETTINGS, compact_layers=compact),
+                               max_steps=30, log_steps=1)).run()
+    losses = losses_of(tmp_path)
+    assert losses[30] < 0.8 * losses[1], losses
+
+
+def test_resume_continues_at_the_saved_step_with_the_optimizer_state(generated_data, tmp_path,
+                                                                      capsys):
+    trainer.Trainer(config_for(generated_data, tmp_path, max_steps=10, checkpoint_steps=5,
+                               log_steps=1)).run()
+    assert checkpoint_step(str(tmp_path / "model.ckpt-10")) == 10
+    trainer.Trainer(config_for(generated_data, tmp_path, max_steps=15, checkpoint_steps=5,
+                               log_steps=1)).run()
+    assert f"resumed from {tmp_path}/model.ckpt-10 at step 10" in capsys.readouterr().out
+    steps = [r["step"] for r in trainer.read_train_log(str(tmp_path))]
+    assert steps == list(range(1, 16))  # the second run logged steps 11 to 15
+    assert checkpoint_step(str(tmp_path / "model.ckpt-15")) == 15
+    saved = tf.train.load_checkpoint(str(tmp_path / "model.ckpt-10"))
+    moments = [k for k in saved.get_variable_to_shape_map() if k.startswith("optimizer/_variables")]
+    assert moments and any(abs(saved.get_tensor(k)).max() > 0 for k in moments)
+
+
+def test_a_non_finite_loss_stops_the_run(generated_data, tmp_path):
+    config = config_for(generated_data, tmp_path, "LogisticModel", settings={}, max_steps=20,
+                        optimizer="GradientDescentOptimizer", base_learning_rate=1e38,
+                        clip_gradient_norm=0)
+    with pytest.raises(FloatingPointError) as stopped:
+        trainer.Trainer(config).run()
+    assert re.match(r"the loss is (inf|nan) at step \d+", str(stopped.value))
+
+
+def test_circulant_learning_rate_scale_scales_only_the_circulant_steps(generated_data, tmp_path):
+    """One plain-SGD step from the same start: the circulant vectors move `scale` times as far
+    as with one optimizer, every other weight the same."""
+    settings = dict(bottleneck_size=8, compact_layers="fc,moe")
+    common = dict(optimizer="GradientDescentOptimizer", clip_gradient_norm=0,
+                  base_learning_rate=0.5, seed=3)
+    runs = {"start": dict(max_steps=0), "one": dict(max_steps=1),
+            "three": dict(max_steps=1, circulant_learning_rate_scale=3.0)}
+    for name, changes in runs.items():
+        trainer.Trainer(config_for(generated_data, tmp_path / name, "BottleneckModel",
+                                   settings=settings, **common, **changes)).run()
+
+    def weights(name):
+        model = checkpoints.load(str(tmp_path / name))[0]
+        return {w.path.split("/", 1)[1]: w.numpy() for w in model.weights}
+
+    start, one, three = weights("start"), weights("one"), weights("three")
+    circulant = [k for k in start if "diagonals" in k or "circulants" in k]
+    others = [k for k in start if k not in circulant and "moving" not in k]
+    assert len(circulant) == 4 and others  # hidden layer and classifier: 2 vectors each
+    for key in circulant:
+        step = one[key] - start[key]
+        assert np.abs(step).max() > 0, key
+        np.testing.assert_allclose(three[key] - start[key], 3 * step, rtol=1e-4, atol=1e-6)
+    for key in others:
+        np.testing.assert_allclose(three[key], one[key], rtol=1e-5, atol=1e-7)
