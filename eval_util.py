@@ -175,21 +175,22 @@ class EvaluationMetrics:
 
 
 def evaluate(model, reader, files, loss_fn, batch_size, top_k=20, mean_ap=False, num_readers=8,
-             on_batch=None):
+             on_batch=None, jit_compile=False):
     """Metrics of a Keras model over every video of `files`, each counted exactly once.
 
-    on_batch(videos so far) is called after each batch (for progress).
+    on_batch(videos so far) is called after each batch (for progress); jit_compile: the
+    prediction step compiled by XLA.
     """
     import tensorflow as tf
 
     import readers
 
     metrics = EvaluationMetrics(top_k, mean_ap=mean_ap)
-    predict = tf.function(lambda batch: model(batch, training=False))
+    predict = tf.function(lambda batch: model(batch, training=False), jit_compile=jit_compile)
     started = time.time()
     with reader.reraise_data_errors(files):
         for batch in reader.dataset(files, batch_size, num_readers=num_readers):
-            probabilities = predict(batch)
+            probabilities = predict({k: batch[k] for k in ("features", "num_frames")})
             metrics.add(probabilities.numpy(), batch["labels"].numpy(),
                         loss_fn(probabilities, batch["labels"]).numpy())
             if on_batch:

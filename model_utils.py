@@ -111,10 +111,13 @@ def frame_mask(num_frames, length):
 
 def masked_max(values, mask):
     """Max over frames (axis 1) of the real frames only; values [B, T, K], mask [B, T, 1]."""
-    return tf.reduce_max(values + (mask - 1.0) * 1e9, axis=1)
+    mask = tf.cast(mask, values.dtype)
+    far_below = min(1e9, float(values.dtype.max) / 2)  # 1e9 overflows float16
+    return tf.reduce_max(values + (mask - 1.0) * far_below, axis=1)
 
 
 def masked_mean(values, mask):
+    mask = tf.cast(mask, values.dtype)
     return tf.reduce_sum(values * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
 
 
@@ -136,7 +139,8 @@ class ContextGating(keras.layers.Layer):
         gates = self.transform(x)
         if self.norm is not None:
             gates = self.norm(gates, training=training)
-        return x * tf.sigmoid(gates)
+        # In x's precision: float32 for class probabilities under a mixed-precision policy.
+        return x * tf.sigmoid(tf.cast(gates, x.dtype))
 
 
 class LogisticClassifier(keras.layers.Layer):
@@ -148,7 +152,7 @@ class LogisticClassifier(keras.layers.Layer):
                              bias=prior_logit(num_classes), name="logistic", rank=rank)
 
     def call(self, x, training=False):
-        return tf.sigmoid(self.logits(x))
+        return tf.sigmoid(tf.cast(self.logits(x), tf.float32))  # probabilities in float32
 
 
 class MoeClassifier(keras.layers.Layer):
@@ -180,8 +184,12 @@ class MoeClassifier(keras.layers.Layer):
 
     def call(self, x, training=False):
         m = self.num_mixtures
-        gates = tf.nn.softmax(tf.reshape(self.gates(x), [-1, self.num_classes, m + 1]))
-        experts = tf.sigmoid(tf.reshape(self.experts(x), [-1, self.num_classes, m]))
+        # Probabilities in float32 whatever the precision policy: float16 cannot tell 0.9999
+        # from 1, which the loss needs.
+        gates = tf.nn.softmax(tf.reshape(tf.cast(self.gates(x), tf.float32),
+                                         [-1, self.num_classes, m + 1]))
+        experts = tf.sigmoid(tf.reshape(tf.cast(self.experts(x), tf.float32),
+                                        [-1, self.num_classes, m]))
         probabilities = tf.reduce_sum(gates[:, :, :m] * experts, axis=2)  # (B, C)
         if self.prob_gating is not None:
             probabilities = self.prob_gating(probabilities, training=training)

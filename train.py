@@ -73,6 +73,15 @@ flags.DEFINE_float("circulant_learning_rate_scale", 1.0, "The learning rate of t
                    "the other weights' (their own optimizer; 1: one optimizer for all).")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices and mirror "
                      "over them (to try distribution without GPUs).")
+flags.DEFINE_integer("num_gpu", None, "Local GPUs to train on (default: all; 0: the CPU). "
+                     "CUDA_VISIBLE_DEVICES chooses which.")
+flags.DEFINE_enum("mixed_precision", "float32", trainer.PRECISIONS, "Compute in float16 (with "
+                  "loss scaling; GPUs) or bfloat16 (recent CPUs, TPUs, GPUs); weights, circulant "
+                  "FFTs and class probabilities stay float32.")
+flags.DEFINE_bool("jit_compile", False, "Compile the training and validation steps with XLA.")
+flags.DEFINE_integer("steps_per_loop", 1, "Training steps per call of the compiled loop (more: "
+                     "less Python between steps; progress, checkpoints and signals wait for the "
+                     "end of a call, which stops at every log, checkpoint and validation step).")
 
 
 def settings_by_model():
@@ -121,7 +130,9 @@ def help_overview():
                      "learning_rate_decay_examples", "optimizer", "clip_gradient_norm",
                      "label_loss", "label_smoothing", "regularization_penalty", "seed",
                      "batch_norm_momentum", "checkpoint_steps", "log_steps",
-                     "validation_steps", "max_model_mb", "cpu_devices"],
+                     "validation_steps", "max_model_mb"],
+        "devices and speed": ["num_gpu", "cpu_devices", "mixed_precision", "jit_compile",
+                              "steps_per_loop"],
         "compact layers": ["compact_layers", "k_factor", "circulant_diagonal_side",
                            "circulant_expansion", "circulant_leaky_slope",
                            "circulant_regularized", "circulant_learning_rate_scale"],

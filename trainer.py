@@ -38,6 +38,7 @@ OPTIMIZERS = {
     "AdagradOptimizer": keras.optimizers.Adagrad,
     "RMSPropOptimizer": keras.optimizers.RMSprop,
 }
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 TRAIN_LOG_FILE = "train_log.jsonl"
 SUMMARY_FILE = "model_summary.json"
 
@@ -71,9 +72,20 @@ class TrainConfig:
     batch_norm_momentum: float = 0.99
     circulant_learning_rate_scale: float = 1.0
     cpu_devices: int = 0  # > 1: mirror over this many logical CPU devices
+    num_gpu: int | None = None  # local GPUs to mirror over (None: all; 0: none)
+    mixed_precision: str = "float32"  # or mixed_float16 (with loss scaling), mixed_bfloat16
+    jit_compile: bool = False  # XLA for the training and validation steps
+    steps_per_loop: int = 1  # training steps per call of the compiled loop
 
     def check(self):
         """A ValueError naming the flag for a setting that cannot work."""
+        if self.mixed_precision not in PRECISIONS:
+            raise ValueError(f"unknown --mixed_precision {self.mixed_precision!r}; choose one "
+                             f"of {', '.join(PRECISIONS)}")
+        if self.steps_per_loop < 1:
+            raise ValueError(f"--steps_per_loop must be at least 1, got {self.steps_per_loop}")
+        if self.num_gpu is not None and self.num_gpu < 0:
+            raise ValueError(f"--num_gpu must be 0 or more, got {self.num_gpu}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of "
                              f"{', '.join(OPTIMIZERS)}")
@@ -83,8 +95,9 @@ class TrainConfig:
         losses.get_loss(self.model_flags["label_loss"], self.label_smoothing)
 
 
-def make_strategy(cpu_devices=0):
-    """N logical CPUs (cpu_devices > 1), several workers (TF_CONFIG), all local GPUs, or one."""
+def make_strategy(cpu_devices=0, num_gpu=None):
+    """N logical CPUs (cpu_devices > 1), several workers (TF_CONFIG), num_gpu local GPUs (None:
+    all; 0: the CPU), or one device."""
     if cpu_devices > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
@@ -93,8 +106,14 @@ def make_strategy(cpu_devices=0):
     cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
     if sum(len(v) for k, v in cluster.items() if k in ("chief", "worker")) > 1:
         return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_physical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    if num_gpu is not None and num_gpu > gpus:
+        utils.warn(f"--num_gpu={num_gpu}: this machine has {gpus} GPUs; using {gpus}")
+    used = gpus if num_gpu is None else min(num_gpu, gpus)
+    if used > 1:
+        return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(used)])
+    if used == 0 and gpus:
+        return tf.distribute.OneDeviceStrategy("/cpu:0")
     return tf.distribute.get_strategy()
 
 
@@ -133,7 +152,7 @@ class Trainer:
     def __init__(self, config, build_model=None):
         config.check()
         self.config = c = config
-        self.strategy = make_strategy(c.cpu_devices)
+        self.strategy = make_strategy(c.cpu_devices, c.num_gpu)
         self.chief = is_chief_worker(self.strategy)
         self.train_dir = utils.prepare_dir(c.train_dir)
         # Non-chief workers write their (identical) checkpoints and summaries to a scratch folder.
@@ -143,13 +162,21 @@ class Trainer:
         self.reader = checkpoints.make_reader(c.model_flags, trained=False)
         self.loss_fn = losses.get_loss(c.model_flags["label_loss"], c.label_smoothing)
         keras.utils.set_random_seed(c.seed)
+        policy = keras.mixed_precision.global_policy()
+        # The policy of the layers created now (weights stay float32; each layer computes in
+        # float16 or bfloat16; the circulant FFTs and the class probabilities in float32).
+        keras.mixed_precision.set_global_policy(c.mixed_precision)
+        try:
+            with self.strategy.scope():
+                if build_model is None:
+                    self.model = checkpoints.build_model(c.model_flags, self.reader)
+                else:
+                    self.model = build_model()
+                    self.model(checkpoints.example_batch(self.reader), training=False)
+        finally:
+            keras.mixed_precision.set_global_policy(policy)
+        self.registered_model = build_model is None
         with self.strategy.scope():
-            if build_model is None:
-                self.model = checkpoints.build_model(c.model_flags, self.reader)
-            else:
-                self.model = build_model()
-                self.model(checkpoints.example_batch(self.reader), training=False)
-            self.registered_model = build_model is None
             model_utils.set_batch_norm_momentum(self.model, c.batch_norm_momentum)
             self.learning_rate = self._schedule(c.base_learning_rate)
             clip = {"clipnorm": c.clip_gradient_norm} if c.clip_gradient_norm > 0 else {}
@@ -163,9 +190,18 @@ class Trainer:
                 self.optimizers.append(OPTIMIZERS[c.optimizer](
                     self._schedule(c.base_learning_rate * c.circulant_learning_rate_scale),
                     **clip))
-            for optimizer, variables in zip(self.optimizers, self.groups):
-                optimizer.build(variables)
+            # float16 gradients underflow: the loss is scaled (dynamically) and the gradients
+            # unscaled. Checkpoints keep the inner optimizers, as in float32 runs, so a run may
+            # change precision when it resumes (the loss scale starts again).
+            self.loss_scaled = c.mixed_precision == "mixed_float16"
+            self.appliers = [keras.optimizers.LossScaleOptimizer(o) if self.loss_scaled else o
+                             for o in self.optimizers]
+            for applier, variables in zip(self.appliers, self.groups):
+                applier.build(variables)
+        self.replica_step = tf.function(self._replica_step, jit_compile=True) \
+            if c.jit_compile else self._replica_step
         self.train_step = tf.function(self._train_step)
+        self.train_loop = tf.function(self._train_loop)
 
     def _schedule(self, rate):
         c = self.config
@@ -173,23 +209,57 @@ class Trainer:
         return keras.optimizers.schedules.ExponentialDecay(rate, decay_steps,
                                                            c.learning_rate_decay, staircase=True)
 
+    def _replica_step(self, batch):
+        """One step on one device's part of a batch: (loss, probabilities, labels)."""
+        with tf.GradientTape(persistent=len(self.optimizers) > 1) as tape:
+            probabilities = tf.cast(self.model(batch, training=True), tf.float32)
+            per_example = self.loss_fn(probabilities, batch["labels"])
+            loss = tf.nn.compute_average_loss(per_example)
+            if self.model.losses:
+                penalty = tf.add_n([tf.cast(x, tf.float32) for x in self.model.losses])
+                loss += self.config.regularization_penalty * \
+                    tf.nn.scale_regularization_loss(penalty)
+            targets = [a.scale_loss(loss) for a in self.appliers] if self.loss_scaled \
+                else [loss] * len(self.appliers)
+        for applier, variables, target in zip(self.appliers, self.groups, targets):
+            grads = tape.gradient(target, variables)
+            applier.apply_gradients(zip(grads, variables))
+        return loss, probabilities, batch["labels"]
+
     def _train_step(self, batch):
         """One step on a (distributed) batch: (summed loss, probabilities, labels)."""
-        def replica_step(batch):
-            with tf.GradientTape(persistent=len(self.optimizers) > 1) as tape:
-                probabilities = self.model(batch, training=True)
-                per_example = self.loss_fn(probabilities, batch["labels"])
-                loss = tf.nn.compute_average_loss(per_example)
-                if self.model.losses:
-                    loss += self.config.regularization_penalty * \
-                        tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
-            for optimizer, variables in zip(self.optimizers, self.groups):
-                grads = tape.gradient(loss, variables)
-                optimizer.apply_gradients(zip(grads, variables))
-            return loss, probabilities, batch["labels"]
-
-        loss, probabilities, labels = self.strategy.run(replica_step, args=(batch,))
+        before = [tf.identity(o.iterations.value) for o in self.optimizers] \
+            if self.loss_scaled else []
+        batch = {k: batch[k] for k in ("features", "num_frames", "labels")}  # not the ids: XLA
+        loss, probabilities, labels = self.strategy.run(self.replica_step, args=(batch,))
+        for optimizer, step in zip(self.optimizers, before):
+            optimizer.iterations.assign(step + 1)  # a step skipped for overflow counts too
         return self.strategy.reduce("SUM", loss, axis=None), probabilities, labels
+
+    def _train_loop(self, iterator, steps):
+        """Up to `steps` steps without outputs (fewer when the data ends): the steps done."""
+        done = tf.constant(0)
+        for _ in tf.range(steps):
+            batch = iterator.get_next_as_optional()
+            if not batch.has_value():
+                break
+            self._train_step(batch.get_value())
+            done += 1
+        return done
+
+    def steps_before_event(self, step, start_step, validating):
+        """How many of the next steps (at most steps_per_loop - 1, 0 with 1 step per loop) are
+        plain: before the next one that logs, saves, validates or is the last."""
+        c = self.config
+        if c.steps_per_loop == 1:
+            return 0
+        for plain in range(c.steps_per_loop - 1):
+            s = step + plain + 1
+            if (s == start_step + 1 or s % c.log_steps == 0 or s % c.checkpoint_steps == 0
+                    or (validating and s % c.validation_steps == 0)
+                    or (c.max_steps is not None and s >= c.max_steps)):
+                return plain
+        return c.steps_per_loop - 1
 
     def dataset(self, skipped=None):
         """The training batches, shuffled, num_epochs passes, distributed over the devices."""
@@ -268,8 +338,16 @@ class Trainer:
                                   estimated=not exact and end_step == epochs_end)
         saved_step = step if latest else None
         with self.reader.reraise_data_errors(self.files), stop, writer.as_default():
-            for batch in batches:
-                if c.max_steps is not None and step >= c.max_steps:
+            iterator = iter(batches)
+            while c.max_steps is None or step < c.max_steps:
+                plain = self.steps_before_event(step, start_step, validation is not None)
+                if plain:
+                    done = int(self.train_loop(iterator, tf.constant(plain)))
+                    step += done
+                    if done < plain:  # the data ended
+                        break
+                batch = next(iterator, None)
+                if batch is None:
                     break
                 loss, probabilities, labels = self.train_step(batch)
                 step += 1  # counted here: reading optimizer.iterations would wait for the device
@@ -330,7 +408,8 @@ class Trainer:
 
     def validate(self, files, step):
         results = eval_util.evaluate(self.model, self.reader, files, self.loss_fn,
-                                     self.config.batch_size, num_readers=self.config.num_readers)
+                                     self.config.batch_size, num_readers=self.config.num_readers,
+                                     jit_compile=self.config.jit_compile)
         print(f"validation at step {step}: {results['videos']} videos | GAP {results['gap']:.4f} "
               f"| hit@1 {results['hit_at_one']:.4f} | PERR {results['perr']:.4f} | "
               f"loss {results['loss']:.4f} | {results['seconds']:.0f}s", flush=True)

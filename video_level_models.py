@@ -241,4 +241,5 @@ class KnnMoeModel(VideoModel):
         moe = self.moe(self.dropout(x, training=training), training=training)
         if training:
             return moe
-        return (1.0 - self.knn_weight) * moe + self.knn_weight * self.neighbour_probabilities(x)
+        neighbours = self.neighbour_probabilities(tf.cast(x, tf.float32))  # float32 as the MoE's
+        return (1.0 - self.knn_weight) * moe + self.knn_weight * neighbours

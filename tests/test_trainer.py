@@ -10,6 +10,7 @@ import tensorflow as tf
 from helpers import checkpoint_step
 
 import checkpoints
+import eval_util
 import model_flags
 import trainer
 
@@ -157,3 +158,120 @@ def test_circulant_learning_rate_scale_scales_only_the_circulant_steps(generated
         np.testing.assert_allclose(three[key] - start[key], 3 * step, rtol=1e-4, atol=1e-6)
     for key in others:
         np.testing.assert_allclose(three[key], one[key], rtol=1e-5, atol=1e-7)
+
+
+SMALL_MODELS = [  # (model, frame level, settings): every kind of layer, compact ones included
+    ("MoeModel", False, {"compact_layers": "moe_gates"}),
+    ("BottleneckModel", False, {"compact_layers": "fc", "output_gating": True,
+                                "bottleneck_size": 16}),
+    ("TwoStreamModel", True, dict(FRAME_SETTINGS, compact_layers="embedding,fc,moe,gating")),
+    ("DbofModel", True, dict(dbof_cluster_size=32, dbof_hidden_size=16, iterations=10)),
+    ("NetVLADModelLF", True, dict(netvlad_cluster_size=8, netvlad_hidden_size=16, iterations=10)),
+    ("NetFVModelLF", True, dict(fv_cluster_size=8, fv_hidden_size=16, iterations=10)),
+    ("LstmModel", True, dict(lstm_cells=16, lstm_layers=1)),
+    ("KnnMoeModel", False, {"input_dropout": 0.0}),
+]
+
+
+def one_step(generated_data, train_dir, model, frame, settings, **changes):
+    """(loss, probabilities, weight change, trainer) of one plain-SGD step on the first batch."""
+    run = trainer.Trainer(config_for(generated_data, train_dir, model, frame, settings,
+                                     optimizer="GradientDescentOptimizer", max_steps=1,
+                                     base_learning_rate=0.1, **changes))
+    before = [v.numpy() for v in run.model.trainable_variables]
+    loss, probabilities, _ = run.train_step(next(iter(run.dataset())))
+    change = np.concatenate([(v.numpy() - b).ravel()
+                             for v, b in zip(run.model.trainable_variables, before)])
+    return float(loss), probabilities.numpy(), change, run
+
+
+# Stated tolerances against float32: the loss and class probabilities (both computed in float32
+# from the low-precision layers), and the first step's change of the weights (relative norm).
+PRECISION_TOLERANCE = {"mixed_float16": (1e-3, 2e-3, 0.05), "mixed_bfloat16": (5e-3, 1e-2, 0.15)}
+
+
+@pytest.mark.parametrize("model, frame, settings", SMALL_MODELS, ids=[m[0] for m in SMALL_MODELS])
+def test_a_step_under_mixed_precision_matches_float32(generated_data, tmp_path, model, frame,
+                                                      settings):
+    loss, probabilities, change, _ = one_step(generated_data, tmp_path / "float32", model,
+                                              frame, settings)
+    for precision, (loss_tol, probability_tol, change_tol) in PRECISION_TOLERANCE.items():
+        low = one_step(generated_data, tmp_path / precision, model, frame, settings,
+                       mixed_precision=precision)
+        assert abs(low[0] - loss) <= loss_tol * loss, precision
+        assert np.abs(low[1] - probabilities).max() <= probability_tol, precision
+        assert low[1].dtype == np.float32
+        if precision == "mixed_float16" and not np.any(low[2]):
+            # Loss scaling skipped the step (gradients overflowed at the first scale): the
+            # scale halves and the step counts. The update is compared on a model that fits.
+            assert float(low[3].appliers[0].dynamic_scale) == 2.0 ** 14
+            continue
+        assert np.linalg.norm(low[2] - change) <= change_tol * np.linalg.norm(change), precision
+
+
+def test_float16_training_updates_and_keeps_float32_checkpoints(generated_data, tmp_path):
+    config = config_for(generated_data, tmp_path, "MoeModel", settings={"compact_layers": "moe"},
+                        mixed_precision="mixed_float16", max_steps=6, checkpoint_steps=3)
+    run = trainer.Trainer(config)
+    assert run.model.layers[0].compute_dtype == "float16"
+    assert run.run() == 0
+    losses = losses_of(tmp_path)
+    assert losses[6] < losses[1]
+    saved = tf.train.load_checkpoint(str(tmp_path / "model.ckpt-6")).get_variable_to_dtype_map()
+    assert {dtype for dtype in saved.values() if dtype.is_floating} == {tf.float32}
+    assert len(saved) > len(run.model.weights)  # the weights and the optimizer's moments
+    assert checkpoint_step(str(tmp_path / "model.ckpt-6")) == 6  # skipped steps count too
+    # The same run goes on in float32 (the checkpoint does not depend on the precision).
+    again = trainer.Trainer(config_for(generated_data, tmp_path, "MoeModel",
+                                       settings={"compact_layers": "moe"}, max_steps=8))
+    again.run()
+    assert int(again.optimizers[0].iterations.numpy()) == 8
+
+
+def test_compiled_and_eager_steps_agree(generated_data, tmp_path):
+    # Frames evenly spaced: XLA draws other random numbers than TensorFlow from the same seed.
+    settings = dict(FRAME_SETTINGS, compact_layers="embedding,fc,moe,gating",
+                    sample_random_frames=False)
+    eager = one_step(generated_data, tmp_path / "eager", "TwoStreamModel", True, settings)
+    compiled = one_step(generated_data, tmp_path / "xla", "TwoStreamModel", True, settings,
+                        jit_compile=True)
+    assert abs(compiled[0] - eager[0]) <= 1e-5 * eager[0]
+    np.testing.assert_allclose(compiled[1], eager[1], atol=1e-5)
+    np.testing.assert_allclose(compiled[2], eager[2], atol=1e-5)
+    assert np.any(eager[2])
+    run = eager[3]  # validation's prediction step, compiled and not, on the same weights
+    files = run.files[:1]
+    results = [eval_util.evaluate(run.model, run.reader, files, run.loss_fn, 64,
+                                  jit_compile=jit) for jit in (False, True)]
+    assert results[0]["videos"] == results[1]["videos"] > 0
+    assert abs(results[0]["gap"] - results[1]["gap"]) < 1e-6
+    assert abs(results[0]["loss"] - results[1]["loss"]) < 1e-4 * results[0]["loss"]
+
+
+def test_several_steps_per_loop_train_the_same_as_one(generated_data, tmp_path, capsys):
+    weights, logs = {}, {}
+    for steps in (1, 4, 100):
+        folder = tmp_path / str(steps)
+        run = trainer.Trainer(config_for(generated_data, folder, steps_per_loop=steps,
+                                         max_steps=13, log_steps=5, checkpoint_steps=6))
+        run.run()
+        weights[steps] = [v.numpy() for v in run.model.weights]
+        logs[steps] = [r["step"] for r in trainer.read_train_log(str(folder))]
+        assert sorted(p.name for p in folder.glob("model.ckpt-*.index")) == [
+            "model.ckpt-12.index", "model.ckpt-13.index", "model.ckpt-6.index"]
+    assert logs[1] == logs[4] == logs[100] == [1, 5, 10]
+    for steps in (4, 100):
+        for a, b in zip(weights[1], weights[steps], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    # The data ending inside a loop: one epoch of 600 videos is 19 steps of 32.
+    folder = tmp_path / "epoch"
+    trainer.Trainer(config_for(generated_data, folder, steps_per_loop=100, max_steps=None,
+                               num_epochs=1, log_steps=100)).run()
+    assert "done at step 19 (--num_epochs=1 done)" in capsys.readouterr().out
+
+
+def test_num_gpu_beyond_the_machine_warns_and_uses_what_there_is(capsys):
+    strategy = trainer.make_strategy(num_gpu=2)
+    assert strategy.num_replicas_in_sync == max(1, len(tf.config.list_physical_devices("GPU")))
+    if not tf.config.list_physical_devices("GPU"):
+        assert "--num_gpu=2: this machine has 0 GPUs; using 0" in capsys.readouterr().err
