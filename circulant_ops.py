@@ -85,7 +85,7 @@ def _apply_spectrum(x, c_spectrum, n):
 
 
 def diagonal_circulant(x, diagonals, circulants, units, diagonal_side=DEFAULT_DIAGONAL_SIDE,
-                       blocks=1, leaky_slope=1.0):
+                       blocks=1, leaky_slope=1.0, recompute=False):
     """y = x @ A[:units, :n_in].T for the layer's product A (see the module's docstring).
 
     x [..., n_in]; diagonals, circulants [k, blocks * n] with n >= n_in: `blocks` independent
@@ -94,6 +94,10 @@ def diagonal_circulant(x, diagonals, circulants, units, diagonal_side=DEFAULT_DI
     diagonal applied to the factor's input. leaky_slope != 1 puts a leaky ReLU of that slope
     between factors (then A is no longer linear). The circulant vectors go through the FFT once
     per call, whatever the batch; no n x n matrix is formed.
+
+    recompute: keep only x for the backward pass and compute the factors' intermediate values
+    again there (one more FFT pair per factor), instead of keeping two [rows, n] tensors per
+    factor from the forward pass.
     """
     check_options(diagonal_side)
     n = circulants.shape[-1] // blocks
@@ -103,12 +107,13 @@ def diagonal_circulant(x, diagonals, circulants, units, diagonal_side=DEFAULT_DI
     if units > blocks * n:
         raise ValueError(f"{units} outputs exceed {blocks} block(s) of {n}")
     leading = tf.shape(x)[:-1]
-    rows = _diagonal_circulant_rows(n_in, units, blocks, diagonal_side, float(leaky_slope))
+    rows = _diagonal_circulant_rows(n_in, units, blocks, diagonal_side, float(leaky_slope),
+                                    recompute)
     y = rows(tf.reshape(x, [-1, n_in]), diagonals, circulants)
     return tf.reshape(y, tf.concat([leading, [units]], axis=0))
 
 
-def _diagonal_circulant_rows(n_in, units, blocks, diagonal_side, slope):
+def _diagonal_circulant_rows(n_in, units, blocks, diagonal_side, slope, recompute=False):
     """diagonal_circulant on rows x [M, n_in], with a hand-written gradient.
 
     Per factor, training needs two rfft/irfft pairs on the rows, the least possible: one
@@ -117,10 +122,22 @@ def _diagonal_circulant_rows(n_in, units, blocks, diagonal_side, slope):
     one irfft of the spectra summed over rows, so it costs no FFT per row.
     """
 
+    options = (n_in, units, blocks, diagonal_side == "input", slope)
+
     @tf.custom_gradient
     def rows(x, diagonals, circulants):
-        return _forward_and_gradient(x, diagonals, circulants, n_in, units, blocks,
-                                     diagonal_side == "input", slope)
+        y, grad = _forward_and_gradient(x, diagonals, circulants, *options)
+        if not recompute:
+            return y, grad
+
+        def grad_recomputed(dy):
+            # The forward again, made to wait for dy so that it runs in the backward pass (and
+            # is not merged with the first one): its values live only until used.
+            with tf.control_dependencies([dy]):
+                again = tf.identity(x)
+            return _forward_and_gradient(again, diagonals, circulants, *options)[1](dy)
+
+        return y, grad_recomputed
 
     return rows
 
@@ -258,7 +275,7 @@ class DiagonalCirculant(keras.layers.Layer):
     def __init__(self, units, k_factors=1, use_bias=True, activation=None,
                  initializer=DEFAULT_INITIALIZER, regularizer=None, seed=None,
                  bias_initializer="zeros", diagonal_side=DEFAULT_DIAGONAL_SIDE,
-                 expansion=DEFAULT_EXPANSION, leaky_slope=1.0, **kwargs):
+                 expansion=DEFAULT_EXPANSION, leaky_slope=1.0, recompute=False, **kwargs):
         super().__init__(**kwargs)
         if units < 1 or k_factors < 1:
             raise ValueError(f"units and k_factors must be positive, got {units}, {k_factors}")
@@ -268,6 +285,7 @@ class DiagonalCirculant(keras.layers.Layer):
         check_options(diagonal_side, expansion, leaky_slope)
         self.diagonal_side, self.expansion = diagonal_side, expansion
         self.leaky_slope = float(leaky_slope)
+        self.recompute = bool(recompute)  # memory for time in training (diagonal_circulant)
         self.units = int(units)
         self.k_factors = int(k_factors)
         self.use_bias = use_bias
@@ -300,7 +318,8 @@ class DiagonalCirculant(keras.layers.Layer):
         x = tf.cast(inputs, tf.float32)
         y = diagonal_circulant(x, tf.cast(self.diagonals, tf.float32),
                                tf.cast(self.circulants, tf.float32), self.units,
-                               self.diagonal_side, self.blocks, self.leaky_slope)
+                               self.diagonal_side, self.blocks, self.leaky_slope,
+                               self.recompute)
         if self.bias is not None:
             y = y + tf.cast(self.bias, tf.float32)
         y = tf.cast(y, self.compute_dtype)

@@ -1,7 +1,9 @@
 """What a built model holds: weights per layer, the dense equivalent of its compact layers,
-the summary train.py prints and writes, and the weight budget."""
+the summary train.py prints and writes, the weight budget, and the memory training needs."""
 
 import math
+
+import tensorflow as tf
 
 import circulant_ops
 import model_utils
@@ -54,3 +56,63 @@ def check_budget(model, max_model_mb):
                          f"--max_model_mb={max_model_mb}")
 
 
+
+
+def _kept_for_backward(model, batch):
+    """Bytes of the forward pass's values that the backward pass reads, for `batch`.
+
+    Found in the graphs: the ops of a forward-and-backward trace that the forward-only trace
+    lacks are the backward pass; the forward values they read (not weights or constants) are
+    what training keeps in memory between the two passes.
+    """
+    def forward(batch):
+        return model(batch, training=True)
+
+    def forward_and_backward(batch):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.cast(model(batch, training=True), tf.float32))
+        return tape.gradient(loss, model.trainable_variables)
+
+    forward_ops = {op.name for op in
+                   tf.function(forward).get_concrete_function(batch).graph.get_operations()}
+    graph = tf.function(forward_and_backward).get_concrete_function(batch).graph
+    kept = {}
+    for op in graph.get_operations():
+        if op.name not in forward_ops:
+            for value in op.inputs:
+                if (value.op.name in forward_ops and value.dtype not in (tf.variant, tf.resource)
+                        and value.op.type not in ("ReadVariableOp", "Const", "Placeholder")
+                        and value.shape.is_fully_defined()):
+                    kept[value.name] = value.shape.num_elements() * value.dtype.size
+    return sum(kept.values())
+
+
+def training_memory(model, example, batch_size, optimizer_variables=()):
+    """Expected peak memory (bytes) of training `model` at `batch_size` videos a device:
+    {"weights", "gradients", "optimizer", "activations", "total"}. example: a one-video batch
+    of the reader's shapes. Activations are those kept for the backward pass (measured on the
+    traced graphs for one and two videos); TensorFlow's own memory and the input pipeline's
+    buffers are not included.
+    """
+    one = _kept_for_backward(model, example)
+    two = _kept_for_backward(model, {k: tf.concat([v, v], 0) for k, v in example.items()})
+    per_video, fixed = max(two - one, 0), max(2 * one - two, 0)
+    input_bytes = sum(v.shape.num_elements() * v.dtype.size for v in example.values())
+    def size(variables):
+        return sum(math.prod(v.shape) * tf.as_dtype(v.dtype).size for v in variables)
+
+    nbytes = {"weights": size(model.weights), "gradients": size(model.trainable_weights),
+              "optimizer": size(optimizer_variables),
+              "activations": fixed + batch_size * (per_video + input_bytes)}
+    nbytes["total"] = sum(nbytes.values())
+    return nbytes
+
+
+def format_memory(nbytes, batch_size):
+    def size(n):
+        return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
+
+    return (f"expected peak training memory {size(nbytes['total'])} a device: weights "
+            f"{size(nbytes['weights'])}, gradients {size(nbytes['gradients'])}, optimizer "
+            f"{size(nbytes['optimizer'])}, activations of {batch_size:,} videos "
+            f"{size(nbytes['activations'])} (beyond TensorFlow's own)")

@@ -228,6 +228,14 @@ def circulant_variables(model):
             for v in (layer.diagonals, layer.circulants) if v.trainable]
 
 
+def set_circulant_recompute(model, recompute):
+    """Whether every diagonal-circulant layer of `model` recomputes its intermediate values in
+    the backward pass instead of keeping them (less memory, more time; same results)."""
+    for layer in all_layers(model):
+        if isinstance(layer, circulant_ops.DiagonalCirculant):
+            layer.recompute = bool(recompute)
+
+
 def set_batch_norm_momentum(model, momentum):
     """Momentum of every batch-norm layer's moving statistics (evaluation's mean and variance).
 

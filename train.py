@@ -79,6 +79,9 @@ flags.DEFINE_enum("mixed_precision", "float32", trainer.PRECISIONS, "Compute in 
                   "loss scaling; GPUs) or bfloat16 (recent CPUs, TPUs, GPUs); weights, circulant "
                   "FFTs and class probabilities stay float32.")
 flags.DEFINE_bool("jit_compile", False, "Compile the training and validation steps with XLA.")
+flags.DEFINE_bool("recompute_circulant", False, "Diagonal-circulant layers keep only their "
+                  "input for the backward pass and compute the rest again there: less memory, "
+                  "more time, the same results.")
 flags.DEFINE_integer("steps_per_loop", 1, "Training steps per call of the compiled loop (more: "
                      "less Python between steps; progress, checkpoints and signals wait for the "
                      "end of a call, which stops at every log, checkpoint and validation step).")
@@ -132,7 +135,7 @@ def help_overview():
                      "batch_norm_momentum", "checkpoint_steps", "log_steps",
                      "validation_steps", "max_model_mb"],
         "devices and speed": ["num_gpu", "cpu_devices", "mixed_precision", "jit_compile",
-                              "steps_per_loop"],
+                              "steps_per_loop", "recompute_circulant"],
         "compact layers": ["compact_layers", "k_factor", "circulant_diagonal_side",
                            "circulant_expansion", "circulant_leaky_slope",
                            "circulant_regularized", "circulant_learning_rate_scale"],

@@ -76,6 +76,7 @@ class TrainConfig:
     mixed_precision: str = "float32"  # or mixed_float16 (with loss scaling), mixed_bfloat16
     jit_compile: bool = False  # XLA for the training and validation steps
     steps_per_loop: int = 1  # training steps per call of the compiled loop
+    recompute_circulant: bool = False  # circulant layers: memory for time in the backward pass
 
     def check(self):
         """A ValueError naming the flag for a setting that cannot work."""
@@ -178,6 +179,7 @@ class Trainer:
         self.registered_model = build_model is None
         with self.strategy.scope():
             model_utils.set_batch_norm_momentum(self.model, c.batch_norm_momentum)
+            model_utils.set_circulant_recompute(self.model, c.recompute_circulant)
             self.learning_rate = self._schedule(c.base_learning_rate)
             clip = {"clipnorm": c.clip_gradient_norm} if c.clip_gradient_norm > 0 else {}
             self.optimizers = [OPTIMIZERS[c.optimizer](self.learning_rate, **clip)]
@@ -273,15 +275,22 @@ class Trainer:
         return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
 
     def write_summary(self):
-        """Print the model summary; write it as text and JSON (chief); check the budget."""
+        """Print the model summary and the memory training will need; write them as text and
+        JSON (chief); check the budget."""
         name = self.config.model_flags["model"] if self.registered_model else self.model.name
-        summary = model_summary.format_summary(self.model, name)
+        per_device = max(1, self.config.batch_size // self.strategy.num_replicas_in_sync)
+        memory = model_summary.training_memory(
+            self.model, checkpoints.example_batch(self.reader), per_device,
+            [v for o in self.optimizers for v in o.variables])
+        summary = (model_summary.format_summary(self.model, name) + "\n"
+                   + model_summary.format_memory(memory, per_device))
         print(summary, flush=True)
         if self.chief:
             utils.atomic_write(os.path.join(self.train_dir, "model_summary.txt"), summary + "\n")
             rows, totals = model_summary.summarize(self.model)
             utils.atomic_write(os.path.join(self.train_dir, SUMMARY_FILE), json.dumps({
-                "model": name, **totals,
+                "model": name, **totals, "expected_memory_bytes": memory,
+                "batch_per_device": per_device,
                 "layers": [{"path": path, "kind": kind, "weights": weights, "dense": dense}
                            for path, kind, weights, dense in rows]}, indent=1))
         model_summary.check_budget(self.model, self.config.max_model_mb)

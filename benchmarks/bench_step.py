@@ -90,6 +90,9 @@ def timed_run(run_config, warm_up):
     steps and its last."""
     trainer.Trainer(run_config).run()
     log = [r for r in trainer.read_train_log(run_config.train_dir) if r["step"] >= warm_up]
+    if len(log) < 2:
+        raise SystemExit(f"error: --steps={FLAGS.steps} gives fewer than two progress lines "
+                         "to time between; use a multiple of 100")
     first, last = log[0], log[-1]
     return (last["step"] - first["step"]) * run_config.batch_size / (last["time"] - first["time"])
 

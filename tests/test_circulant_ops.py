@@ -286,19 +286,26 @@ def dense_reference_tf64(x, diagonals, circulants, bias, units, side, blocks, sl
     return tf.concat(outputs, axis=-1)[:, :units] + bias
 
 
+@pytest.mark.parametrize("recompute", [False, True], ids=["kept", "recomputed"])
 @pytest.mark.parametrize("n_in, units, k, side, expansion, slope",
                          [o for o in OPTIONS if o[0] < 100])
 def test_option_gradients_equal_those_of_explicit_matrices(n_in, units, k, side, expansion,
-                                                           slope):
+                                                           slope, recompute):
     layer = option_layer(n_in, units, k, side, expansion, slope, seed=5)
+    layer.recompute = recompute
     rng = np.random.default_rng(6)
     x = tf.constant(rng.normal(size=(5, n_in)), tf.float32)
     weights = tf.constant(rng.normal(size=(5, units)), tf.float32)
     variables = [layer.diagonals, layer.circulants, layer.bias]
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        ours = tf.reduce_sum(weights * layer(x))
-    ours_grads = tape.gradient(ours, [x, *variables])
+
+    @tf.function  # as in training: a graph, where the recomputation must not be merged away
+    def gradients(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            ours = tf.reduce_sum(weights * layer(x))
+        return tape.gradient(ours, [x, *variables])
+
+    ours_grads = gradients(x)
 
     x64 = tf.cast(x, tf.float64)
     v64 = [tf.Variable(tf.cast(v, tf.float64)) for v in variables]

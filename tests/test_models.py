@@ -465,3 +465,32 @@ def test_a_model_keeps_its_settings_and_builds_from_them_alone():
     model(batch), again(batch)
     assert [v.shape for v in model.weights] == [v.shape for v in again.weights]
     assert model.hidden_0.k_factors == 2 and model.hidden_1.units == 6
+
+
+def test_expected_training_memory_counts_what_the_backward_pass_keeps():
+    import checkpoints
+    import readers
+
+    example = checkpoints.example_batch(readers.make_reader(False, 3862))
+    model = models.build_model("LogisticModel", 3862)
+    model(example)
+    memory = model_summary.training_memory(model, example, 10)
+    # Kept per video, by hand: the layer's input (1,152 normalised features, for the weights'
+    # gradient) and its sigmoid output (3,862, for the sigmoid's); the input batch itself
+    # (1,152 features and the frame count).
+    assert memory["activations"] == 10 * ((1152 + 3862) * 4 + (1152 * 4 + 4))
+    weights = (1152 * 3862 + 3862) * 4
+    assert memory["weights"] == memory["gradients"] == weights
+    assert memory["total"] == 2 * weights + memory["activations"]
+    assert "expected peak training memory 34.2 MB" in model_summary.format_memory(memory, 10)
+
+    kept = {}
+    for name, compact, recompute in (("dense", "", False), ("compact", "moe", False),
+                                     ("recomputed", "moe", True)):
+        model = models.build_model("MoeModel", 3862, compact_layers=compact)
+        model(example)
+        model_utils.set_circulant_recompute(model, recompute)
+        kept[name] = model_summary.training_memory(model, example, 100)["activations"]
+    # The circulant layers keep two [videos, n] values a factor; recomputed, only their input.
+    assert kept["compact"] > 1.8 * kept["dense"]
+    assert kept["recomputed"] <= 1.05 * kept["dense"]

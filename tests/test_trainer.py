@@ -45,6 +45,9 @@ def test_a_run_from_python_writes_what_train_py_writes(generated_data, tmp_path)
     assert [r["step"] for r in log] == [1, 2, 4] and log[-1]["total_steps"] == 4
     summary = json.loads((tmp_path / trainer.SUMMARY_FILE).read_text())
     assert summary["weights"] == run.model.count_params()
+    memory = summary["expected_memory_bytes"]  # Adam: two moments a weight
+    assert 2 * memory["gradients"] <= memory["optimizer"] < 2 * memory["gradients"] + 100
+    assert "expected peak training memory" in (tmp_path / "model_summary.txt").read_text()
     again = trainer.Trainer(config_for(generated_data, tmp_path, max_steps=6))
     again.run()
     assert int(again.optimizers[0].iterations.numpy()) == 6  # resumed at 4
