@@ -1,0 +1,31 @@
+"""benchmarks/gpu_check.py in its --smoke mode: every part runs and writes its results."""
+
+import json
+
+import pytest
+from helpers import run_tool
+
+pytestmark = pytest.mark.slow  # a TensorFlow process of its own, about half a minute
+
+
+def test_the_gpu_check_runs_in_smoke_mode_and_writes_every_result(tmp_path):
+    folder = tmp_path / "check"
+    run_tool("benchmarks/gpu_check.py", folder, "--smoke", "--variants=dense,moe_k1",
+             timeout=600)
+    records = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    by_check = {}
+    for record in records:
+        by_check.setdefault(record["check"], []).append(record)
+    assert by_check["machine"][0]["smoke"] is True
+    layer = by_check["circulant_layer"][0]
+    assert layer["passed"] and max(layer["relative_errors"].values()) < 1e-4
+    timed = {(r["variant"], r["precision"], r["jit_compile"]) for r in by_check["training"]}
+    low = "mixed_float16" if by_check["machine"][0]["device"] == "GPU" else "mixed_bfloat16"
+    assert timed == {(v, p, j) for v in ("dense", "moe_k1") for p in ("float32", low)
+                     for j in (False, True)}
+    for record in by_check["training"]:
+        assert record["train_examples_per_second"] > 0 < record["eval_examples_per_second"]
+    assert by_check["input"][0]["reading_examples_per_second"] > 0
+    assert by_check["done"][0]["passed"]
+    summary = (folder / "summary.txt").read_text().splitlines()
+    assert len(summary) == len(records) and "PASS" in summary[1]
