@@ -177,7 +177,8 @@ class _Reader:
             if self.num_classes == NUM_CLASSES else ""
 
     def dataset(self, files, batch_size, num_epochs=1, shuffle=False, num_readers=8, seed=None,
-                shuffle_buffer=None, drop_remainder=False, skipped=None):
+                shuffle_buffer=None, drop_remainder=False, skipped=None,
+                parallel_calls=tf.data.AUTOTUNE):
         """Batches from `files` (a pattern or a list of paths).
 
         Evaluation (shuffle=False) reads every record exactly once per epoch in a fixed order and
@@ -186,7 +187,8 @@ class _Reader:
         With `skipped` (a `SkipCounts`), bad records are dropped instead of stopping the
         pipeline, and counted there; a damaged file (bad length or CRC, cut short) is read up to
         the damage, which is counted once per file per epoch. Records are then parsed one at a
-        time, which is slower.
+        time, which is slower. parallel_calls: files read and batches parsed at once (default:
+        tf.data's tuning).
         """
         if isinstance(files, str):
             files = resolve_files(files)
@@ -201,13 +203,13 @@ class _Reader:
             file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
         records = file_ds.repeat(num_epochs).interleave(
             read_file, cycle_length=max(1, num_readers), block_length=1,
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            num_parallel_calls=parallel_calls, deterministic=True)
         if shuffle:
             buffer = shuffle_buffer or max(10 * batch_size, 1024)
             records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
         if skipped is None:
             batches = records.batch(batch_size, drop_remainder=drop_remainder)
-            batches = batches.map(self.parse, num_parallel_calls=tf.data.AUTOTUNE,
+            batches = batches.map(self.parse, num_parallel_calls=parallel_calls,
                                   deterministic=True)
         else:
             batches = self._parse_tolerantly(records, skipped.records).batch(

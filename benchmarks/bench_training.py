@@ -41,23 +41,31 @@ from utils import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 import tensorflow as tf  # noqa: E402
 
+import checkpoints  # noqa: E402
 import generate_data  # noqa: E402
 import inference  # noqa: E402
 import losses  # noqa: E402
 import model_flags  # noqa: E402
+import model_summary  # noqa: E402
 import readers  # noqa: E402
 import trainer  # noqa: E402
 
 SCALES = {"paper": dict(video_clusters=8192, audio_clusters=4096),
           "small": dict(video_clusters=1024, audio_clusters=512)}
 VARIANTS = {"dense": ("", 1), "fc_k1": ("fc", 1), "fc_k3": ("fc", 3), "fc_k6": ("fc", 6),
-            "embedding_k1": ("embedding", 1), "moe_k1": ("moe,gating", 1)}
+            "embedding_k1": ("embedding", 1), "moe_k1": ("moe,gating", 1),
+            # --recompute_circulant (not in the default list)
+            "fc_k1_recompute": ("fc", 1, True), "embedding_k1_recompute": ("embedding", 1, True),
+            "all_k1": ("embedding,fc,moe,gating", 1),
+            "all_k1_recompute": ("embedding,fc,moe,gating", 1, True)}
+DEFAULT_VARIANTS = ("dense", "fc_k1", "fc_k3", "fc_k6", "embedding_k1", "moe_k1")
 flags.DEFINE_enum("scale", "small", list(SCALES), "Model size.")
 flags.DEFINE_integer("batch", 32, "Videos per step.")
 flags.DEFINE_integer("videos", 256, "Generated frame-level videos.")
 flags.DEFINE_integer("steps", 5, "Steps per timing.")
 flags.DEFINE_integer("rounds", 3, "Timings per variant; the best is kept.")
-flags.DEFINE_string("variants", ",".join(VARIANTS), "Variants to run.")
+flags.DEFINE_string("variants", ",".join(DEFAULT_VARIANTS), "Variants to run, of: "
+                    + ", ".join(VARIANTS))
 flags.DEFINE_bool("quantized", True, "Frames as uint8, as train.py reads them (--noquantized: "
                   "float32, as before).")
 flags.DEFINE_string("memory_variant", "", "Internal: measure this variant's peak memory.")
@@ -67,14 +75,14 @@ CLASSES = readers.NUM_CLASSES
 
 
 def build(variant, files):
-    """(model, train step, predict) of a variant: train.py's Trainer and its very step."""
-    compact, k = VARIANTS[variant]
+    """(model, train step, predict, trainer) of a variant: train.py's Trainer and its step."""
+    compact, k, recompute = (*VARIANTS[variant], False)[:3]
     config = trainer.TrainConfig(
         train_dir=os.path.join(os.path.dirname(files[0]), f"train_dir_{variant}"),
         train_data_pattern=",".join(files),
         model_flags=model_flags.describe("TwoStreamModel", CLASSES, compact_layers=compact,
                                          k_factor=k, **SCALES[FLAGS.scale]),
-        batch_size=FLAGS.batch, base_learning_rate=0.01)
+        batch_size=FLAGS.batch, base_learning_rate=0.01, recompute_circulant=recompute)
     run = trainer.Trainer(config)
     model = run.model
 
@@ -85,7 +93,7 @@ def build(variant, files):
     def predict(batch):
         return model(batch, training=False)
 
-    return model, train_step, predict
+    return model, train_step, predict, run
 
 
 def timed(function, batches, steps):
@@ -131,14 +139,17 @@ def memory_of(variant, files):
     source = reader_batches(files)
     cached = [next(source) for _ in range(2)]
     before = rss_kib("VmRSS")
-    _, train_step, _ = build(variant, files)
+    _, train_step, _, run = build(variant, files)
     for i in range(3):
         train_step(cached[i % 2])
-    return (rss_kib("VmHWM") - before) / 1024
+    expected = model_summary.training_memory(
+        run.model, checkpoints.example_batch(run.reader), FLAGS.batch,
+        [v for o in run.optimizers for v in o.variables])["total"]
+    return (rss_kib("VmHWM") - before) / 1024, expected / 2**20
 
 
 def breakdown(files, cached):
-    model, train_step, predict = build("fc_k1", files)
+    model, train_step, predict, _ = build("fc_k1", files)
     batch = cached[0]
     frames, mask = model.frames(batch, True)
     video, audio = frames[:, :, :1024], frames[:, :, 1024:]
@@ -181,7 +192,8 @@ def breakdown(files, cached):
 def main(argv):
     del argv
     if FLAGS.memory_variant:
-        print(json.dumps({"mb": memory_of(FLAGS.memory_variant, FLAGS.data_dir.split(","))}))
+        peak, expected = memory_of(FLAGS.memory_variant, FLAGS.data_dir.split(","))
+        print(json.dumps({"mb": peak, "expected_mb": expected}))
         return
     variants = FLAGS.variants.split(",")
     with tempfile.TemporaryDirectory() as folder:
@@ -212,7 +224,7 @@ def main(argv):
                  f"--batch={FLAGS.batch}", f"--data_dir={','.join(files)}",
                  f"--quantized={FLAGS.quantized}"],
                 capture_output=True, text=True, check=True)
-            memory[v] = json.loads(done.stdout.strip().splitlines()[-1])["mb"]
+            memory[v] = json.loads(done.stdout.strip().splitlines()[-1])
         parts = breakdown(files, cached)
 
     examples = FLAGS.batch * FLAGS.steps
@@ -220,13 +232,14 @@ def main(argv):
     print(f"scale {FLAGS.scale}, batch {FLAGS.batch}, quantized {FLAGS.quantized}, "
           f"best of {FLAGS.rounds} x {FLAGS.steps} steps")
     print("| variant | weights | train examples/s | vs dense | eval videos/s | "
-          "inference videos/s | peak MB |")
-    print("|---|---|---|---|---|---|---|")
+          "inference videos/s | peak MB | expected MB (model summary) |")
+    print("|---|---|---|---|---|---|---|---|")
     for v in variants:
         rate = examples / min(train[v])
         ratio = f"{rate / dense:.2f}x" if dense else "-"
         print(f"| {v} | {weights[v]:,} | {rate:,.1f} | {ratio} | "
-              f"{examples / min(evaluate[v]):,.1f} | {served[v]:,.1f} | {memory[v]:,.0f} |")
+              f"{examples / min(evaluate[v]):,.1f} | {served[v]:,.1f} | "
+              f"{memory[v]['mb']:,.0f} | {memory[v]['expected_mb']:,.0f} |")
     print(f"input pipeline: fc_k1 from the reader {examples / min(reading):,.1f} examples/s, "
           f"from cached batches {examples / min(cache):,.1f} "
           f"(reading/cached time {min(reading) / min(cache):.3f}x)")
