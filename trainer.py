@@ -31,8 +31,29 @@ import model_utils
 import readers
 import utils
 
+
+class FusedAdam(keras.optimizers.Adam):
+    """Keras' Adam, each variable's update one TensorFlow kernel (ResourceApplyAdam): one pass
+    over the weight and its two moments instead of Keras' several, the same formula (Kingma &
+    Ba's, epsilon outside the square root). On the 2-core CPU the update of the 22M weights of
+    the video-level MoE took 32 ms instead of 76 (BENCHMARKS.md)."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        index = self._get_variable_index(variable)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=self._momentums[index].handle,
+            v=self._velocities[index].handle, beta1_power=beta_1 ** step,
+            beta2_power=beta_2 ** step, lr=tf.cast(learning_rate, dtype), beta1=beta_1,
+            beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
+
+
 OPTIMIZERS = {
-    "AdamOptimizer": keras.optimizers.Adam,
+    "AdamOptimizer": FusedAdam,
     "GradientDescentOptimizer": keras.optimizers.SGD,
     "MomentumOptimizer": lambda lr, **kw: keras.optimizers.SGD(lr, momentum=0.9, **kw),
     "AdagradOptimizer": keras.optimizers.Adagrad,

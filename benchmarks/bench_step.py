@@ -13,9 +13,9 @@ so tracing and compilation are left out.
 - dbof: the paper's DBoF model (TwoStreamModel, DBoF, audio + video) at small scale (1,024 /
   512 clusters) on --videos generated frame-level videos at batch 32.
 
-Then a breakdown of one step of the baseline setting, on one cached batch: forward, forward +
-backward, the optimizer's update (Adam), and the progress line's batch GAP (predictions
-gathered to the host, top 20 per video).
+Then a breakdown of one step of the default setting, on one cached batch: forward, forward +
+backward, the optimizer's update (the fused Adam, and Keras' own as before), and the progress
+line's batch GAP (predictions gathered to the host, top 20 per video).
 """
 
 import json
@@ -31,6 +31,7 @@ from absl import app, flags  # noqa: E402
 from utils import quiet_tensorflow, shared_data_dir  # noqa: E402
 
 quiet_tensorflow()
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -40,8 +41,10 @@ import model_flags  # noqa: E402
 import readers  # noqa: E402
 import trainer  # noqa: E402
 
-# (name, steps_per_loop, log_steps, jit_compile, mixed_precision); the first is today's default.
+# (name, steps_per_loop, log_steps, jit_compile, mixed_precision[, Keras' own Adam]); the
+# first is the trainer before issue 17, the second today's default.
 SETTINGS = [
+    ("before: Keras' Adam, 1 step per call, progress every 10", 1, 10, False, "float32", True),
     ("default: 1 step per call, progress every 10", 1, 10, False, "float32"),
     ("1 step per call, progress every 100", 1, 100, False, "float32"),
     ("10 steps per call, progress every 100", 10, 100, False, "float32"),
@@ -51,7 +54,7 @@ SETTINGS = [
     ("bfloat16, 100 steps per call, progress every 100", 100, 100, False, "mixed_bfloat16"),
     ("XLA + bfloat16, 100 steps per call, progress every 100", 100, 100, True,
      "mixed_bfloat16"),
-    ("default again (drift check)", 1, 10, False, "float32"),
+    ("before again (drift check)", 1, 10, False, "float32", True),
 ]
 flags.DEFINE_enum("model", "video", ["video", "dbof"], "Which model (see the docstring).")
 flags.DEFINE_integer("steps", 300, "Timed steps per setting (after warm-up).")
@@ -85,10 +88,16 @@ def config(folder, description, files, batch, name, steps_per_loop, log_steps, j
         mixed_precision=precision)
 
 
-def timed_run(run_config, warm_up):
+def timed_run(run_config, warm_up, keras_adam=False):
     """Training examples/s of a run between its first progress line at or after `warm_up`
-    steps and its last."""
-    trainer.Trainer(run_config).run()
+    steps and its last (keras_adam: with Keras' Adam instead of the fused one)."""
+    fused = trainer.OPTIMIZERS["AdamOptimizer"]
+    if keras_adam:
+        trainer.OPTIMIZERS["AdamOptimizer"] = keras.optimizers.Adam
+    try:
+        trainer.Trainer(run_config).run()
+    finally:
+        trainer.OPTIMIZERS["AdamOptimizer"] = fused
     log = [r for r in trainer.read_train_log(run_config.train_dir) if r["step"] >= warm_up]
     if len(log) < 2:
         raise SystemExit(f"error: --steps={FLAGS.steps} gives fewer than two progress lines "
@@ -121,6 +130,13 @@ def breakdown(run_config):
     def update():
         optimizer.apply_gradients(zip(grads, variables))
 
+    keras_adam = keras.optimizers.Adam(0.01, clipnorm=1.0)
+    keras_adam.build(variables)
+
+    @tf.function
+    def keras_update():
+        keras_adam.apply_gradients(zip(grads, variables))
+
     def batch_gap():
         _, probabilities, labels = run.train_step(batch)
         metrics = eval_util.EvaluationMetrics()
@@ -142,7 +158,9 @@ def breakdown(run_config):
     gap = ms(batch_gap) - step
     parts = {"whole step (train_step)": step, "forward": ms(forward, sync),
              "forward + backward": ms(forward_backward, sync)}
-    parts["optimizer update (Adam)"] = ms(update, lambda r: sync(variables[0]))
+    parts["optimizer update (fused Adam, the default)"] = ms(update, lambda r: sync(variables[0]))
+    parts["optimizer update (Keras' Adam, before)"] = ms(keras_update,
+                                                         lambda r: sync(variables[0]))
     parts["batch GAP of a progress line (beyond the step)"] = gap
     return parts
 
@@ -155,20 +173,23 @@ def main(argv):
     with tempfile.TemporaryDirectory() as folder:
         description, files, batch = description_and_data(folder)
         warm_up = 100  # steps left out: tracing, XLA compilation, the input's start
-        for name, steps_per_loop, log_steps, jit, precision in chosen:
+        for name, steps_per_loop, log_steps, jit, precision, *keras_adam in chosen:
             run_config = config(folder, description, files, batch, name, steps_per_loop,
                                 log_steps, jit, precision, warm_up)
-            rate = timed_run(run_config, warm_up)
+            rate = timed_run(run_config, warm_up, bool(keras_adam))
             results.append({"model": FLAGS.model, "setting": name, "examples_per_second": rate,
+                            "keras_adam": bool(keras_adam),
                             "steps_per_loop": steps_per_loop, "log_steps": log_steps,
                             "jit_compile": jit, "mixed_precision": precision, "batch": batch})
             print(f"{name}: {rate:,.0f} examples/s", flush=True)
         base = config(folder, description, files, batch, "breakdown", 1, 10, False, "float32",
                       warm_up)
         parts = breakdown(base)
-    reference = results[0]["examples_per_second"]
+    before = [r["examples_per_second"] for r in results if r["keras_adam"]] or \
+        [results[0]["examples_per_second"]]
+    reference = sum(before) / len(before)  # the mean of the before runs (first and last)
     print(f"\nmodel {FLAGS.model}, batch {batch}, {FLAGS.steps} timed steps per setting")
-    print("| setting | examples/s | vs default |")
+    print("| setting | examples/s | vs before |")
     print("|---|---|---|")
     for r in results:
         print(f"| {r['setting']} | {r['examples_per_second']:,.0f} | "

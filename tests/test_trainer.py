@@ -278,3 +278,24 @@ def test_num_gpu_beyond_the_machine_warns_and_uses_what_there_is(capsys):
     assert strategy.num_replicas_in_sync == max(1, len(tf.config.list_physical_devices("GPU")))
     if not tf.config.list_physical_devices("GPU"):
         assert "--num_gpu=2: this machine has 0 GPUs; using 0" in capsys.readouterr().err
+
+
+def test_the_fused_adam_update_is_keras_adam():
+    import keras
+
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=shape).astype(np.float32) for shape in ((7, 5), (5,))]
+    grads = [[tf.constant(rng.normal(size=w.shape).astype(np.float32)) for w in start]
+             for _ in range(5)]
+    final = {}
+    for optimizer in (keras.optimizers.Adam(0.1, clipnorm=1.0),
+                      trainer.FusedAdam(0.1, clipnorm=1.0)):
+        weights = [keras.Variable(w) for w in start]
+        for step in grads:
+            optimizer.apply_gradients(zip(step, weights))
+        final[type(optimizer).__name__] = [w.numpy() for w in weights]
+    # Keras writes m + (g - m)(1 - beta_1), the kernel beta_1 m + (1 - beta_1) g: the same
+    # number up to float32 rounding, here 1e-5 after five steps of 0.1.
+    for ours, keras_adam in zip(final["FusedAdam"], final["Adam"], strict=True):
+        np.testing.assert_allclose(ours, keras_adam, rtol=0, atol=1e-5)
+        assert np.abs(ours - start[0 if ours.ndim == 2 else 1]).max() > 0.1
