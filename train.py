@@ -82,7 +82,7 @@ flags.DEFINE_bool("jit_compile", False, "Compile the training and validation ste
 flags.DEFINE_bool("recompute_circulant", False, "Diagonal-circulant layers keep only their "
                   "input for the backward pass and compute the rest again there: less memory, "
                   "more time, the same results.")
-flags.DEFINE_integer("steps_per_loop", 1, "Training steps per call of the compiled loop (more: "
+flags.DEFINE_integer("steps_per_loop", 10, "Training steps per call of the compiled loop (more: "
                      "less Python between steps; progress, checkpoints and signals wait for the "
                      "end of a call, which stops at every log, checkpoint and validation step).")
 

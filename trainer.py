@@ -96,7 +96,7 @@ class TrainConfig:
     num_gpu: int | None = None  # local GPUs to mirror over (None: all; 0: none)
     mixed_precision: str = "float32"  # or mixed_float16 (with loss scaling), mixed_bfloat16
     jit_compile: bool = False  # XLA for the training and validation steps
-    steps_per_loop: int = 1  # training steps per call of the compiled loop
+    steps_per_loop: int = 10  # training steps per call of the compiled loop
     recompute_circulant: bool = False  # circulant layers: memory for time in the backward pass
 
     def check(self):
@@ -271,18 +271,19 @@ class Trainer:
         return done
 
     def steps_before_event(self, step, start_step, validating):
-        """How many of the next steps (at most steps_per_loop - 1, 0 with 1 step per loop) are
-        plain: before the next one that logs, saves, validates or is the last."""
+        """How many of the next steps (at most steps_per_loop; 0 with one step per call) are
+        plain: before the next one that logs, saves, validates or is the last. Those run in
+        one call of the compiled loop; the others one at a time, with their outputs."""
         c = self.config
         if c.steps_per_loop == 1:
             return 0
-        for plain in range(c.steps_per_loop - 1):
+        for plain in range(c.steps_per_loop):
             s = step + plain + 1
             if (s == start_step + 1 or s % c.log_steps == 0 or s % c.checkpoint_steps == 0
                     or (validating and s % c.validation_steps == 0)
                     or (c.max_steps is not None and s >= c.max_steps)):
                 return plain
-        return c.steps_per_loop - 1
+        return c.steps_per_loop
 
     def dataset(self, skipped=None):
         """The training batches, shuffled, num_epochs passes, distributed over the devices."""
@@ -376,6 +377,10 @@ class Trainer:
                     step += done
                     if done < plain:  # the data ended
                         break
+                    if stop.requested:  # saved below, at this step
+                        print(f"signal {stop.requested}: saving and stopping", flush=True)
+                        break
+                    continue
                 batch = next(iterator, None)
                 if batch is None:
                     break

@@ -46,6 +46,7 @@ import trainer  # noqa: E402
 SETTINGS = [
     ("before: Keras' Adam, 1 step per call, progress every 10", 1, 10, False, "float32", True),
     ("default: 1 step per call, progress every 10", 1, 10, False, "float32"),
+    ("10 steps per call, progress every 10", 10, 10, False, "float32"),
     ("1 step per call, progress every 100", 1, 100, False, "float32"),
     ("10 steps per call, progress every 100", 10, 100, False, "float32"),
     ("100 steps per call, progress every 100", 100, 100, False, "float32"),
