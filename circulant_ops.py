@@ -97,7 +97,7 @@ def diagonal_circulant(x, diagonals, circulants, units, diagonal_side=DEFAULT_DI
 
     recompute: keep only x for the backward pass and compute the factors' intermediate values
     again there (one more FFT pair per factor), instead of keeping two [rows, n] tensors per
-    factor from the forward pass.
+    factor from the forward pass; both passes then work one block after another.
     """
     check_options(diagonal_side)
     n = circulants.shape[-1] // blocks
@@ -126,20 +126,45 @@ def _diagonal_circulant_rows(n_in, units, blocks, diagonal_side, slope, recomput
 
     @tf.custom_gradient
     def rows(x, diagonals, circulants):
-        y, grad = _forward_and_gradient(x, diagonals, circulants, *options)
         if not recompute:
-            return y, grad
-
-        def grad_recomputed(dy):
-            # The forward again, made to wait for dy so that it runs in the backward pass (and
-            # is not merged with the first one): its values live only until used.
-            with tf.control_dependencies([dy]):
-                again = tf.identity(x)
-            return _forward_and_gradient(again, diagonals, circulants, *options)[1](dy)
-
-        return y, grad_recomputed
+            return _forward_and_gradient(x, diagonals, circulants, *options)
+        return _blockwise_recomputed(x, diagonals, circulants, *options)
 
     return rows
+
+
+def _blockwise_recomputed(x, diagonals, circulants, n_in, units, blocks, input_side, slope):
+    """(y, grad) of diagonal_circulant that keeps only x for the backward pass, and works one
+    block after another in both passes: each block's values exist only while it is computed,
+    so an expanding layer's transient memory is one block's, not all of them at once."""
+    n = circulants.shape[-1] // blocks
+    parts = [(b * n, min(n, units - b * n)) for b in range(blocks)]
+
+    def block(after, b, start, width):
+        """Block b on x, started only once `after` exists (one block at a time)."""
+        with tf.control_dependencies(after):
+            x_now = tf.identity(x)
+        return _forward_and_gradient(x_now, diagonals[:, b * n:(b + 1) * n],
+                                     circulants[:, b * n:(b + 1) * n], n_in, width, 1,
+                                     input_side, slope)
+
+    outputs = []
+    for b, (start, width) in enumerate(parts):
+        outputs.append(block(outputs[-1:], b, start, width)[0])
+    y = tf.concat(outputs, axis=1)
+
+    def grad(dy):
+        # Computed again here, after dy exists, so that it cannot be merged with the forward.
+        dx, d_diagonals, d_circulants, last = None, [], [], [dy]
+        for b, (start, width) in enumerate(parts):
+            g = block(last, b, start, width)[1](dy[:, start:start + width])
+            dx = g[0] if dx is None else dx + g[0]
+            d_diagonals.append(g[1])
+            d_circulants.append(g[2])
+            last = [dx]
+        return dx, tf.concat(d_diagonals, axis=1), tf.concat(d_circulants, axis=1)
+
+    return y, grad
 
 
 def _forward_and_gradient(x, diagonals, circulants, n_in, units, blocks, input_side, slope):
