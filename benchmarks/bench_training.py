@@ -135,17 +135,22 @@ def inference_rate(predict, files):
 
 
 def memory_of(variant, files):
-    """Peak memory (MB) of training `variant`, in this process (run alone)."""
+    """(peak MB, expected MB, {peak once built, peak after the first step, resident after the
+    last}) of training `variant` for 3 steps, in this process (run alone)."""
     source = reader_batches(files)
     cached = [next(source) for _ in range(2)]
     before = rss_kib("VmRSS")
     _, train_step, _, run = build(variant, files)
+    phases = {"built_mb": (rss_kib("VmHWM") - before) / 1024}
     for i in range(3):
         train_step(cached[i % 2])
+        if i == 0:
+            phases["first_step_mb"] = (rss_kib("VmHWM") - before) / 1024
+    phases["resident_after_mb"] = (rss_kib("VmRSS") - before) / 1024
     expected = model_summary.training_memory(
         run.model, checkpoints.example_batch(run.reader), FLAGS.batch,
         [v for o in run.optimizers for v in o.variables])["total"]
-    return (rss_kib("VmHWM") - before) / 1024, expected / 2**20
+    return (rss_kib("VmHWM") - before) / 1024, expected / 2**20, phases
 
 
 def breakdown(files, cached):
@@ -192,8 +197,8 @@ def breakdown(files, cached):
 def main(argv):
     del argv
     if FLAGS.memory_variant:
-        peak, expected = memory_of(FLAGS.memory_variant, FLAGS.data_dir.split(","))
-        print(json.dumps({"mb": peak, "expected_mb": expected}))
+        peak, expected, phases = memory_of(FLAGS.memory_variant, FLAGS.data_dir.split(","))
+        print(json.dumps({"mb": peak, "expected_mb": expected, **phases}))
         return
     variants = FLAGS.variants.split(",")
     with tempfile.TemporaryDirectory() as folder:
