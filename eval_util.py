@@ -190,7 +190,7 @@ def evaluate(model, reader, files, loss_fn, batch_size, top_k=20, mean_ap=False,
     started = time.time()
     with reader.reraise_data_errors(files):
         for batch in reader.dataset(files, batch_size, num_readers=num_readers):
-            probabilities = predict({k: batch[k] for k in ("features", "num_frames")})
+            probabilities = predict(readers.model_inputs(batch))
             metrics.add(probabilities.numpy(), batch["labels"].numpy(),
                         loss_fn(probabilities, batch["labels"]).numpy())
             if on_batch:

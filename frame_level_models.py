@@ -366,7 +366,6 @@ class _LearnablePoolingModel(FrameModel):
                              name="hidden")
         self.hidden_norm = keras.layers.BatchNormalization(name="hidden_bn") \
             if s.add_batch_norm else None
-        self.relu = s.relu
         self.gating = ContextGating("gating" in compact, k, name="gating") if s.gating else None
         self.classifier = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2, compact, k,
                                         s.moe_prob_gating, "gating" in compact,
@@ -382,7 +381,7 @@ class _LearnablePoolingModel(FrameModel):
         x = self.hidden(pooled)
         if self.hidden_norm is not None:
             x = self.hidden_norm(x, training=training)
-        if self.relu:
+        if self.settings.relu:
             x = tf.nn.relu6(x)
         if self.gating is not None:
             x = self.gating(x, training=training)
@@ -501,23 +500,20 @@ class TwoStreamModel(FrameModel):
         super().__init__(settings, **kwargs)
         s = self.settings
         compact, k_factor = s.compact(), s.circulant()
-        embedding, dbof_activation, fv_couple_weights = (s.embedding, s.dbof_activation,
-                                                         s.fv_couple_weights)
         embed = "embedding" in compact
-        self.embedding, self.n_bagging = embedding, max(1, s.n_bagging)
-        self.video_size, self.use_audio = s.video_size, s.use_audio
+        self.n_bagging = max(1, s.n_bagging)
 
         # Each stream's layers are attributes: tf.train.Checkpoint does not see layers that
         # Keras 3 keeps in lists or tuples.
         self.streams = ["video"] + (["audio"] if s.use_audio else [])
         for name, clusters in zip(self.streams, (s.video_clusters, s.audio_clusters)):
-            if embedding == "dbof":
-                pool = DbofPooling(clusters, dbof_activation, True, "max", embed, k_factor,
+            if s.embedding == "dbof":
+                pool = DbofPooling(clusters, s.dbof_activation, True, "max", embed, k_factor,
                                    name=f"{name}_dbof")
-            elif embedding == "netvlad":
+            elif s.embedding == "netvlad":
                 pool = NetVLAD(clusters, compact=embed, k_factor=k_factor, name=f"{name}_vlad")
             else:
-                pool = NetFV(clusters, fv_couple_weights, embed, k_factor, name=f"{name}_fv")
+                pool = NetFV(clusters, s.fv_couple_weights, embed, k_factor, name=f"{name}_fv")
             setattr(self, f"{name}_pool", pool)
             setattr(self, f"{name}_fc", linear(s.fc_size, "fc" in compact, k_factor,
                                                use_bias=False, name=f"{name}_fc"))
@@ -528,7 +524,7 @@ class TwoStreamModel(FrameModel):
             if s.gating else None
 
     def _pool(self, pool, frames, mask, training):
-        if self.n_bagging == 1 or self.embedding != "dbof":
+        if self.n_bagging == 1 or self.settings.embedding != "dbof":
             return pool(frames, mask, training=training)
         # Robust DBoF: frames hold n_bagging subsets of `iterations` frames; mean of max-pools.
         dim = frames.shape[-1]
@@ -537,9 +533,9 @@ class TwoStreamModel(FrameModel):
         return tf.reduce_mean(tf.reshape(pooled, [-1, self.n_bagging, pooled.shape[-1]]), axis=1)
 
     def call(self, inputs, training=False):
-        count = self.iterations * self.n_bagging if self.embedding == "dbof" else None
+        count = self.iterations * self.n_bagging if self.settings.embedding == "dbof" else None
         frames, mask = self.frames(inputs, training, count)
-        parts = [frames[:, :, :self.video_size], frames[:, :, self.video_size:]]
+        parts = [frames[:, :, :self.settings.video_size], frames[:, :, self.settings.video_size:]]
         outputs = []
         for name, part in zip(self.streams, parts):
             pool, fc, norm = (getattr(self, f"{name}_{layer}") for layer in ("pool", "fc", "norm"))

@@ -29,21 +29,22 @@ def settings(cls):
     return dataclasses.dataclass(frozen=True, kw_only=True)(cls)
 
 
-def meaning(settings_class, name):
-    """The meaning of field `name`: from the class that first declared it with one."""
+def _declared(settings_class, name, key, default):
+    """Metadata `key` of field `name`, from the class that first declared it with a value (a
+    field given another default further down has none)."""
     for cls in settings_class.__mro__:
         field = vars(cls).get("__dataclass_fields__", {}).get(name)
-        if field is not None and field.metadata.get("meaning"):
-            return field.metadata["meaning"]
-    return ""
+        if field is not None and field.metadata.get(key):
+            return field.metadata[key]
+    return default
+
+
+def meaning(settings_class, name):
+    return _declared(settings_class, name, "meaning", "")
 
 
 def choices(settings_class, name):
-    for cls in settings_class.__mro__:
-        field = vars(cls).get("__dataclass_fields__", {}).get(name)
-        if field is not None and field.metadata.get("choices"):
-            return field.metadata["choices"]
-    return ()
+    return _declared(settings_class, name, "choices", ())
 
 
 @settings

@@ -56,8 +56,6 @@ def check_budget(model, max_model_mb):
                          f"--max_model_mb={max_model_mb}")
 
 
-
-
 def _kept_for_backward(model, batch):
     """Bytes of the forward pass's values that the backward pass reads, for `batch`.
 
@@ -98,6 +96,7 @@ def training_memory(model, example, batch_size, optimizer_variables=()):
     two = _kept_for_backward(model, {k: tf.concat([v, v], 0) for k, v in example.items()})
     per_video, fixed = max(two - one, 0), max(2 * one - two, 0)
     input_bytes = sum(v.shape.num_elements() * v.dtype.size for v in example.values())
+
     def size(variables):
         return sum(math.prod(v.shape) * tf.as_dtype(v.dtype).size for v in variables)
 

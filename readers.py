@@ -51,6 +51,13 @@ def _as_list(value):
     return list(value)
 
 
+def model_inputs(batch, labels=False):
+    """The tensors of a batch that models read (and its labels), without the string ids, which
+    XLA cannot take."""
+    keys = ("features", "num_frames", "labels") if labels else ("features", "num_frames")
+    return {k: batch[k] for k in keys}
+
+
 def resolve_files(pattern):
     """Comma-separated globs (local or `gs://`) -> sorted list of files; every glob must match."""
     files = []

@@ -253,7 +253,7 @@ class Trainer:
         """One step on a (distributed) batch: (summed loss, probabilities, labels)."""
         before = [tf.identity(o.iterations.value) for o in self.optimizers] \
             if self.loss_scaled else []
-        batch = {k: batch[k] for k in ("features", "num_frames", "labels")}  # not the ids: XLA
+        batch = readers.model_inputs(batch, labels=True)
         loss, probabilities, labels = self.strategy.run(self.replica_step, args=(batch,))
         for optimizer, step in zip(self.optimizers, before):
             optimizer.iterations.assign(step + 1)  # a step skipped for overflow counts too
@@ -270,6 +270,13 @@ class Trainer:
             done += 1
         return done
 
+    def due(self, step, start_step, validating):
+        """(log, save, validate): what global step `step` does after training (a signal saves
+        too, whatever the step)."""
+        c = self.config
+        return (step % c.log_steps == 0 or step == start_step + 1, step % c.checkpoint_steps == 0,
+                validating and step % c.validation_steps == 0)
+
     def steps_before_event(self, step, start_step, validating):
         """How many of the next steps (at most steps_per_loop; 0 with one step per call) are
         plain: before the next one that logs, saves, validates or is the last. Those run in
@@ -279,9 +286,8 @@ class Trainer:
             return 0
         for plain in range(c.steps_per_loop):
             s = step + plain + 1
-            if (s == start_step + 1 or s % c.log_steps == 0 or s % c.checkpoint_steps == 0
-                    or (validating and s % c.validation_steps == 0)
-                    or (c.max_steps is not None and s >= c.max_steps)):
+            if any(self.due(s, start_step, validating)) or (c.max_steps is not None
+                                                             and s >= c.max_steps):
                 return plain
         return c.steps_per_loop
 
@@ -338,7 +344,7 @@ class Trainer:
             with self.reader.reraise_data_errors(self.files):
                 self.model.memorize(self.reader.dataset(self.files, 4096,
                                                         num_readers=c.num_readers))
-            print(f"memorised {self.model.memory_videos:,} training videos in "
+            print(f"memorised {self.model.settings.memory_videos:,} training videos in "
                   f"{time.time() - started:.0f}s", flush=True)
         flags_written = not self.registered_model or (latest is not None
                                                       and model_flags.exists(self.train_dir))
@@ -371,14 +377,11 @@ class Trainer:
         with self.reader.reraise_data_errors(self.files), stop, writer.as_default():
             iterator = iter(batches)
             while c.max_steps is None or step < c.max_steps:
-                plain = self.steps_before_event(step, start_step, validation is not None)
+                plain = self.steps_before_event(step, start_step, bool(validation))
                 if plain:
                     done = int(self.train_loop(iterator, tf.constant(plain)))
                     step += done
-                    if done < plain:  # the data ended
-                        break
-                    if stop.requested:  # saved below, at this step
-                        print(f"signal {stop.requested}: saving and stopping", flush=True)
+                    if done < plain or stop.requested:  # the data ended, or saved below
                         break
                     continue
                 batch = next(iterator, None)
@@ -386,8 +389,8 @@ class Trainer:
                     break
                 loss, probabilities, labels = self.train_step(batch)
                 step += 1  # counted here: reading optimizer.iterations would wait for the device
-                log_now = step % c.log_steps == 0 or step == start_step + 1
-                save_now = step % c.checkpoint_steps == 0 or stop.requested
+                log_now, save_now, validate_now = self.due(step, start_step, bool(validation))
+                save_now = save_now or stop.requested
                 if log_now or save_now:
                     loss = finite(loss, step)
                 if log_now:
@@ -408,11 +411,12 @@ class Trainer:
                     append_train_log(log_path, values, skipped)
                 if save_now:
                     saved_step = save_checkpoint(step, saved_step)
-                if validation and step % c.validation_steps == 0:
+                if validate_now:
                     self.validate(validation, step)
                 if stop.requested:
-                    print(f"signal {stop.requested}: saving and stopping", flush=True)
                     break
+            if stop.requested:
+                print(f"signal {stop.requested}: saving and stopping", flush=True)
             if step > start_step:
                 finite(loss, step)
             elif not stop.requested and (c.max_steps is None or step < c.max_steps):

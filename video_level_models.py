@@ -165,22 +165,18 @@ class KnnMoeModel(VideoModel):
     def __init__(self, num_classes, settings=None, **kwargs):
         super().__init__(settings, **kwargs)
         s = self.settings
-        self.num_classes, self.video_size, self.audio_weight = (num_classes, s.video_size,
-                                                                s.audio_weight)
-        self.knn_k, self.knn_temperature, self.knn_weight = (s.knn_k, s.knn_temperature,
-                                                             s.knn_weight)
+        self.num_classes = num_classes
         self.dropout = keras.layers.Dropout(s.input_dropout)
         self.moe = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2, s.compact(),
                                  s.circulant(), name="moe")
-        self.memory_videos, self.memory_labels = s.memory_videos, s.memory_labels
 
     def build(self, input_shape):
-        dim = input_shape["features"][-1]
-        self.keys = self.add_weight((self.memory_videos, dim), "zeros", dtype="float16",
+        dim, s = input_shape["features"][-1], self.settings
+        self.keys = self.add_weight((s.memory_videos, dim), "zeros", dtype="float16",
                                     trainable=False, name="memory_features")
-        self.label_ids = self.add_weight((self.memory_labels,), "zeros", dtype="int32",
+        self.label_ids = self.add_weight((s.memory_labels,), "zeros", dtype="int32",
                                          trainable=False, name="memory_label_ids")
-        self.label_splits = self.add_weight((self.memory_videos + 1,), "zeros", dtype="int32",
+        self.label_splits = self.add_weight((s.memory_videos + 1,), "zeros", dtype="int32",
                                             trainable=False, name="memory_label_splits")
 
     @staticmethod
@@ -194,11 +190,11 @@ class KnnMoeModel(VideoModel):
         return {"memory_videos": max(videos, 1), "memory_labels": max(labels, 1)}
 
     def features(self, inputs):
-        x = inputs["features"]
-        video = tf.math.l2_normalize(x[:, :self.video_size], axis=-1)
-        if x.shape[-1] == self.video_size:
+        x, s = inputs["features"], self.settings
+        video = tf.math.l2_normalize(x[:, :s.video_size], axis=-1)
+        if x.shape[-1] == s.video_size:
             return video
-        audio = tf.math.l2_normalize(x[:, self.video_size:], axis=-1) * self.audio_weight
+        audio = tf.math.l2_normalize(x[:, s.video_size:], axis=-1) * s.audio_weight
         return tf.concat([video, audio], axis=1)
 
     def memorize(self, batches):
@@ -210,21 +206,22 @@ class KnnMoeModel(VideoModel):
             rows, classes = labels.nonzero()
             label_ids.append(classes.astype("int32"))
             counts.append(labels.sum(axis=1).astype("int32"))
-        keys, label_ids = np.concatenate(keys), np.concatenate(label_ids)
-        if len(keys) != self.memory_videos or len(label_ids) != self.memory_labels:
+        keys, label_ids, s = np.concatenate(keys), np.concatenate(label_ids), self.settings
+        if len(keys) != s.memory_videos or len(label_ids) != s.memory_labels:
             raise ValueError(f"the training data changed: {len(keys)} videos and "
                              f"{len(label_ids)} labels, model_flags.json says "
-                             f"{self.memory_videos} and {self.memory_labels}")
+                             f"{s.memory_videos} and {s.memory_labels}")
         self.keys.assign(keys)
         self.label_ids.assign(label_ids)
         self.label_splits.assign(np.concatenate([[0], np.cumsum(np.concatenate(counts))]))
 
     def neighbour_probabilities(self, x):
         """[B, C]: the similarity-weighted label average of the k nearest memory videos."""
+        s = self.settings
         similarity = tf.matmul(x, tf.cast(self.keys, x.dtype), transpose_b=True)  # (B, N)
-        k = min(self.knn_k, self.memory_videos)
+        k = min(s.knn_k, s.memory_videos)
         top, index = tf.math.top_k(similarity, k)  # (B, k)
-        weights = tf.nn.softmax(self.knn_temperature * top, axis=1)
+        weights = tf.nn.softmax(s.knn_temperature * top, axis=1)
         starts = tf.gather(self.label_splits, tf.reshape(index, [-1]))
         limits = tf.gather(self.label_splits, tf.reshape(index, [-1]) + 1)
         positions = tf.ragged.range(starts, limits)  # (B * k, labels of that neighbour)
@@ -242,4 +239,4 @@ class KnnMoeModel(VideoModel):
         if training:
             return moe
         neighbours = self.neighbour_probabilities(tf.cast(x, tf.float32))  # float32 as the MoE's
-        return (1.0 - self.knn_weight) * moe + self.knn_weight * neighbours
+        return (1.0 - self.settings.knn_weight) * moe + self.settings.knn_weight * neighbours

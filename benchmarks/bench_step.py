@@ -112,7 +112,7 @@ def breakdown(run_config):
     run = trainer.Trainer(run_config)
     model, optimizer = run.model, run.optimizers[0]
     batch = next(iter(run.dataset()))
-    batch = {k: batch[k] for k in ("features", "num_frames", "labels")}
+    batch = readers.model_inputs(batch, labels=True)
     variables = model.trainable_variables
 
     @tf.function

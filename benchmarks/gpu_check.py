@@ -41,6 +41,7 @@ import tensorflow as tf  # noqa: E402
 import circulant_ops  # noqa: E402
 import generate_data  # noqa: E402
 import model_flags  # noqa: E402
+import readers  # noqa: E402
 import trainer  # noqa: E402
 
 VARIANTS = {"dense": ("", 1), "fc_k1": ("fc", 1), "fc_k3": ("fc", 3), "fc_k6": ("fc", 6),
@@ -174,7 +175,7 @@ def time_variant(results, folder, files, classes, sizes, variant, precision, jit
     warm_up = 2 if FLAGS.smoke else 5
     train = lambda batch: run.train_step(batch)[0]  # noqa: E731 - the loss
     predict = tf.function(lambda inputs: run.model(inputs), jit_compile=jit)
-    inputs = [{k: b[k] for k in ("features", "num_frames")} for b in cached]  # no ids: XLA
+    inputs = [readers.model_inputs(b) for b in cached]
     rate(train, cached, warm_up)
     rate(predict, inputs, warm_up)
     record = {"check": "training", "variant": variant, "precision": precision,
