@@ -15,8 +15,9 @@ Also measured:
   files, read as train.py reads them) against the same model on cached batches;
 - a breakdown of one compact k=1 step: input batch, embedding, FC, MoE + gating, whole forward,
   forward + backward, optimizer (the step minus forward + backward);
-- peak memory of training, each variant in its own process (peak resident set minus the
-  resident set before the model was built).
+- peak memory of training, each variant in its own process: TensorFlow's peak of live tensors
+  (what a GPU would have to hold) and the peak resident set, both above the process before the
+  model was built.
 
 Scales: "paper" is the paper's model (8,192 video and 4,096 audio clusters, FC 512, MoE 4
 mixtures, 30 frames sampled); "small" has 1,024 and 512 clusters, same FC, MoE and frames.
@@ -135,22 +136,38 @@ def inference_rate(predict, files):
 
 
 def memory_of(variant, files):
-    """(peak MB, expected MB, {peak once built, peak after the first step, resident after the
-    last}) of training `variant` for 3 steps, in this process (run alone)."""
-    source = reader_batches(files)
-    cached = [next(source) for _ in range(2)]
-    before = rss_kib("VmRSS")
+    """Memory of training `variant` for 4 steps, in this process (run alone), MB: {"mb":
+    TensorFlow's peak of live tensors over the run (what a GPU must hold;
+    `tf.config.experimental.get_memory_info`), "built_mb": its live tensors once built
+    (weights, optimizer state), "first_step_mb"/"later_steps_mb": the peak during the first step
+    (which also traces and optimises the graph) and during the three after it, "rss_mb": peak
+    resident memory (adds the allocator's slack, TensorFlow's own memory and code),
+    "expected_mb": the model summary's estimate}; all above the process before the model was
+    built."""
+    # Two batches from a reading run to its end: a reader still prefetching would add its
+    # buffers to the live tensors.
+    cached = list(readers.FrameReader(quantized=FLAGS.quantized).dataset(
+        files, FLAGS.batch, num_epochs=2, shuffle=True, seed=0, drop_remainder=True))[:2]
+
+    def tensors(key="current"):
+        return tf.config.experimental.get_memory_info("CPU:0")[key] / 2**20
+
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    start, rss = tensors(), rss_kib("VmRSS")
     _, train_step, _, run = build(variant, files)
-    phases = {"built_mb": (rss_kib("VmHWM") - before) / 1024}
+    result = {"built_mb": tensors() - start}
+    float(train_step(cached[0]))
+    result["first_step_mb"] = tensors("peak") - start
+    tf.config.experimental.reset_memory_stats("CPU:0")
     for i in range(3):
-        train_step(cached[i % 2])
-        if i == 0:
-            phases["first_step_mb"] = (rss_kib("VmHWM") - before) / 1024
-    phases["resident_after_mb"] = (rss_kib("VmRSS") - before) / 1024
-    expected = model_summary.training_memory(
+        float(train_step(cached[(i + 1) % 2]))
+    result["later_steps_mb"] = tensors("peak") - start
+    result["mb"] = max(result["first_step_mb"], result["later_steps_mb"])
+    result["rss_mb"] = (rss_kib("VmHWM") - rss) / 1024
+    result["expected_mb"] = model_summary.training_memory(
         run.model, checkpoints.example_batch(run.reader), FLAGS.batch,
-        [v for o in run.optimizers for v in o.variables])["total"]
-    return (rss_kib("VmHWM") - before) / 1024, expected / 2**20, phases
+        [v for o in run.optimizers for v in o.variables])["total"] / 2**20
+    return result
 
 
 def breakdown(files, cached):
@@ -197,8 +214,7 @@ def breakdown(files, cached):
 def main(argv):
     del argv
     if FLAGS.memory_variant:
-        peak, expected, phases = memory_of(FLAGS.memory_variant, FLAGS.data_dir.split(","))
-        print(json.dumps({"mb": peak, "expected_mb": expected, **phases}))
+        print(json.dumps(memory_of(FLAGS.memory_variant, FLAGS.data_dir.split(","))))
         return
     variants = FLAGS.variants.split(",")
     with tempfile.TemporaryDirectory() as folder:
@@ -237,14 +253,16 @@ def main(argv):
     print(f"scale {FLAGS.scale}, batch {FLAGS.batch}, quantized {FLAGS.quantized}, "
           f"best of {FLAGS.rounds} x {FLAGS.steps} steps")
     print("| variant | weights | train examples/s | vs dense | eval videos/s | "
-          "inference videos/s | peak MB | expected MB (model summary) |")
-    print("|---|---|---|---|---|---|---|---|")
+          "inference videos/s | peak MB (tensors) | once built | peak MB (resident) | "
+          "expected MB (model summary) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for v in variants:
         rate = examples / min(train[v])
         ratio = f"{rate / dense:.2f}x" if dense else "-"
         print(f"| {v} | {weights[v]:,} | {rate:,.1f} | {ratio} | "
               f"{examples / min(evaluate[v]):,.1f} | {served[v]:,.1f} | "
-              f"{memory[v]['mb']:,.0f} | {memory[v]['expected_mb']:,.0f} |")
+              f"{memory[v]['mb']:,.0f} | {memory[v]['built_mb']:,.0f} | "
+              f"{memory[v]['rss_mb']:,.0f} | {memory[v]['expected_mb']:,.0f} |")
     print(f"input pipeline: fc_k1 from the reader {examples / min(reading):,.1f} examples/s, "
           f"from cached batches {examples / min(cache):,.1f} "
           f"(reading/cached time {min(reading) / min(cache):.3f}x)")
