@@ -14,7 +14,8 @@ Writes results.jsonl (one JSON object a measurement) and summary.txt under the f
    built at a time, all in this process;
 3. reading + training (train.py's input pipeline on generated frame-level files) against
    training on cached batches, for the dense model: the input's overhead;
-4. peak device memory of each variant's training (GPU only; `null` on a CPU).
+4. peak device memory of each variant's training: TensorFlow's live tensors on the GPU (on a
+   CPU, in host memory).
 
 Aimed at under 8 minutes on one GPU at the defaults (not measured: this project has had no
 GPU; see README, "GPUs"). --smoke runs every part at tiny sizes in about a minute on a CPU.
@@ -167,8 +168,8 @@ def rate(function, batches, steps):
 
 
 def time_variant(results, folder, files, classes, sizes, variant, precision, jit, device):
-    if on_gpu():
-        tf.config.experimental.reset_memory_stats("GPU:0")
+    memory_device = "GPU:0" if on_gpu() else "CPU:0"
+    tf.config.experimental.reset_memory_stats(memory_device)
     run = build(folder, files, classes, sizes, variant, precision, jit)
     source = iter(run.dataset())
     cached = [next(source) for _ in range(4)]
@@ -183,12 +184,12 @@ def time_variant(results, folder, files, classes, sizes, variant, precision, jit
               "device": device,
               "train_examples_per_second": rate(train, cached, FLAGS.steps),
               "eval_examples_per_second": rate(predict, inputs, FLAGS.steps),
-              "peak_memory_mb": (tf.config.experimental.get_memory_info("GPU:0")["peak"]
-                                 / 2**20 if on_gpu() else None)}
-    memory = f", peak {record['peak_memory_mb']:,.0f} MB" if on_gpu() else ""
+              "peak_memory_mb":
+                  tf.config.experimental.get_memory_info(memory_device)["peak"] / 2**20}
     results.add(record, f"{variant:<7} {precision:<15} XLA {'on ' if jit else 'off'}: "
                         f"train {record['train_examples_per_second']:,.0f} examples/s, eval "
-                        f"{record['eval_examples_per_second']:,.0f}{memory}")
+                        f"{record['eval_examples_per_second']:,.0f}, peak "
+                        f"{record['peak_memory_mb']:,.0f} MB")
     return run, source, cached
 
 

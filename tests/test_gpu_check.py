@@ -25,6 +25,8 @@ def test_the_gpu_check_runs_in_smoke_mode_and_writes_every_result(tmp_path):
                      for j in (False, True)}
     for record in by_check["training"]:
         assert record["train_examples_per_second"] > 0 < record["eval_examples_per_second"]
+        # weights, gradients and Adam's two moments are float32 and live at once in training
+        assert record["peak_memory_mb"] > 4 * record["weights"] * 4 / 2**20
     assert by_check["input"][0]["reading_examples_per_second"] > 0
     assert by_check["done"][0]["passed"]
     summary = (folder / "summary.txt").read_text().splitlines()
