@@ -26,6 +26,7 @@ from model_utils import (
     MoeClassifier,
     frame_mask,
     linear,
+    logistic_classifier,
     masked_max,
     masked_mean,
     sample_frames,
@@ -245,9 +246,7 @@ class FrameLevelLogisticModel(FrameModel):
 
     def __init__(self, num_classes, settings=None, **kwargs):
         super().__init__(settings, **kwargs)
-        s = self.settings
-        self.classifier = LogisticClassifier(num_classes, "moe" in s.compact(), s.circulant(),
-                                             s.l2_penalty, name="classifier")
+        self.classifier = logistic_classifier(num_classes, self.settings)
 
     def call(self, inputs, training=False):
         frames, mask = self.frames(inputs, training)

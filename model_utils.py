@@ -155,6 +155,12 @@ class LogisticClassifier(keras.layers.Layer):
         return tf.sigmoid(tf.cast(self.logits(x), tf.float32))  # probabilities in float32
 
 
+def logistic_classifier(num_classes, settings):
+    """The logistic models' classifier, from their settings (model_settings.Logistic, Compact)."""
+    return LogisticClassifier(num_classes, "moe" in settings.compact(), settings.circulant(),
+                              settings.l2_penalty, name="classifier")
+
+
 class MoeClassifier(keras.layers.Layer):
     """Mixture of experts: gates softmax over M+1 (one dummy expert), experts sigmoid.
 

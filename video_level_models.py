@@ -12,7 +12,7 @@ import tensorflow as tf
 import model_settings as ms
 import model_utils
 from model_settings import setting, settings
-from model_utils import LogisticClassifier, MoeClassifier
+from model_utils import LogisticClassifier, MoeClassifier, logistic_classifier
 
 
 class VideoModel(keras.Model):
@@ -38,9 +38,7 @@ class LogisticModel(VideoModel):
 
     def __init__(self, num_classes, settings=None, **kwargs):
         super().__init__(settings, **kwargs)
-        s = self.settings
-        self.classifier = LogisticClassifier(num_classes, "moe" in s.compact(), s.circulant(),
-                                             s.l2_penalty, name="classifier")
+        self.classifier = logistic_classifier(num_classes, self.settings)
 
     def call(self, inputs, training=False):
         return self.classifier(self.features(inputs))
