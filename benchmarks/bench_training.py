@@ -213,6 +213,10 @@ def breakdown(files, cached):
 
 def main(argv):
     del argv
+    unknown = [v for v in [*FLAGS.variants.split(","), FLAGS.memory_variant]
+               if v and v not in VARIANTS]
+    if unknown:
+        raise app.UsageError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
     if FLAGS.memory_variant:
         print(json.dumps(memory_of(FLAGS.memory_variant, FLAGS.data_dir.split(","))))
         return
