@@ -2,7 +2,7 @@
 frame-level reader scales with cores and parallel calls.
 
     .venv/bin/python benchmarks/bench_readers.py [--epochs=3] [--repeats=3]
-    .venv/bin/python benchmarks/bench_readers.py --scaling [--cores=1,2]
+    .venv/bin/python benchmarks/bench_readers.py --scaling [--cores=1,2] [--scaling_epochs=20]
 
 Video level: the shared real 2018 train shards. Frame level: generated files (written to a
 temporary folder). The floor is `tf.data.TFRecordDataset` over the same files with the same
@@ -39,6 +39,8 @@ flags.DEFINE_integer("frame_videos", 600, "Generated frame-level videos.")
 flags.DEFINE_bool("scaling", False, "Time the frame-level reader against cores and parallel "
                   "calls instead.")
 flags.DEFINE_string("cores", "1,2", "--scaling: the numbers of cores to pin to.")
+flags.DEFINE_integer("scaling_epochs", 20, "--scaling: passes over the files per timing; long "
+                     "enough for tf.data's tuning to settle (3, 7 batches a timing, were not).")
 flags.DEFINE_string("worker", "", "Internal: comma-separated files to time with "
                     "--parallel_calls in this process.")
 flags.DEFINE_integer("parallel_calls", -1, "Internal: parallel calls (-1: tf.data's tuning).")
@@ -84,7 +86,7 @@ def write_frame_files(folder):
 def scaling():
     calls = [1, 2, 4, 8, -1]
     print(f"frame-level reader, uint8 frames, batch {SCALING_BATCH}, {FLAGS.frame_videos} "
-          f"generated videos x {FLAGS.epochs} epochs; videos/s (best of {FLAGS.repeats})")
+          f"generated videos x {FLAGS.scaling_epochs} epochs; videos/s (best of {FLAGS.repeats})")
     print("| cores | " + " | ".join("tuned" if c < 0 else f"{c} calls" for c in calls) + " |")
     print("|---" * (len(calls) + 1) + "|")
     with tempfile.TemporaryDirectory() as folder:
@@ -95,7 +97,7 @@ def scaling():
                 done = subprocess.run(
                     ["taskset", "-c", ",".join(map(str, range(cores))), sys.executable,
                      __file__, f"--worker={','.join(files)}", f"--parallel_calls={parallel}",
-                     f"--epochs={FLAGS.epochs}", f"--repeats={FLAGS.repeats}",
+                     f"--epochs={FLAGS.scaling_epochs}", f"--repeats={FLAGS.repeats}",
                      f"--frame_videos={FLAGS.frame_videos}"],
                     capture_output=True, text=True, check=True)
                 rates.append(json.loads(done.stdout.strip().splitlines()[-1])["videos_per_second"])
