@@ -70,7 +70,8 @@ flags.DEFINE_string("variants", ",".join(DEFAULT_VARIANTS), "Variants to run, of
 flags.DEFINE_bool("quantized", True, "Frames as uint8, as train.py reads them (--noquantized: "
                   "float32, as before).")
 flags.DEFINE_string("memory_variant", "", "Internal: measure this variant's peak memory.")
-flags.DEFINE_string("data_dir", "", "Internal: the generated files.")
+flags.DEFINE_string("data_dir", "", "--memory_variant: the frame-level files to train on "
+                    "(comma-separated globs).")
 FLAGS = flags.FLAGS
 CLASSES = readers.NUM_CLASSES
 
@@ -218,7 +219,11 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
     if FLAGS.memory_variant:
-        print(json.dumps(memory_of(FLAGS.memory_variant, FLAGS.data_dir.split(","))))
+        try:
+            files = readers.resolve_files(FLAGS.data_dir)
+        except ValueError as error:
+            raise app.UsageError(f"--data_dir: {error}") from None
+        print(json.dumps(memory_of(FLAGS.memory_variant, files)))
         return
     variants = FLAGS.variants.split(",")
     with tempfile.TemporaryDirectory() as folder:
