@@ -35,9 +35,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
-from process_memory import rss_kib  # noqa: E402 - beside this script
+from process_memory import TensorMemory, keep_cpu_memory_statistics, rss_kib  # noqa: E402
 
 from utils import quiet_tensorflow  # noqa: E402
+
+if any(arg.startswith("--memory_variant=") for arg in sys.argv):
+    keep_cpu_memory_statistics()  # chosen before TensorFlow starts, so read from argv
 
 quiet_tensorflow()
 import tensorflow as tf  # noqa: E402
@@ -150,20 +153,25 @@ def memory_of(variant, files):
     cached = list(readers.FrameReader(quantized=FLAGS.quantized).dataset(
         files, FLAGS.batch, num_epochs=2, shuffle=True, seed=0, drop_remainder=True))[:2]
 
-    def tensors(key="current"):
-        return tf.config.experimental.get_memory_info("CPU:0")[key] / 2**20
+    memory = TensorMemory("CPU:0")
+    if not memory.available:
+        print(memory.why, file=sys.stderr)
 
-    tf.config.experimental.reset_memory_stats("CPU:0")
-    start, rss = tensors(), rss_kib("VmRSS")
+    def tensors(key="current"):
+        """MB above the process before the model was built; None where not counted."""
+        return memory.mb(key) - start if memory.available else None
+
+    start, rss = memory.mb(), rss_kib("VmRSS")
     _, train_step, _, run = build(variant, files)
-    result = {"built_mb": tensors() - start}
+    result = {"built_mb": tensors()}
     float(train_step(cached[0]))
-    result["first_step_mb"] = tensors("peak") - start
-    tf.config.experimental.reset_memory_stats("CPU:0")
+    result["first_step_mb"] = tensors("peak")
+    memory.reset()
     for i in range(3):
         float(train_step(cached[(i + 1) % 2]))
-    result["later_steps_mb"] = tensors("peak") - start
-    result["mb"] = max(result["first_step_mb"], result["later_steps_mb"])
+    result["later_steps_mb"] = tensors("peak")
+    result["mb"] = max(result["first_step_mb"], result["later_steps_mb"]) \
+        if memory.available else None
     result["rss_mb"] = (rss_kib("VmHWM") - rss) / 1024
     result["expected_mb"] = model_summary.training_memory(
         run.model, checkpoints.example_batch(run.reader), FLAGS.batch,
@@ -253,7 +261,7 @@ def main(argv):
                 [sys.executable, __file__, f"--memory_variant={v}", f"--scale={FLAGS.scale}",
                  f"--batch={FLAGS.batch}", f"--data_dir={','.join(files)}",
                  f"--quantized={FLAGS.quantized}"],
-                capture_output=True, text=True, check=True)
+                stdout=subprocess.PIPE, text=True, check=True)  # its stderr: why a figure is n/a
             memory[v] = json.loads(done.stdout.strip().splitlines()[-1])
         parts = breakdown(files, cached)
 
@@ -270,8 +278,8 @@ def main(argv):
         ratio = f"{rate / dense:.2f}x" if dense else "-"
         print(f"| {v} | {weights[v]:,} | {rate:,.1f} | {ratio} | "
               f"{examples / min(evaluate[v]):,.1f} | {served[v]:,.1f} | "
-              f"{memory[v]['mb']:,.0f} | {memory[v]['built_mb']:,.0f} | "
-              f"{memory[v]['rss_mb']:,.0f} | {memory[v]['expected_mb']:,.0f} |")
+              + " | ".join("n/a" if memory[v][key] is None else f"{memory[v][key]:,.0f}"
+                           for key in ("mb", "built_mb", "rss_mb", "expected_mb")) + " |")
     print(f"input pipeline: fc_k1 from the reader {examples / min(reading):,.1f} examples/s, "
           f"from cached batches {examples / min(cache):,.1f} "
           f"(reading/cached time {min(reading) / min(cache):.3f}x)")

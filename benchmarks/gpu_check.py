@@ -15,7 +15,8 @@ Writes results.jsonl (one JSON object a measurement) and summary.txt under the f
 3. reading + training (train.py's input pipeline on generated frame-level files) against
    training on cached batches, for the dense model: the input's overhead;
 4. peak device memory of each variant's training: TensorFlow's live tensors on the GPU (on a
-   CPU, in host memory).
+   CPU, in host memory, counted by the BFC allocator this script asks for; "n/a" with one line
+   saying why where TensorFlow keeps no count).
 
 Aimed at under 8 minutes on one GPU at the defaults (not measured: this project has had no
 GPU; see README, "GPUs"). --smoke runs every part at tiny sizes in about a minute on a CPU.
@@ -31,9 +32,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
+from process_memory import TensorMemory, keep_cpu_memory_statistics  # noqa: E402 - beside it
 
 from utils import quiet_tensorflow  # noqa: E402
 
+keep_cpu_memory_statistics()  # the peak memory of part 4 on a CPU too
 quiet_tensorflow()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -167,9 +170,9 @@ def rate(function, batches, steps):
     return steps * FLAGS.batch / (time.perf_counter() - start)
 
 
-def time_variant(results, folder, files, classes, sizes, variant, precision, jit, device):
-    memory_device = "GPU:0" if on_gpu() else "CPU:0"
-    tf.config.experimental.reset_memory_stats(memory_device)
+def time_variant(results, memory, folder, files, classes, sizes, variant, precision, jit,
+                 device):
+    memory.reset()
     run = build(folder, files, classes, sizes, variant, precision, jit)
     source = iter(run.dataset())
     cached = [next(source) for _ in range(4)]
@@ -184,12 +187,11 @@ def time_variant(results, folder, files, classes, sizes, variant, precision, jit
               "device": device,
               "train_examples_per_second": rate(train, cached, FLAGS.steps),
               "eval_examples_per_second": rate(predict, inputs, FLAGS.steps),
-              "peak_memory_mb":
-                  tf.config.experimental.get_memory_info(memory_device)["peak"] / 2**20}
+              "peak_memory_mb": memory.mb("peak")}
+    peak = "n/a" if record["peak_memory_mb"] is None else f"{record['peak_memory_mb']:,.0f} MB"
     results.add(record, f"{variant:<7} {precision:<15} XLA {'on ' if jit else 'off'}: "
                         f"train {record['train_examples_per_second']:,.0f} examples/s, eval "
-                        f"{record['eval_examples_per_second']:,.0f}, peak "
-                        f"{record['peak_memory_mb']:,.0f} MB")
+                        f"{record['eval_examples_per_second']:,.0f}, peak {peak}")
     return run, source, cached
 
 
@@ -222,13 +224,17 @@ def main(argv):
         f"machine: {device} ({', '.join(d.name for d in tf.config.list_logical_devices('GPU'))}"
         f"), TensorFlow {tf.__version__}{', smoke mode' if FLAGS.smoke else ''}")
     passed = check_circulant(results, *((32, 24, 3) if FLAGS.smoke else (1536, 512, 3)))
+    memory = TensorMemory("GPU:0" if on_gpu() else "CPU:0")
+    if not memory.available:
+        results.add({"check": "memory", "available": False, "why": memory.why}, memory.why)
     with tempfile.TemporaryDirectory() as folder:
         files = make_files(folder, classes)
         for variant in FLAGS.variants.split(","):
             for precision in ("float32", low):
                 for jit in (False, True):
-                    run, source, cached = time_variant(results, folder, files, classes, sizes,
-                                                       variant, precision, jit, device)
+                    run, source, cached = time_variant(results, memory, folder, files,
+                                                       classes, sizes, variant, precision, jit,
+                                                       device)
                     if variant == "dense" and precision == "float32" and not jit:
                         input_overhead(results, run, source, cached)
                     del run, source, cached

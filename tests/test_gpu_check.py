@@ -1,9 +1,14 @@
 """benchmarks/gpu_check.py in its --smoke mode: every part runs and writes its results."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from helpers import run_tool
+
+from utils import REPO_DIR
 
 pytestmark = pytest.mark.slow  # a TensorFlow process of its own, about half a minute
 
@@ -31,3 +36,30 @@ def test_the_gpu_check_runs_in_smoke_mode_and_writes_every_result(tmp_path):
     assert by_check["done"][0]["passed"]
     summary = (folder / "summary.txt").read_text().splitlines()
     assert len(summary) == len(records) and "PASS" in summary[1]
+
+
+_MEMORY = """
+import json, sys
+sys.path.insert(0, "benchmarks")
+from process_memory import TensorMemory
+import tensorflow as tf
+memory = TensorMemory("CPU:0")
+memory.reset()
+x = tf.ones([1024, 1024])  # 4 MiB alive
+print(json.dumps([memory.available, memory.mb("peak"), memory.why]))
+"""
+
+
+@pytest.mark.parametrize("allocator", ["true", "false"])
+def test_memory_figures_are_counted_with_the_bfc_allocator_or_say_why_not(allocator):
+    # oneDNN off on any CPU: TensorFlow's CPU allocator is the BFC one only when asked for
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPU_ALLOCATOR_USE_BFC": allocator}
+    done = subprocess.run([sys.executable, "-c", _MEMORY], capture_output=True, text=True,
+                          cwd=REPO_DIR, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    available, peak, why = json.loads(done.stdout.strip().splitlines()[-1])
+    if allocator == "true":
+        assert available and peak >= 4.0 and why == ""
+    else:
+        assert not available and peak is None
+        assert "TF_CPU_ALLOCATOR_USE_BFC=true" in why and "\n" not in why
