@@ -1,10 +1,16 @@
 """A trained model back from its train_dir: model_flags.json, the reader, a checkpoint."""
 
+import os
+import re
+
 import tensorflow as tf
 
 import model_flags as model_flags_file
 import models
 import readers
+import utils
+
+CHECKPOINT_NAME = "model.ckpt"  # train.py's checkpoints: model.ckpt-<step>.index and .data-*
 
 
 def make_reader(model_flags, trained=True):
@@ -52,18 +58,82 @@ def step_of(path):
     return int(path.rsplit("-", 1)[1])
 
 
+def candidates(train_dir):
+    """The checkpoints of train_dir, newest first: those its `checkpoint` index lists and every
+    model.ckpt-<step> whose files are there (the index lost, damaged or left behind by a copy)."""
+    paths = set()
+    try:
+        state = tf.train.get_checkpoint_state(train_dir)
+    except (tf.errors.OpError, ValueError):  # an unreadable index: the files still count
+        state = None
+    if state:
+        paths.update(os.path.join(train_dir, p) if not os.path.isabs(p) and "://" not in p
+                     else p for p in [*state.all_model_checkpoint_paths,
+                                      state.model_checkpoint_path])
+    pattern = re.compile(re.escape(CHECKPOINT_NAME) + r"-\d+$")
+    for index in tf.io.gfile.glob(os.path.join(train_dir, CHECKPOINT_NAME + "-*.index")):
+        paths.add(index[:-len(".index")])
+    paths = {os.path.normpath(p) if "://" not in p else p for p in paths}
+    return sorted((p for p in paths if pattern.search(p)), key=step_of, reverse=True)
+
+
+# What reading a damaged checkpoint raises: files missing or cut short (OpError, IndexError from
+# the bundle reader), a wrong or garbled index (DataLossError, ValueError).
+DAMAGE = (tf.errors.OpError, IndexError, ValueError, AssertionError)
+
+
+def warn_if_index_lost(train_dir, paths):
+    """A one-line warning when checkpoints `paths` were found by their files alone."""
+    if paths and tf.train.latest_checkpoint(train_dir) is None:
+        utils.warn(f"the checkpoint index of {train_dir} (its file 'checkpoint') is missing or "
+                   f"names none there: found {len(paths)} checkpoint(s) by their files")
+
+
+def restore_newest(restore, train_dir, paths=None):
+    """The path of the newest of `paths` (default: candidates(train_dir)) that restore(path)
+    reads; each damaged one passed over is named in a one-line warning. ValueError when none
+    restores."""
+    if paths is None:
+        paths = candidates(train_dir)
+        warn_if_index_lost(train_dir, paths)
+    if not paths:
+        raise ValueError(f"no checkpoint in {train_dir}")
+    for path in paths:
+        try:
+            restore(path)
+            return path
+        except DAMAGE as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            utils.warn(f"checkpoint {path} is damaged ({reason[:160]}): "
+                       + ("trying the one before it" if path != paths[-1] else "none left"))
+    raise ValueError(f"none of the {len(paths)} checkpoint(s) in {train_dir} restores (each "
+                     "named above): train again with --start_new_model, or restore the folder "
+                     "from a copy")
+
+
+def move_aside(paths, train_dir):
+    """Checkpoints (their .index and .data-* files) into train_dir/damaged/: a damaged one newer
+    than the checkpoint a run resumed from would otherwise come first again after a crash."""
+    folder = os.path.join(train_dir, "damaged")
+    tf.io.gfile.makedirs(folder)
+    for path in paths:
+        for name in tf.io.gfile.glob(path + ".*"):
+            tf.io.gfile.rename(name, os.path.join(folder, os.path.basename(name)), overwrite=True)
+    if paths:
+        print(f"moved {len(paths)} damaged checkpoint(s) to {folder}", flush=True)
+
+
 def restore(model, path):
     """The model's weights from a training checkpoint (the optimizer's state is not needed)."""
     tf.train.Checkpoint(model=model).restore(path).expect_partial()
 
 
 def load(train_dir, checkpoint=None):
-    """(model, reader, model_flags, checkpoint path) of the latest (or given) checkpoint."""
+    """(model, reader, model_flags, checkpoint path) of the given checkpoint or else the newest
+    that restores."""
     model_flags = model_flags_file.read(train_dir)
-    checkpoint = checkpoint or tf.train.latest_checkpoint(train_dir)
-    if not checkpoint:
-        raise ValueError(f"no checkpoint in {train_dir}")
     reader = make_reader(model_flags)
     model = build_model(model_flags, reader)
-    restore(model, checkpoint)
+    checkpoint = restore_newest(lambda path: restore(model, path), train_dir,
+                                [checkpoint] if checkpoint else None)
     return model, reader, model_flags, checkpoint

@@ -50,7 +50,7 @@ def evaluated_steps(train_dir):
 def wait_for_first_checkpoint(train_dir):
     """Until train.py has written a checkpoint and model_flags.json, saying so once."""
     said = False
-    while not (model_flags.exists(train_dir) and tf.train.latest_checkpoint(train_dir)):
+    while not (model_flags.exists(train_dir) and checkpoints.candidates(train_dir)):
         if not said:
             print(f"waiting for the first checkpoint of train.py in {train_dir} (looking every "
                   f"{FLAGS.poll_seconds}s; Ctrl-C to stop)", flush=True)
@@ -74,21 +74,26 @@ def run():
     writer = tf.summary.create_file_writer(os.path.join(FLAGS.train_dir, "eval"))
     done = evaluated_steps(FLAGS.train_dir)
     videos, exact = readers.estimate_records(files)
+    checkpoints.warn_if_index_lost(FLAGS.train_dir, checkpoints.candidates(FLAGS.train_dir))
+    waiting_after = None  # the step the last "waiting" line named
+    passed_over = set()  # damaged checkpoints, named once
     while True:
-        latest = tf.train.latest_checkpoint(FLAGS.train_dir)
-        if latest is None and FLAGS.run_once:
+        # Watching: only checkpoints newer than the newest evaluated (older ones are passed).
+        paths = [p for p in checkpoints.candidates(FLAGS.train_dir) if p not in passed_over
+                 and (FLAGS.run_once or checkpoints.step_of(p) > max(done, default=-1))]
+        if not paths and FLAGS.run_once:
             raise ValueError(f"no checkpoint in {FLAGS.train_dir}")
-        step = checkpoints.step_of(latest) if latest else None
-        if latest and (FLAGS.run_once or step not in done):
+        if paths:
             try:
-                checkpoints.restore(model, latest)
-            except (tf.errors.NotFoundError, tf.errors.DataLossError):
-                # train.py keeps the last 5: a slow evaluation can lose the race to a deletion.
+                latest = checkpoints.restore_newest(lambda path: checkpoints.restore(model, path),
+                                                    FLAGS.train_dir, paths)
+            except ValueError:
                 if FLAGS.run_once:
-                    raise ValueError(f"{latest} could not be read") from None
-                print(f"{latest} went away before it was read; taking the next one")
-                time.sleep(1)
-                continue
+                    raise
+                latest = None
+            passed_over.update(paths[:paths.index(latest)] if latest else paths)
+        if paths and latest:
+            step = checkpoints.step_of(latest)
             printer = utils.ProgressPrinter(utils.Progress(videos, estimated=not exact))
             print(f"evaluating {latest} on {len(files)} files", flush=True)
             try:
@@ -101,11 +106,15 @@ def run():
                 raise ValueError(f"no video of {FLAGS.eval_data_pattern} has labels")
             report(step, results, writer)
             done.add(step)
-            if not FLAGS.run_once:
-                print(f"waiting for a checkpoint after step {step} (looking every "
-                      f"{FLAGS.poll_seconds}s; Ctrl-C to stop)", flush=True)
         if FLAGS.run_once:
             return
+        newest = max(done | {checkpoints.step_of(p) for p in passed_over}, default=None)
+        if newest != waiting_after:
+            already = "" if paths or newest not in done else (
+                f" (step {newest} is in {RESULTS_FILE} already: --run_once evaluates it again)")
+            print(f"waiting for a checkpoint after step {newest}{already}, looking every "
+                  f"{FLAGS.poll_seconds}s; Ctrl-C to stop", flush=True)
+            waiting_after = newest
         time.sleep(FLAGS.poll_seconds)
 
 

@@ -226,7 +226,7 @@ def run():
     files = readers.resolve_files(FLAGS.train_data_pattern)
     # A run is bound to its model flags once it has a checkpoint: until then they may change.
     resuming = (not FLAGS.start_new_model and tf.io.gfile.isdir(FLAGS.train_dir)
-                and tf.train.latest_checkpoint(FLAGS.train_dir) is not None)
+                and bool(checkpoints.candidates(FLAGS.train_dir)))
     if resuming and model_flags.exists(FLAGS.train_dir):
         settings = resumed_settings(model_flags.read(FLAGS.train_dir), files,
                                     model_flags.path_in(FLAGS.train_dir))

@@ -335,9 +335,15 @@ class Trainer:
                                             if len(self.optimizers) > 1 else {}))
         manager = tf.train.CheckpointManager(checkpoint, self.out_dir, max_to_keep=5,
                                              checkpoint_name="model.ckpt")
-        latest = tf.train.latest_checkpoint(self.train_dir)
-        if latest:
-            checkpoint.restore(latest).assert_existing_objects_matched()
+        latest = None
+        if checkpoints.candidates(self.train_dir):
+            latest = checkpoints.restore_newest(
+                lambda path: checkpoint.restore(path).assert_existing_objects_matched(),
+                self.train_dir)
+            if self.chief:
+                checkpoints.move_aside([p for p in checkpoints.candidates(self.train_dir)
+                                        if checkpoints.step_of(p) > checkpoints.step_of(latest)],
+                                       self.train_dir)
             print(f"resumed from {latest} at step {int(optimizer.iterations.numpy())}")
         elif hasattr(self.model, "memorize"):
             started = time.time()
