@@ -11,7 +11,8 @@ so tracing and compilation are left out.
   (23,091 videos, read as train.py reads them) at batch 256: the setting in which issue 17
   compared our trainer with TF Model Garden's (870-950 examples/s there, 880-907 ours).
 - dbof: the paper's DBoF model (TwoStreamModel, DBoF, audio + video) at small scale (1,024 /
-  512 clusters) on --videos generated frame-level videos at batch 32.
+  512 clusters) on --videos generated frame-level videos at batch 32; dbof_fc: the same with
+  its FC layers diagonal-circulant (k=1).
 
 Then a breakdown of one step of the default setting, on one cached batch: forward, forward +
 backward, the optimizer's update (the fused Adam, and Keras' own as before), and the progress
@@ -56,9 +57,14 @@ SETTINGS = [
     ("XLA + bfloat16, 100 steps per call, progress every 100", 100, 100, True,
      "mixed_bfloat16"),
     ("before again (drift check)", 1, 10, False, "float32", True),
+    ("bfloat16, 10 steps per call, progress every 10", 10, 10, False, "mixed_bfloat16"),
 ]
-flags.DEFINE_enum("model", "video", ["video", "dbof"], "Which model (see the docstring).")
+flags.DEFINE_enum("model", "video", ["video", "dbof", "dbof_fc"],
+                  "Which model (see the docstring).")
 flags.DEFINE_integer("steps", 300, "Timed steps per setting (after warm-up).")
+flags.DEFINE_integer("warm_up", 100, "Steps left out before timing: tracing, XLA compilation, "
+                     "the input's start (a multiple of the progress interval).")
+flags.DEFINE_bool("breakdown", True, "Also time the parts of one default step.")
 flags.DEFINE_integer("videos", 512, "dbof: generated frame-level videos.")
 flags.DEFINE_string("settings", "", "Comma-separated indices of SETTINGS to run (default all).")
 flags.DEFINE_string("output", "", "Also write the results as JSON lines here.")
@@ -75,8 +81,9 @@ def description_and_data(folder):
     records = generate_data.synthetic_records(structure, FLAGS.videos, 0, "train",
                                               frame_level=True, min_frames=100, max_frames=300)
     files = generate_data.write_shards(records, folder, "train", 4)
+    compact = {"compact_layers": "fc", "k_factor": 1} if FLAGS.model == "dbof_fc" else {}
     return (model_flags.describe("TwoStreamModel", frame_features=True, video_clusters=1024,
-                                 audio_clusters=512), files, 32)
+                                 audio_clusters=512, **compact), files, 32)
 
 
 def config(folder, description, files, batch, name, steps_per_loop, log_steps, jit, precision,
@@ -173,7 +180,7 @@ def main(argv):
     results = []
     with tempfile.TemporaryDirectory() as folder:
         description, files, batch = description_and_data(folder)
-        warm_up = 100  # steps left out: tracing, XLA compilation, the input's start
+        warm_up = FLAGS.warm_up
         for name, steps_per_loop, log_steps, jit, precision, *keras_adam in chosen:
             run_config = config(folder, description, files, batch, name, steps_per_loop,
                                 log_steps, jit, precision, warm_up)
@@ -185,7 +192,7 @@ def main(argv):
             print(f"{name}: {rate:,.0f} examples/s", flush=True)
         base = config(folder, description, files, batch, "breakdown", 1, 10, False, "float32",
                       warm_up)
-        parts = breakdown(base)
+        parts = breakdown(base) if FLAGS.breakdown else {}
     before = [r["examples_per_second"] for r in results if r["keras_adam"]]
     reference = sum(before) / len(before) if before else results[0]["examples_per_second"]
     print(f"\nmodel {FLAGS.model}, batch {batch}, {FLAGS.steps} timed steps per setting")
@@ -194,8 +201,9 @@ def main(argv):
     for r in results:
         print(f"| {r['setting']} | {r['examples_per_second']:,.0f} | "
               f"{r['examples_per_second'] / reference:.2f}x |")
-    print("\n| part of one default step | ms |")
-    print("|---|---|")
+    if parts:
+        print("\n| part of one default step | ms |")
+        print("|---|---|")
     for name, value in parts.items():
         print(f"| {name} | {value:,.1f} |")
     if FLAGS.output:
