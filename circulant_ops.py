@@ -41,8 +41,8 @@ INITIALIZERS = ("fan_in", "araujo2020", "araujo2018", "cheng2015")
 DEFAULT_INITIALIZER = "araujo2020"
 DIAGONAL_SIDES = ("input", "output")
 EXPANSIONS = ("blocks", "pad")
-# Defaults since issue 14 (EXPERIMENTS.md: the input-side diagonal is worth 0.02-0.03 GAP);
-# what a layer saved before these options existed was.
+# The defaults (EXPERIMENTS.md: the input-side diagonal is worth 0.02-0.03 GAP), and the first
+# form, which layers and model_flags.json saved without these options keep.
 DEFAULT_DIAGONAL_SIDE, DEFAULT_EXPANSION = "input", "blocks"
 FIRST_DIAGONAL_SIDE, FIRST_EXPANSION = "output", "pad"
 

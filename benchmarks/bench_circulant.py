@@ -11,7 +11,7 @@ process so that its peak memory is its own (GPU: TensorFlow's peak allocation; C
 resident set minus the resident set before the first step).
 Times are the best of --repeats runs of --steps steps, after two warm-up steps.
 --forms times the layer in each of its forms (diagonal side / expansion, see circulant_ops):
-"input/blocks" (the default since issue 14) and "output/pad" (the first form).
+"input/blocks" (the default) and "output/pad" (the first form).
 """
 
 import json

@@ -44,10 +44,13 @@ def measure(model, onednn, output):
     """bench_step's {precision: examples/s} for `model` in a process with oneDNN on or off."""
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"}
     open(output, "w").close()
-    subprocess.run([sys.executable, os.path.join(HERE, "bench_step.py"), f"--model={model}",
-                    f"--settings={','.join(SETTINGS)}", f"--steps={FLAGS.steps}",
-                    f"--warm_up={FLAGS.warm_up}", "--nobreakdown", f"--output={output}"],
-                   env=env, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, os.path.join(HERE, "bench_step.py"),
+                           f"--model={model}", f"--settings={','.join(SETTINGS)}",
+                           f"--steps={FLAGS.steps}", f"--warm_up={FLAGS.warm_up}",
+                           "--nobreakdown", f"--output={output}"],
+                          env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"error: bench_step.py --model={model} failed:\n{done.stderr[-3000:]}")
     with open(output) as f:
         records = [json.loads(line) for line in f if '"setting"' in line]
     return {("bfloat16" if r["mixed_precision"] == "mixed_bfloat16" else "float32"):

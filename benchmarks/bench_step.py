@@ -1,4 +1,4 @@
-"""Where a training step's time goes, and what steps per loop, XLA and bfloat16 gain (issue 17).
+"""Where a training step's time goes, and what steps per loop, XLA and bfloat16 gain.
 
     .venv/bin/python benchmarks/bench_step.py [--model=video|dbof] [--steps=300]
 
@@ -8,7 +8,7 @@ rate is taken from train_log.jsonl between the first progress line after warm-up
 so tracing and compilation are left out.
 
 - video: the video-level MoeModel (2 mixtures) on the real 2018 video-level training files
-  (23,091 videos, read as train.py reads them) at batch 256: the setting in which issue 17
+  (23,091 videos, read as train.py reads them) at batch 256: the setting in which we
   compared our trainer with TF Model Garden's (870-950 examples/s there, 880-907 ours).
 - dbof: the paper's DBoF model (TwoStreamModel, DBoF, audio + video) at small scale (1,024 /
   512 clusters) on --videos generated frame-level videos at batch 32; dbof_fc: the same with
@@ -43,7 +43,7 @@ import readers  # noqa: E402
 import trainer  # noqa: E402
 
 # (name, steps_per_loop, log_steps, jit_compile, mixed_precision[, Keras' own Adam]); the
-# first is the trainer before issue 17, the third today's default.
+# first is the trainer with Keras' Adam, one step a call; the third the default.
 SETTINGS = [
     ("before: Keras' Adam, 1 step per call, progress every 10", 1, 10, False, "float32", True),
     ("fused Adam, 1 step per call, progress every 10", 1, 10, False, "float32"),

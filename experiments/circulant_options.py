@@ -1,4 +1,4 @@
-"""The options of DiagonalCirculant, one at a time, on the real video-level data (issue 14).
+"""The options of DiagonalCirculant, one at a time, on the real video-level data.
 
     .venv/bin/python experiments/circulant_options.py [--trials=1,2,...] [--epochs=8]
 

@@ -1,4 +1,4 @@
-"""The size-accuracy frontier: validation GAP@20 against weight count, by family (issue 14).
+"""The size-accuracy frontier: validation GAP@20 against weight count, by family.
 
     .venv/bin/python experiments/frontier.py [--families=dense,low_rank] [--budgets=0.5M,2M]
 

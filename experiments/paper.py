@@ -1,4 +1,4 @@
-"""The paper's experiments, re-run with this project's own train.py (issue 7).
+"""The paper's experiments, re-run with this project's own train.py.
 
     .venv/bin/python experiments/paper.py --experiment=NAME [--scale=small|paper]
     .venv/bin/python experiments/plot.py out/experiments/NAME.jsonl
@@ -34,8 +34,8 @@ Experiments:
                   1-mixture MoE.
 
 Every experiment runs its circulant layers in their first form (diagonal after each circulant,
-one zero-padded product); the variants named "input diagonal, lr x3" (experiments 1 and 2, issue
-14) use the settings issue 14 found best instead, and "dense, 1 mixture, no Context Gating,
+one zero-padded product); the variants named "input diagonal, lr x3" (experiments 1 and 2) use
+the best settings of experiments/circulant_options.py instead, and "dense, 1 mixture, no Context Gating,
 FC 350" is a dense model of the size of the compact-gates one.
 
 Scales of the frame-level experiments: "paper" is the paper's model (DBoF 8,192 video / 4,096
@@ -88,7 +88,7 @@ FRAME_SCALES = {
 VIDEO_ONLY = ["--use_audio=false", "--feature_names=rgb", "--feature_sizes=1024"]
 # The circulant layers these experiments first ran with (diagonal after each circulant, one
 # zero-padded product); the variants marked "input diagonal, lr x3" override them (the last
-# flag wins) with issue 14's best settings: the diagonal on each factor's input, expanding
+# flag wins) with the best settings found: the diagonal on each factor's input, expanding
 # layers by blocks, the circulant vectors at 3x the learning rate.
 FIRST_CIRCULANT = ["--circulant_diagonal_side=output", "--circulant_expansion=pad"]
 INPUT_DIAGONAL = ["--circulant_diagonal_side=input", "--circulant_expansion=blocks",
@@ -101,7 +101,7 @@ EXPERIMENTS = {
             "compact DBoF": [*VIDEO_ONLY, "--compact_layers=embedding"],
             "compact FC": [*VIDEO_ONLY, "--compact_layers=fc"],
             "compact MoE": [*VIDEO_ONLY, "--compact_layers=moe,gating"],
-            # Towards issue 7's compact-MoE goal: the experts stay dense.
+            # The experts stay dense: the gates are where circulant layers pay.
             "compact MoE gates and Context Gating": [*VIDEO_ONLY,
                                                      "--compact_layers=moe_gates,gating"],
             # A dense model of about the size of the one above: does the compact one beat it?
@@ -161,7 +161,7 @@ EXPERIMENTS = {
         },
         "batch_size": 256,
     },
-    "compact_moe": {  # which part of the MoE to make compact (issue 7's goal for the MoE)
+    "compact_moe": {  # which part of the MoE to make compact
         **VIDEO_DATA,
         "flags": ["--batch_size=256", "--base_learning_rate=0.01", "--num_epochs=10",
                   "--validation_steps=91", "--log_steps=30", "--seed=0", "--model=MoeModel"],

@@ -1,5 +1,4 @@
-"""Video-level variants on the real data, trained by train.py's own Trainer (issue 5's 0.72
-target).
+"""Video-level variants on the real data, trained by train.py's own Trainer.
 
     .venv/bin/python experiments/video_level_variants.py --variants=split_l2_dropout --epochs=9
 
