@@ -23,12 +23,27 @@ _START_UP_NOISE = re.compile(r"WARNING: All log messages before absl::Initialize
                              r"to cuInit")
 
 
+def choose_cpu_kernels():
+    """oneDNN's CPU kernels on x86, unless TF_ENABLE_ONEDNN_OPTS says otherwise; call it before
+    importing tensorflow.
+
+    TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX; elsewhere its
+    own kernels trained our models 1.2x-1.5x slower in float32 and more in bfloat16
+    (BENCHMARKS.md, "CPU kernels"), and its CPU memory statistics need oneDNN's allocator.
+    """
+    import platform
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
 def quiet_tensorflow():
-    """Import TensorFlow and find its devices without the start-up chatter; call it before
-    importing tensorflow. Other lines written meanwhile (real errors) are shown.
+    """Import TensorFlow and find its devices without the start-up chatter, oneDNN's kernels
+    chosen (choose_cpu_kernels); call it before importing tensorflow. Other lines written
+    meanwhile (real errors) are shown.
 
     YT8M_VERBOSE=1 shows everything.
     """
+    choose_cpu_kernels()
     if os.environ.get("YT8M_VERBOSE"):
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

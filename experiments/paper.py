@@ -35,8 +35,8 @@ Experiments:
 
 Every experiment runs its circulant layers in their first form (diagonal after each circulant,
 one zero-padded product); the variants named "input diagonal, lr x3" (experiments 1 and 2) use
-the best settings of experiments/circulant_options.py instead, and "dense, 1 mixture, no Context Gating,
-FC 350" is a dense model of the size of the compact-gates one.
+the best settings of experiments/circulant_options.py instead, and "dense, 1 mixture, no Context
+Gating, FC 350" is a dense model of the size of the compact-gates one.
 
 Scales of the frame-level experiments: "paper" is the paper's model (DBoF 8,192 video / 4,096
 audio clusters, NetVLAD and NetFV 64 / 32, FC 512, MoE 4 mixtures, Context Gating, 30 frames

@@ -6,6 +6,8 @@ import pytest  # noqa: E402
 
 import utils  # noqa: E402
 
+utils.choose_cpu_kernels()  # as every tool does, before TensorFlow is imported
+
 
 @pytest.fixture(scope="session")
 def shared_data():

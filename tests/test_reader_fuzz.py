@@ -1,5 +1,9 @@
-"""Random and mutated records: the readers parse them correctly or stop with a DataError."""
+"""Random and mutated records: the readers parse them correctly or stop with a DataError.
 
+The suite tries 60 files of up to 3 records; tests/fuzz.py runs the same property over as many
+records as asked (YT8M_FUZZ_EXAMPLES files, up to YT8M_FUZZ_MUTATED mutated records a file)."""
+
+import collections
 import os
 import tempfile
 
@@ -14,6 +18,9 @@ VIDEO = video_example(b"v1", [1, 7], np.linspace(-1, 1, 1024), np.linspace(0, 1,
 FRAMES = frame_example(b"f1", [2], [np.arange(1024) % 256] * 3, [np.arange(128)] * 3)
 READERS = {"video": readers.VideoReader(num_classes=10),
            "frames": readers.FrameReader(num_classes=10, max_frames=4)}
+EXAMPLES = int(os.environ.get("YT8M_FUZZ_EXAMPLES", "60"))
+MUTATED = int(os.environ.get("YT8M_FUZZ_MUTATED", "1"))
+TRIED = collections.Counter()  # files and records tried, outcomes: for tests/fuzz.py
 
 
 @st.composite
@@ -48,24 +55,29 @@ def check_batches(reader, batches):
         assert (batch["num_labels"].numpy() == labels.sum(axis=1)).all()
 
 
-@settings(max_examples=60, deadline=20_000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=20_000, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data(), level=st.sampled_from(sorted(READERS)), skip=st.booleans(),
        where=st.sampled_from(["record", "file", "random"]))
 def test_fuzzed_input_parses_or_fails_cleanly(data, level, skip, where):
     reader, original = READERS[level], VIDEO if level == "video" else FRAMES
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "fuzz.tfrecord")
+        count = data.draw(st.integers(1, MUTATED))
         if where == "random":
             with open(path, "wb") as f:
                 f.write(data.draw(st.binary(max_size=300)))
         elif where == "record":
-            write(path, [original, data.draw(mutated(original)), original])
+            write(path, [original, *[data.draw(mutated(original)) for _ in range(count)],
+                         original])
         else:
-            write(path, [original, original])
+            write(path, [original] * (count + 1))
             with open(path, "rb") as f:
                 framed = f.read()
             with open(path, "wb") as f:
                 f.write(data.draw(mutated(framed)))
+        TRIED["files"] += 1
+        TRIED["records"] += 0 if where == "random" else count + (2 if where == "record" else 1)
         skipped = readers.SkipCounts() if skip else None
         try:
             batches = batches_of(reader, path, skipped)
@@ -73,9 +85,12 @@ def test_fuzzed_input_parses_or_fails_cleanly(data, level, skip, where):
             assert not skip, f"skip mode raised {err}"
             assert "\n" not in str(err) and str(err)
             event("clean error")
+            TRIED["clean errors"] += 1
             return
-        event("parsed" if not skipped or not (skipped.records.numpy() or
-                                               skipped.damaged_files.numpy()) else "skipped some")
+        outcome = "parsed" if not skipped or not (
+            skipped.records.numpy() or skipped.damaged_files.numpy()) else "skipped some"
+        event(outcome)
+        TRIED[outcome] += 1
         check_batches(reader, batches)
         ids = [i for b in batches for i in b["id"].numpy()]
         if where == "record":

@@ -1,6 +1,12 @@
-"""The command-line helpers: start-up noise filtering, durations."""
+"""The command-line helpers: start-up noise filtering, the CPU kernels, durations."""
 
 import io
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
 
 import utils
 
@@ -53,3 +59,22 @@ def test_progress_is_a_line_rewritten_on_a_terminal_and_plain_lines_otherwise():
     assert terminal.getvalue().count("\r") == 4 and terminal.getvalue().endswith("\n")
     assert log.getvalue().splitlines()[0] == "videos 100/300 (33%)"
     assert log.getvalue().splitlines()[2].startswith("videos 300/300 (100%) | ")
+
+
+_KERNELS = ("import utils; utils.quiet_tensorflow(); "
+            "from tensorflow.python.util import _pywrap_util_port as port; "
+            "print(port.IsMklEnabled())")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="oneDNN is chosen on x86 only")
+@pytest.mark.parametrize("given, expected", [(None, "True"), ("0", "False"), ("1", "True")])
+def test_tools_choose_onednn_unless_told_otherwise(given, expected):
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if given is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = given
+    done = subprocess.run([sys.executable, "-c", _KERNELS], capture_output=True, text=True,
+                          cwd=utils.REPO_DIR, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == expected
