@@ -361,6 +361,11 @@ class DiagonalCirculant(keras.layers.Layer):
                             tf.cast(self.circulants, tf.float32), self.input_dim, self.units,
                             self.diagonal_side, self.blocks)
 
+    structure_kind = "circulant"  # layer_kinds' protocol
+
+    def structured_variables(self):
+        return [self.diagonals, self.circulants]
+
     def dense_weight_count(self):
         """Weights of the Dense layer this one replaces."""
         return self.input_dim * self.units + (self.units if self.use_bias else 0)

@@ -21,6 +21,7 @@ import tensorflow as tf
 import model_settings as ms
 from model_settings import setting, settings
 from model_utils import (
+    DENSE,
     ContextGating,
     LogisticClassifier,
     MoeClassifier,
@@ -47,10 +48,10 @@ def _activation(name):
 class _ClusterPooling(keras.layers.Layer):
     """Soft assignment of frames to K clusters: a = softmax(BN(X W)), padding frames zeroed."""
 
-    def __init__(self, cluster_size, compact=False, k_factor=1, **kwargs):
+    def __init__(self, cluster_size, structure=DENSE, **kwargs):
         super().__init__(**kwargs)
         self.cluster_size = cluster_size
-        self.assign = linear(cluster_size, compact, k_factor, use_bias=False, name="clusters")
+        self.assign = linear(cluster_size, structure, use_bias=False, name="clusters")
         self.norm = keras.layers.BatchNormalization(name="clusters_bn")
 
     def assignment(self, frames, mask, training):
@@ -61,12 +62,11 @@ class DbofPooling(keras.layers.Layer):
     """Deep bag of frames: X W (+BN) -> activation -> max (or mean) over the real frames."""
 
     def __init__(self, cluster_size, activation="sigmoid", batch_norm=True, pooling="max",
-                 compact=False, k_factor=1, **kwargs):
+                 structure=DENSE, **kwargs):
         super().__init__(**kwargs)
         if pooling not in ("max", "average"):
             raise ValueError(f"unknown pooling {pooling!r}; choose max or average")
-        self.project = linear(cluster_size, compact, k_factor, use_bias=not batch_norm,
-                              name="clusters")
+        self.project = linear(cluster_size, structure, use_bias=not batch_norm, name="clusters")
         self.norm = keras.layers.BatchNormalization(name="clusters_bn") if batch_norm else None
         self.activation, self.pooling = _activation(activation), pooling
 
@@ -90,8 +90,8 @@ class NetVLAD(_ClusterPooling):
     Without centres (`centres=False`) this is NetRVLAD / LightVLAD.
     """
 
-    def __init__(self, cluster_size, centres=True, compact=False, k_factor=1, **kwargs):
-        super().__init__(cluster_size, compact, k_factor, **kwargs)
+    def __init__(self, cluster_size, centres=True, structure=DENSE, **kwargs):
+        super().__init__(cluster_size, structure, **kwargs)
         self.centres = centres
 
     def build(self, input_shape):
@@ -112,9 +112,9 @@ class NetVLAD(_ClusterPooling):
 class NetFV(_ClusterPooling):
     """Fisher vectors with learned centres C and scales w (sigma = w^2 + 1e-6)."""
 
-    def __init__(self, cluster_size, couple_weights=True, compact=False, k_factor=1, **kwargs):
-        super().__init__(cluster_size, compact, k_factor, **kwargs)
-        self.couple_weights = couple_weights and not compact  # coupling needs a dense W
+    def __init__(self, cluster_size, couple_weights=True, structure=DENSE, **kwargs):
+        super().__init__(cluster_size, structure, **kwargs)
+        self.couple_weights = couple_weights and structure.kind == "dense"  # needs a dense W
 
     def build(self, input_shape):
         dim = int(input_shape[-1])
@@ -141,8 +141,8 @@ class NetFV(_ClusterPooling):
 class SoftDbof(_ClusterPooling):
     """Sum of soft assignments (L2-normalised), with their max-pool (L2-normalised) if asked."""
 
-    def __init__(self, cluster_size, max_pool=True, compact=False, k_factor=1, **kwargs):
-        super().__init__(cluster_size, compact, k_factor, **kwargs)
+    def __init__(self, cluster_size, max_pool=True, structure=DENSE, **kwargs):
+        super().__init__(cluster_size, structure, **kwargs)
         self.max_pool = max_pool
 
     def call(self, frames, mask, training=False):
@@ -226,15 +226,14 @@ class FrameModel(keras.Model):
         return tf.math.l2_normalize(sampled, axis=-1), tf.ones_like(sampled[:, :, :1])
 
 
-def _classifier(num_classes, name, compact, k_factor, moe_num_mixtures, moe_l2, moe_prob_gating):
-    if name == "LogisticModel":
-        return LogisticClassifier(num_classes, "moe" in compact, k_factor, moe_l2,
+def _classifier(num_classes, s, prob_gating):
+    """The video-level classifier of settings `s` (ms.Classifier, ms.Moe, ms.Compact)."""
+    if s.video_level_classifier_model == "LogisticModel":
+        return LogisticClassifier(num_classes, s.structure("classifier"), s.moe_l2,
                                   name="classifier")
-    if name != "MoeModel":
-        raise ValueError(f"unknown video_level_classifier_model {name!r}; "
-                         "choose MoeModel or LogisticModel")
-    return MoeClassifier(num_classes, moe_num_mixtures, moe_l2, compact, k_factor,
-                         moe_prob_gating, "gating" in compact, name="classifier")
+    return MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2, s.structure("moe_gates"),
+                         s.structure("moe_experts"), prob_gating, s.structure("gating"),
+                         name="classifier")
 
 
 class FrameLevelLogisticModel(FrameModel):
@@ -267,18 +266,16 @@ class DbofModel(FrameModel):
     def __init__(self, num_classes, settings=None, **kwargs):
         super().__init__(settings, **kwargs)
         s = self.settings
-        compact, k = s.compact(), s.circulant()
         self.input_norm = keras.layers.BatchNormalization(name="input_bn") \
             if s.dbof_add_batch_norm else None
         self.pool = DbofPooling(s.dbof_cluster_size, s.dbof_activation, s.dbof_add_batch_norm,
-                                s.dbof_pooling_method, "embedding" in compact, k, name="dbof")
-        self.hidden = linear(s.dbof_hidden_size, "fc" in compact, k,
+                                s.dbof_pooling_method, s.structure("embedding"), name="dbof")
+        self.hidden = linear(s.dbof_hidden_size, s.structure("fc"),
                              use_bias=not s.dbof_add_batch_norm, name="hidden")
         self.hidden_norm = keras.layers.BatchNormalization(name="hidden_bn") \
             if s.dbof_add_batch_norm else None
         self.activation = _activation(s.dbof_activation)
-        self.classifier = _classifier(num_classes, s.video_level_classifier_model, compact,
-                                      k, s.moe_num_mixtures, s.moe_l2, s.moe_prob_gating)
+        self.classifier = _classifier(num_classes, s, s.moe_prob_gating)
 
     def call(self, inputs, training=False):
         frames, mask = self.frames(inputs, training)
@@ -303,8 +300,7 @@ class _RecurrentModel(FrameModel):
         for i in range(layers):  # attributes, not a list: see TwoStreamModel
             setattr(self, f"rnn_{i}", self.cell(cells, return_sequences=i < layers - 1,
                                                 name=f"rnn_{i}"))
-        self.classifier = _classifier(num_classes, s.video_level_classifier_model, s.compact(),
-                                      s.circulant(), s.moe_num_mixtures, s.moe_l2, False)
+        self.classifier = _classifier(num_classes, s, False)
 
     def call(self, inputs, training=False):
         x, mask = self.frames(inputs, training)
@@ -352,22 +348,21 @@ class _LearnablePoolingModel(FrameModel):
     def __init__(self, num_classes, settings=None, **kwargs):
         super().__init__(settings, **kwargs)
         s = self.settings
-        compact, k = s.compact(), s.circulant()
         cluster_size, hidden_size = s.sizes()
-        embed = "embedding" in compact
+        embed = s.structure("embedding")
         self.input_norm = keras.layers.BatchNormalization(name="input_bn") \
             if s.add_batch_norm else None
-        self.video_pool = self.pooling(cluster_size, compact=embed, k_factor=k,
-                                       name="video_pool")
-        self.audio_pool = self.pooling(max(1, cluster_size // 2), compact=embed, k_factor=k,
+        self.video_pool = self.pooling(cluster_size, structure=embed, name="video_pool")
+        self.audio_pool = self.pooling(max(1, cluster_size // 2), structure=embed,
                                        name="audio_pool")
-        self.hidden = linear(hidden_size, "fc" in compact, k, use_bias=not s.add_batch_norm,
+        self.hidden = linear(hidden_size, s.structure("fc"), use_bias=not s.add_batch_norm,
                              name="hidden")
         self.hidden_norm = keras.layers.BatchNormalization(name="hidden_bn") \
             if s.add_batch_norm else None
-        self.gating = ContextGating("gating" in compact, k, name="gating") if s.gating else None
-        self.classifier = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2, compact, k,
-                                        s.moe_prob_gating, "gating" in compact,
+        self.gating = ContextGating(s.structure("gating"), name="gating") if s.gating else None
+        self.classifier = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2,
+                                        s.structure("moe_gates"), s.structure("moe_experts"),
+                                        s.moe_prob_gating, s.structure("gating"),
                                         name="classifier")
 
     def call(self, inputs, training=False):
@@ -498,8 +493,7 @@ class TwoStreamModel(FrameModel):
     def __init__(self, num_classes, settings=None, **kwargs):
         super().__init__(settings, **kwargs)
         s = self.settings
-        compact, k_factor = s.compact(), s.circulant()
-        embed = "embedding" in compact
+        embed = s.structure("embedding")
         self.n_bagging = max(1, s.n_bagging)
 
         # Each stream's layers are attributes: tf.train.Checkpoint does not see layers that
@@ -507,20 +501,19 @@ class TwoStreamModel(FrameModel):
         self.streams = ["video"] + (["audio"] if s.use_audio else [])
         for name, clusters in zip(self.streams, (s.video_clusters, s.audio_clusters)):
             if s.embedding == "dbof":
-                pool = DbofPooling(clusters, s.dbof_activation, True, "max", embed, k_factor,
+                pool = DbofPooling(clusters, s.dbof_activation, True, "max", embed,
                                    name=f"{name}_dbof")
             elif s.embedding == "netvlad":
-                pool = NetVLAD(clusters, compact=embed, k_factor=k_factor, name=f"{name}_vlad")
+                pool = NetVLAD(clusters, structure=embed, name=f"{name}_vlad")
             else:
-                pool = NetFV(clusters, s.fv_couple_weights, embed, k_factor, name=f"{name}_fv")
+                pool = NetFV(clusters, s.fv_couple_weights, embed, name=f"{name}_fv")
             setattr(self, f"{name}_pool", pool)
-            setattr(self, f"{name}_fc", linear(s.fc_size, "fc" in compact, k_factor,
-                                               use_bias=False, name=f"{name}_fc"))
+            setattr(self, f"{name}_fc", linear(s.fc_size, s.structure("fc"), use_bias=False,
+                                               name=f"{name}_fc"))
             setattr(self, f"{name}_norm", keras.layers.BatchNormalization(name=f"{name}_fc_bn"))
-        self.moe = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2, compact,
-                                 k_factor, name="moe")
-        self.gating = ContextGating("gating" in compact, k_factor, name="gating") \
-            if s.gating else None
+        self.moe = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2,
+                                 s.structure("moe_gates"), s.structure("moe_experts"), name="moe")
+        self.gating = ContextGating(s.structure("gating"), name="gating") if s.gating else None
 
     def _pool(self, pool, frames, mask, training):
         if self.n_bagging == 1 or self.settings.embedding != "dbof":

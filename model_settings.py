@@ -14,6 +14,7 @@ again without a meaning (the group's meaning stays).
 import dataclasses
 
 import circulant_ops
+import layer_kinds
 import model_utils
 
 
@@ -69,43 +70,55 @@ class ModelSettings:
 
 @settings
 class Compact(ModelSettings):
-    """Which layers are diagonal-circulant, and how (model_utils.Circulant)."""
+    """Which places are structured, of which kind, and each kind's options
+    (layer_kinds.Structure)."""
 
     compact_layers: str = setting(
-        "", "Layers made diagonal-circulant, comma-separated: "
-        + ", ".join(model_utils.COMPACT_LAYERS) + " (moe_gates or moe_experts: one part of the "
-        "MoE).")
-    k_factor: int = setting(1, "Diagonal-circulant factors per compact layer (2*k*n weights "
+        "", "Places made structured, comma-separated, each SITE (diagonal-circulant) or "
+        "SITE=KIND; sites " + ", ".join(model_utils.SITES) + " (moe: gates, experts and a "
+        "logistic classifier; fc: every hidden layer, bottleneck included); kinds "
+        + ", ".join(layer_kinds.KINDS) + ".")
+    k_factor: int = setting(1, "Diagonal-circulant factors per circulant layer (2*k*n weights "
                                "each).")
     circulant_diagonal_side: str = setting(
-        model_utils.Circulant.diagonal_side,
+        layer_kinds.Structure.diagonal_side,
         "input: each factor C*D; output: D*C (the first form).",
         choices=circulant_ops.DIAGONAL_SIDES)
     circulant_expansion: str = setting(
-        model_utils.Circulant.expansion,
+        layer_kinds.Structure.expansion,
         "For more outputs than inputs: blocks (independent n x n products side by side) or "
         "pad (one product of size >= outputs).", choices=circulant_ops.EXPANSIONS)
     circulant_leaky_slope: float = setting(
-        model_utils.Circulant.leaky_slope,
+        layer_kinds.Structure.leaky_slope,
         "Slope of a leaky ReLU between circulant factors (1: linear).")
     circulant_regularized: bool = setting(
-        model_utils.Circulant.regularized, "L2 penalty on the circulant and diagonal vectors "
+        layer_kinds.Structure.regularized, "L2 penalty on the circulant and diagonal vectors "
                                            "too.")
+    low_rank: int = setting(0, "Rank r of the low_rank layers (U V: (inputs + outputs) * r "
+                               "weights); BottleneckModel makes a classifier that "
+                               "compact_layers leaves dense low rank when r > 0.")
+    monarch_blocks: int = setting(0, "Blocks of each factor of the monarch layers (0: about the "
+                                     "square root of the layer's smaller side).")
 
     def __post_init__(self):
         super().__post_init__()
-        self.compact()
-        self.circulant()
+        for site in self.compact():
+            self.structure(site)
 
     def compact(self):
-        """The compact layer names, a frozenset (unknown names raise)."""
+        """{site: kind} of the places named in compact_layers (unknown names raise)."""
         return model_utils.parse_compact_layers(self.compact_layers)
 
-    def circulant(self):
-        """The `Circulant` that the model's layers take where they take k_factor."""
-        return model_utils.Circulant(self.k_factor, self.circulant_diagonal_side,
-                                     self.circulant_expansion, self.circulant_leaky_slope,
-                                     self.circulant_regularized)
+    def structure(self, site):
+        """The Structure of the model's layer(s) at `site`: its kind (dense unless named, or
+        named through the broader site it falls back to) with this model's options."""
+        kinds = self.compact()
+        kind = kinds.get(site) or kinds.get(model_utils.FALLBACK.get(site), "dense")
+        return layer_kinds.Structure(
+            kind, k_factor=self.k_factor, diagonal_side=self.circulant_diagonal_side,
+            expansion=self.circulant_expansion, leaky_slope=self.circulant_leaky_slope,
+            regularized=self.circulant_regularized, low_rank=self.low_rank,
+            monarch_blocks=self.monarch_blocks)
 
 
 @settings

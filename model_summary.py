@@ -5,12 +5,15 @@ import math
 
 import tensorflow as tf
 
-import circulant_ops
+import layer_kinds
 import model_utils
 
 
 def _weight_layers(layer):
-    """(layer, weights it owns directly) for each layer that owns weights, depth first."""
+    """(layer, weights it owns directly) for each layer that owns weights, depth first; a
+    structured layer (layer_kinds) is one row with all its weights."""
+    if layer_kinds.is_structured(layer):
+        return [(layer, layer.weights)]
     children = model_utils.sublayers(layer)
     found = []
     for child in children:
@@ -27,8 +30,7 @@ def summarize(model):
     rows = []
     for layer, own in _weight_layers(model):
         weights = sum(math.prod(w.shape) for w in own)
-        dense = (layer.dense_weight_count()
-                 if isinstance(layer, circulant_ops.DiagonalCirculant) else weights)
+        dense = layer.dense_weight_count() if layer_kinds.is_structured(layer) else weights
         rows.append((layer.path, type(layer).__name__, weights, dense))
     total = model.count_params()
     dense_total = total + sum(d - w for _, _, w, d in rows)

@@ -1,80 +1,49 @@
-"""Pieces the models share: compact-layer choice (`linear`: dense, diagonal-circulant or low
-rank), frame sampling and masked pooling, Context Gating, the logistic and Mixture-of-Experts
-classifiers, and the walks over a built model's layers (circulant vectors, batch norms).
+"""Pieces the models share: the places a model can make structured and `linear` (a layer of
+the kind layer_kinds.Structure describes), frame sampling and masked pooling, Context Gating,
+the logistic and Mixture-of-Experts classifiers, and the walks over a built model's layers
+(structured variables, batch norms).
 """
 
 import collections
-import dataclasses
 import math
 
 import keras
 import tensorflow as tf
 
-import circulant_ops
+import layer_kinds
 
-COMPACT_LAYERS = ("embedding", "fc", "moe", "moe_gates", "moe_experts", "gating")
-
-
-@dataclasses.dataclass(frozen=True)
-class Circulant:
-    """How `linear` makes its diagonal-circulant layers: k factors and the layer's options
-    (circulant_ops.DiagonalCirculant). Models pass it where they pass `k_factor`."""
-
-    k: int = 1
-    diagonal_side: str = circulant_ops.DEFAULT_DIAGONAL_SIDE
-    expansion: str = circulant_ops.DEFAULT_EXPANSION
-    leaky_slope: float = 1.0
-    regularized: bool = True  # False: no L2 penalty on the diagonal and circulant vectors
-
-    def __post_init__(self):
-        circulant_ops.check_options(self.diagonal_side, self.expansion, self.leaky_slope,
-                                    prefix="circulant_")  # as the model settings spell them
+# The places a model can make structured, and the broader place each falls back to when only
+# that one is named ("moe" makes the logistic classifier structured too, as it always has).
+SITES = ("embedding", "fc", "bottleneck", "moe", "moe_gates", "moe_experts", "classifier",
+         "gating")
+FALLBACK = {"moe_gates": "moe", "moe_experts": "moe", "classifier": "moe", "bottleneck": "fc"}
+DENSE = layer_kinds.Structure()
 
 
 def parse_compact_layers(value):
-    """'embedding,fc' (or a list) -> frozenset; unknown names raise with the valid ones."""
+    """'fc,moe_gates=low_rank' (or a list of such) -> {site: kind}; a site named alone is
+    circulant. Unknown sites or kinds raise with the valid ones."""
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = sorted(set(value) - set(COMPACT_LAYERS))
+    kinds = {}
+    for item in value:
+        site, _, kind = (part.strip() for part in item.partition("="))
+        kinds[site] = kind or "circulant"
+    unknown = sorted(set(kinds) - set(SITES))
     if unknown:
         raise ValueError(f"unknown compact layer(s) {', '.join(unknown)}; "
-                         f"valid: {', '.join(COMPACT_LAYERS)}")
-    return frozenset(value)
+                         f"valid: {', '.join(SITES)} (each may be SITE=KIND)")
+    wrong = sorted({k for k in kinds.values() if k not in layer_kinds.KINDS})
+    if wrong:
+        raise ValueError(f"unknown layer kind(s) {', '.join(wrong)} in --compact_layers; "
+                         f"valid: {', '.join(layer_kinds.KINDS)}")
+    return kinds
 
 
-def linear(units, compact, k_factor=1, use_bias=True, l2=0.0, bias=0.0, name=None, rank=0):
-    """Dense, or its diagonal-circulant replacement when `compact` (k_factor: an int or a
-    `Circulant`), or when rank > 0 its low-rank replacement; bias: its initial value."""
-    regularizer = keras.regularizers.L2(l2) if l2 else None
-    bias_initializer = keras.initializers.Constant(bias)
-    if compact:
-        spec = k_factor if isinstance(k_factor, Circulant) else Circulant(int(k_factor))
-        return circulant_ops.DiagonalCirculant(
-            units, k_factors=spec.k, use_bias=use_bias,
-            regularizer=regularizer if spec.regularized else None,
-            bias_initializer=bias_initializer, diagonal_side=spec.diagonal_side,
-            expansion=spec.expansion, leaky_slope=spec.leaky_slope, name=name)
-    if rank:
-        return LowRank(units, rank, use_bias, regularizer, bias_initializer, name=name)
-    return keras.layers.Dense(units, use_bias=use_bias, kernel_regularizer=regularizer,
-                              bias_initializer=bias_initializer, name=name)
-
-
-class LowRank(keras.layers.Layer):
-    """A Dense layer whose [n_in, units] kernel is the product U V of rank `rank`:
-    (n_in + units) * rank weights instead of n_in * units."""
-
-    def __init__(self, units, rank, use_bias=True, regularizer=None, bias_initializer="zeros",
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.units, self.rank = units, rank
-        self.down = keras.layers.Dense(rank, use_bias=False, kernel_regularizer=regularizer,
-                                       name="u")
-        self.up = keras.layers.Dense(units, use_bias=use_bias, kernel_regularizer=regularizer,
-                                     bias_initializer=bias_initializer, name="v")
-
-    def call(self, x):
-        return self.up(self.down(x))
+def linear(units, structure=DENSE, use_bias=True, l2=0.0, bias=0.0, name=None):
+    """A Dense layer, or its replacement of the kind `structure` describes (bias: its initial
+    value)."""
+    return structure.build(units, use_bias=use_bias, l2=l2, bias=bias, name=name)
 
 
 def prior_logit(num_classes):
@@ -126,12 +95,12 @@ def masked_mean(values, mask):
 class ContextGating(keras.layers.Layer):
     """y = x * sigmoid(BN(x W)), W [d, d] (Miech, Laptev & Sivic 2017)."""
 
-    def __init__(self, compact=False, k_factor=1, batch_norm=True, l2=0.0, **kwargs):
+    def __init__(self, structure=DENSE, batch_norm=True, l2=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.compact, self.k_factor, self.batch_norm, self.l2 = compact, k_factor, batch_norm, l2
+        self.structure, self.batch_norm, self.l2 = structure, batch_norm, l2
 
     def build(self, input_shape):
-        self.transform = linear(int(input_shape[-1]), self.compact, self.k_factor,
+        self.transform = linear(int(input_shape[-1]), self.structure,
                                 use_bias=not self.batch_norm, l2=self.l2, name="gating_weights")
         self.norm = keras.layers.BatchNormalization(name="gating_bn") if self.batch_norm else None
 
@@ -146,10 +115,10 @@ class ContextGating(keras.layers.Layer):
 class LogisticClassifier(keras.layers.Layer):
     """sigmoid(x W + b), b starting at the class prior (prior_logit)."""
 
-    def __init__(self, num_classes, compact=False, k_factor=1, l2=0.0, rank=0, **kwargs):
+    def __init__(self, num_classes, structure=DENSE, l2=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.logits = linear(num_classes, compact, k_factor, l2=l2,
-                             bias=prior_logit(num_classes), name="logistic", rank=rank)
+        self.logits = linear(num_classes, structure, l2=l2, bias=prior_logit(num_classes),
+                             name="logistic")
 
     def call(self, x, training=False):
         return tf.sigmoid(tf.cast(self.logits(x), tf.float32))  # probabilities in float32
@@ -157,36 +126,27 @@ class LogisticClassifier(keras.layers.Layer):
 
 def logistic_classifier(num_classes, settings):
     """The logistic models' classifier, from their settings (model_settings.Logistic, Compact)."""
-    return LogisticClassifier(num_classes, "moe" in settings.compact(), settings.circulant(),
+    return LogisticClassifier(num_classes, settings.structure("classifier"),
                               settings.l2_penalty, name="classifier")
 
 
 class MoeClassifier(keras.layers.Layer):
-    """Mixture of experts: gates softmax over M+1 (one dummy expert), experts sigmoid.
-
-    compact: True/False for both parts, or the compact layer names ("moe": both parts,
-    "moe_gates" or "moe_experts": one).
+    """Mixture of experts: gates softmax over M+1 (one dummy expert), experts sigmoid; the gates
+    and the experts each a linear layer of the kind their Structure says.
 
     probabilities = sum_m gate_m * expert_m, per class. Optionally Context Gating on the output
-    probabilities (`prob_gating`, Miech et al. 2017). rank > 0: the dense gates and experts are
-    low-rank products (LowRank).
+    probabilities (`prob_gating`, Miech et al. 2017), its matrix of the kind `gating` says.
     """
 
-    def __init__(self, num_classes, num_mixtures=2, l2=1e-8, compact=False, k_factor=1,
-                 prob_gating=False, compact_gating=False, rank=0, **kwargs):
+    def __init__(self, num_classes, num_mixtures=2, l2=1e-8, gates=DENSE, experts=DENSE,
+                 prob_gating=False, gating=DENSE, **kwargs):
         super().__init__(**kwargs)
         self.num_classes, self.num_mixtures = num_classes, num_mixtures
-        if isinstance(compact, bool):
-            compact_gates = compact_experts = compact
-        else:  # the set of compact layer names: "moe" is both parts
-            compact_gates = bool({"moe", "moe_gates"} & set(compact))
-            compact_experts = bool({"moe", "moe_experts"} & set(compact))
-        self.gates = linear(num_classes * (num_mixtures + 1), compact_gates, k_factor,
-                            use_bias=False, l2=l2, name="gates", rank=rank)
-        self.experts = linear(num_classes * num_mixtures, compact_experts, k_factor, l2=l2,
-                              bias=prior_logit(num_classes), name="experts", rank=rank)
-        self.prob_gating = (ContextGating(compact_gating, k_factor, name="prob_gating")
-                            if prob_gating else None)
+        self.gates = linear(num_classes * (num_mixtures + 1), gates, use_bias=False, l2=l2,
+                            name="gates")
+        self.experts = linear(num_classes * num_mixtures, experts, l2=l2,
+                              bias=prior_logit(num_classes), name="experts")
+        self.prob_gating = (ContextGating(gating, name="prob_gating") if prob_gating else None)
 
     def call(self, x, training=False):
         m = self.num_mixtures
@@ -227,18 +187,19 @@ def all_layers(layer):
     return found
 
 
-def circulant_variables(model):
-    """The diagonal and circulant vectors of every diagonal-circulant layer of `model`."""
-    return [v for layer in all_layers(model)
-            if isinstance(layer, circulant_ops.DiagonalCirculant)
-            for v in (layer.diagonals, layer.circulants) if v.trainable]
+def structured_variables(model, kind):
+    """The structure-holding variables (trainable) of every layer of `kind` in `model`, in the
+    order of the layer walk (the circulant optimizer's state follows it in checkpoints)."""
+    return [v for layer in all_layers(model) if layer_kinds.kind_of(layer) == kind
+            for v in layer.structured_variables() if v.trainable]
 
 
 def set_circulant_recompute(model, recompute):
-    """Whether every diagonal-circulant layer of `model` recomputes its intermediate values in
-    the backward pass instead of keeping them (less memory, more time; same results)."""
+    """Whether every layer that can (the diagonal-circulant ones) recomputes its intermediate
+    values in the backward pass instead of keeping them (less memory, more time; same
+    results)."""
     for layer in all_layers(model):
-        if isinstance(layer, circulant_ops.DiagonalCirculant):
+        if hasattr(layer, "recompute"):
             layer.recompute = bool(recompute)
 
 

@@ -7,6 +7,7 @@ returning class probabilities [B, num_classes].
 
 import circulant_ops
 import frame_level_models as frame
+import layer_kinds
 import model_settings
 import model_utils
 import video_level_models as video
@@ -81,14 +82,15 @@ def unused_compact_layers(name, num_classes, settings):
     Each is tried alone on a model that is constructed but not built (no weights created).
     """
     unused = []
-    for layer in sorted(model_utils.parse_compact_layers(settings.get("compact_layers", ""))):
-        model = build_model(name, num_classes, keras_name=f"probe_{layer}",
-                            **{**settings, "compact_layers": layer})
-        if not any(isinstance(each, circulant_ops.DiagonalCirculant)
+    for site in sorted(model_utils.parse_compact_layers(settings.get("compact_layers", ""))):
+        # Probed as circulant whatever its kind: a dense one makes no layer to find.
+        model = build_model(name, num_classes, keras_name=f"probe_{site}",
+                            **{**settings, "compact_layers": site})
+        if not any(layer_kinds.kind_of(each) == "circulant"
                    or (isinstance(each, model_utils.ContextGating)  # built later
-                       and each.compact)
+                       and each.structure.kind == "circulant")
                    for each in model_utils.all_layers(model)):
-            unused.append(layer)
+            unused.append(site)
     return unused
 
 

@@ -22,6 +22,7 @@ import tensorflow as tf  # noqa: E402
 
 import checkpoints  # noqa: E402
 import model_flags  # noqa: E402
+import model_settings as settings_groups  # noqa: E402
 import models  # noqa: E402
 import readers  # noqa: E402
 import trainer  # noqa: E402
@@ -136,9 +137,8 @@ def help_overview():
                      "validation_steps", "max_model_mb"],
         "devices and speed": ["num_gpu", "cpu_devices", "mixed_precision", "jit_compile",
                               "steps_per_loop", "recompute_circulant"],
-        "compact layers": ["compact_layers", "k_factor", "circulant_diagonal_side",
-                           "circulant_expansion", "circulant_leaky_slope",
-                           "circulant_regularized", "circulant_learning_rate_scale"],
+        "compact layers": [f.name for f in dataclasses.fields(settings_groups.Compact)]
+        + ["circulant_learning_rate_scale"],
     }
 
     def wrapped(first, items, indent):

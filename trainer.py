@@ -205,7 +205,8 @@ class Trainer:
             clip = {"clipnorm": c.clip_gradient_norm} if c.clip_gradient_norm > 0 else {}
             self.optimizers = [OPTIMIZERS[c.optimizer](self.learning_rate, **clip)]
             self.groups = [self.model.trainable_variables]  # the variables of each optimizer
-            circulant = {id(v) for v in model_utils.circulant_variables(self.model)}
+            circulant = {id(v) for v in model_utils.structured_variables(self.model,
+                                                                          "circulant")}
             if c.circulant_learning_rate_scale != 1 and circulant:
                 trainable = self.model.trainable_variables
                 self.groups = [[v for v in trainable if id(v) not in circulant],

@@ -5,6 +5,8 @@ Gating on the output probabilities (Miech, Laptev & Sivic 2017). With "moe" in c
 their dense layers become diagonal-circulant (Araujo et al. 2018).
 """
 
+import dataclasses
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -54,9 +56,9 @@ class MoeModel(VideoModel):
     def __init__(self, num_classes, settings=None, **kwargs):
         super().__init__(settings, **kwargs)
         s = self.settings
-        self.moe = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2, s.compact(),
-                                 s.circulant(), self.prob_gating(), "gating" in s.compact(),
-                                 name="moe")
+        self.moe = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2,
+                                 s.structure("moe_gates"), s.structure("moe_experts"),
+                                 self.prob_gating(), s.structure("gating"), name="moe")
 
     def prob_gating(self):
         return self.settings.moe_prob_gating
@@ -82,11 +84,11 @@ class BottleneckModel(VideoModel):
     bottleneck layer alone, with neither, which with a dense layer is a low-rank classifier).
 
     For a weight budget: the bottleneck sets the classifier's cost (bottleneck_size x classes);
-    "fc" in compact_layers makes the hidden layers diagonal-circulant, "moe" (or moe_gates,
-    moe_experts) the classifier, "gating" the Context Gating of the output probabilities
-    (`output_gating`, Miech et al. 2017; a classes x classes matrix when dense). low_rank > 0
-    makes the classifier's dense matrices low-rank products instead. bottleneck_size 0: no
-    hidden layers, the classifier on the features.
+    Sites of compact_layers: "fc" (every hidden layer) or "bottleneck" (the last), "classifier"
+    (logistic) or "moe_gates", "moe_experts" ("moe": the classifier either way), "gating" (the
+    Context Gating of the output probabilities, `output_gating`, Miech et al. 2017; a classes x
+    classes matrix when dense). low_rank > 0 makes a classifier that compact_layers leaves
+    dense low rank. bottleneck_size 0: no hidden layers, the classifier on the features.
     """
 
     @settings
@@ -96,30 +98,38 @@ class BottleneckModel(VideoModel):
         wide_size: int = setting(2048, "Units of each of those hidden layers.")
         video_level_classifier_model: str = "LogisticModel"
         output_gating: bool = setting(False, "Context Gating of the class probabilities.")
-        low_rank: int = setting(0, "Rank of the classifier's matrices (0: full rank).")
         linear_bottleneck: bool = setting(False, "No batch norm and ReLU after the bottleneck.")
 
     def __init__(self, num_classes, settings=None, **kwargs):
         super().__init__(settings, **kwargs)
         s = self.settings
-        compact, k = s.compact(), s.circulant()
         sizes = [s.wide_size] * s.wide_layers + [s.bottleneck_size] if s.bottleneck_size else []
         self.depth = len(sizes)
         for i, size in enumerate(sizes):  # attributes, not a list: tf.train.Checkpoint sees them
+            site = "bottleneck" if i == len(sizes) - 1 else "fc"
             setattr(self, f"hidden_{i}", model_utils.linear(
-                size, "fc" in compact, k, use_bias=False, l2=s.l2_penalty, name=f"hidden_{i}"))
+                size, s.structure(site), use_bias=False, l2=s.l2_penalty, name=f"hidden_{i}"))
             if not (s.linear_bottleneck and i == len(sizes) - 1):
                 setattr(self, f"hidden_{i}_bn",
                         keras.layers.BatchNormalization(name=f"hidden_{i}_bn"))
         if s.video_level_classifier_model == "LogisticModel":
-            self.classifier = LogisticClassifier(num_classes, "moe" in compact, k,
-                                                 s.l2_penalty, s.low_rank, name="classifier")
+            self.classifier = LogisticClassifier(num_classes, self.classifier_structure(
+                "classifier"), s.l2_penalty, name="classifier")
         else:
-            self.classifier = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2, compact,
-                                            k, rank=s.low_rank, name="classifier")
-        self.output_gating = (model_utils.ContextGating("gating" in compact, k,
+            self.classifier = MoeClassifier(
+                num_classes, s.moe_num_mixtures, s.moe_l2, self.classifier_structure("moe_gates"),
+                self.classifier_structure("moe_experts"), name="classifier")
+        self.output_gating = (model_utils.ContextGating(s.structure("gating"),
                                                         name="output_gating")
                               if s.output_gating else None)
+
+    def classifier_structure(self, site):
+        """The classifier's layers: low rank where low_rank > 0 and compact_layers names no
+        kind for them (the model's first meaning of low_rank)."""
+        structure = self.settings.structure(site)
+        if structure.kind == "dense" and self.settings.low_rank:
+            return dataclasses.replace(structure, kind="low_rank")
+        return structure
 
     def call(self, inputs, training=False):
         x = self.features(inputs)
@@ -165,8 +175,8 @@ class KnnMoeModel(VideoModel):
         s = self.settings
         self.num_classes = num_classes
         self.dropout = keras.layers.Dropout(s.input_dropout)
-        self.moe = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2, s.compact(),
-                                 s.circulant(), name="moe")
+        self.moe = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2,
+                                 s.structure("moe_gates"), s.structure("moe_experts"), name="moe")
 
     def build(self, input_shape):
         dim, s = input_shape["features"][-1], self.settings

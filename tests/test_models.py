@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 import frame_level_models as flm
+import layer_kinds
 import model_summary
 import model_utils
 import models
@@ -45,6 +46,33 @@ def test_every_model_trains_and_its_compact_variant_is_smaller(name):
     assert counts[ALL_COMPACT] < counts[""]
 
 
+@pytest.mark.parametrize("kind", ["circulant", "low_rank", "monarch"])
+@pytest.mark.parametrize("name", models.model_names())
+def test_every_model_with_every_kind_at_every_site_trains_saves_and_restores(name, kind,
+                                                                             tmp_path):
+    sites = ",".join(f"{site}={kind}" for site in model_utils.SITES)
+    settings = dict(SMALL, compact_layers=sites, low_rank=2, monarch_blocks=2,
+                    bottleneck_size=6)
+    model = models.build_model(name, 20, **settings)
+    batch = batch_for(name)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(model(batch, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
+    structured = [layer for layer in model_utils.all_layers(model)
+                  if layer_kinds.kind_of(layer) == kind]
+    assert structured, f"{name} has no {kind} layer"
+    dense = models.build_model(name, 20, **dict(settings, compact_layers=""))
+    dense(batch)
+    assert model.count_params() < dense.count_params()
+    path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    restored = models.build_model(name, 20, **settings)
+    restored(batch, training=False)
+    tf.train.Checkpoint(model=restored).read(path).assert_existing_objects_matched()
+    np.testing.assert_array_equal(restored(batch, training=False).numpy(),
+                                  model(batch, training=False).numpy())
+
+
 @pytest.mark.parametrize("name", ["FrameLevelLogisticModel", "LstmModel", "NetVLADModelLF",
                                   "NetFVModelLF", "SoftDbofModelLF", "GatedDbofModelLF"])
 def test_padding_frames_do_not_change_the_output(name):
@@ -64,7 +92,8 @@ def test_unknown_names_list_the_valid_ones():
     with pytest.raises(ValueError, match="unknown model 'Nope'; choose one of .*DbofModel"):
         models.build_model("Nope", 10)
     with pytest.raises(ValueError,
-                       match="valid: embedding, fc, moe, moe_gates, moe_experts, gating"):
+                       match="valid: embedding, fc, bottleneck, moe, moe_gates, moe_experts, "
+                       "classifier, gating \\(each may be SITE=KIND\\)"):
         models.build_model("MoeModel", 10, compact_layers="fc,experts")
 
 
@@ -281,19 +310,18 @@ def test_quantized_frames_give_the_float_readers_output(iterations):
 
 
 def test_moe_gates_or_experts_alone_can_be_compact():
-    import circulant_ops
-
     x = tf.constant(np.random.default_rng(8).normal(size=(2, 16)), tf.float32)
     kinds = {}
-    for compact in (frozenset(), {"moe_gates"}, {"moe_experts"}, {"moe"}, True):
-        layer = model_utils.MoeClassifier(10, 2, compact=compact)
-        assert layer(x).shape == (2, 10)
-        kinds[str(sorted(compact)) if not isinstance(compact, bool) else "True"] = (
-            isinstance(layer.gates, circulant_ops.DiagonalCirculant),
-            isinstance(layer.experts, circulant_ops.DiagonalCirculant))
-    assert kinds == {"[]": (False, False), "['moe_gates']": (True, False),
-                     "['moe_experts']": (False, True), "['moe']": (True, True),
-                     "True": (True, True)}
+    for compact in ("", "moe_gates", "moe_experts", "moe", "moe,moe_gates=low_rank",
+                    "moe_gates=monarch,moe_experts=dense"):
+        model = models.build_model("MoeModel", 10, compact_layers=compact, low_rank=3)
+        layer = model.moe
+        assert model({"features": x}).shape == (2, 10)
+        kinds[compact] = (layer_kinds.kind_of(layer.gates), layer_kinds.kind_of(layer.experts))
+    assert kinds == {"": ("dense", "dense"), "moe_gates": ("circulant", "dense"),
+                     "moe_experts": ("dense", "circulant"), "moe": ("circulant", "circulant"),
+                     "moe,moe_gates=low_rank": ("low_rank", "circulant"),
+                     "moe_gates=monarch,moe_experts=dense": ("monarch", "dense")}
 
 
 def test_batch_norm_momentum_reaches_every_batch_norm_layer():

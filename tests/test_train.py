@@ -108,12 +108,20 @@ def test_repeated_sigkill_at_random_moments_never_costs_a_checkpoint(data, tmp_p
         assert latest is not None and checkpoint_step(latest) == int(latest.rsplit("-", 1)[1])
         assert int(latest.rsplit("-", 1)[1]) >= max(saved + [last_saved])
         last_saved = int(latest.rsplit("-", 1)[1])
-    out = ok(train(args_for(data, tmp_path, max_steps=last_saved + 3, **flags)))
-    assert f"at step {last_saved}" in out
-    assert trainer.read_train_log(str(tmp_path))[-1]["step"] == last_saved + 3
+    # A kill after a checkpoint's files were written but before the index named it leaves a
+    # complete checkpoint newer than the index: training resumes from the newest on disk.
+    newest = max(int(p.name[len("model.ckpt-"):-len(".index")])
+                 for p in tmp_path.glob("model.ckpt-*.index"))
+    assert newest >= last_saved
+    done = train(args_for(data, tmp_path, max_steps=newest + 3, **flags))
+    out = ok(done)
+    resumed = int(re.search(r"resumed from .*model\.ckpt-(\d+) at step (\d+)", out)[2])
+    assert resumed == newest or f"model.ckpt-{newest} is damaged" in done.stderr, out
+    assert resumed >= last_saved
+    assert trainer.read_train_log(str(tmp_path))[-1]["step"] == newest + 3
     evaluated = run_tool("eval.py", f"--train_dir={tmp_path}",
                          f"--eval_data_pattern={data['video']}", "--run_once")
-    assert re.search(rf"^step {last_saved + 3}: 600 videos \| GAP@20 0\.\d+", evaluated.stdout,
+    assert re.search(rf"^step {newest + 3}: 600 videos \| GAP@20 0\.\d+", evaluated.stdout,
                      re.M), evaluated.stdout
 
 
@@ -349,5 +357,7 @@ def test_help_groups_the_flags_and_says_what_each_setting_means():
     assert "models (--model): BottleneckModel, DbofModel" in overview
     assert re.search(r"    MoeModel: --moe_l2, --moe_num_mixtures, --moe_prob_gating\n", overview)
     assert "--embedding: <dbof|netvlad|netfv>: Each stream's embedding." in details
-    assert "moe_gates, moe_experts, gating" in details  # compact_layers' values
+    flowing = " ".join(details.split())  # compact_layers' sites and kinds, however wrapped
+    assert ("sites embedding, fc, bottleneck, moe, moe_gates, moe_experts, classifier, gating"
+            in flowing) and "kinds dense, circulant, low_rank, monarch" in flowing
     assert "Model setting" not in details  # every setting has a meaning of its own
