@@ -3,12 +3,16 @@ copied train_dir leaves them. Every tool names the damaged one in one line and g
 newest that restores, or stops with one line when none does."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 from helpers import checkpoint_step, run_in_one_process, run_tool
 
 import checkpoints
+from utils import REPO_DIR
 
 pytestmark = pytest.mark.slow  # TensorFlow processes
 
@@ -95,3 +99,20 @@ def test_training_resumes_from_the_newest_checkpoint_that_restores(trained, tmp_
     assert (damaged / "damaged" / "model.ckpt-30.index").exists()
     assert (damaged / "model_flags.json").read_text() == flags_before
     assert checkpoint_step(checkpoints.candidates(str(damaged))[0]) == 25
+
+
+def test_watching_says_what_it_waits_for_when_the_newest_is_evaluated(trained, tmp_path,
+                                                                       generated_data):
+    folder = copy_of(trained, tmp_path, "evaluated")
+    data = f"--eval_data_pattern={generated_data['video']}"
+    run_tool("eval.py", f"--train_dir={folder}", data, "--run_once")
+    watcher = subprocess.Popen(
+        [sys.executable, os.path.join(REPO_DIR, "eval.py"), f"--train_dir={folder}", data,
+         "--poll_seconds=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = watcher.stdout.readline()
+    finally:
+        watcher.terminate()
+        watcher.communicate(timeout=60)
+    assert first.startswith("waiting for a checkpoint after step 30 (step 30 is in "
+                            "eval_results.jsonl already: --run_once evaluates it again)")
