@@ -1,9 +1,9 @@
 """train_dir/model_flags.json: the description of a trained model, written, read, compared and
 merged here only.
 
-    {"model": "MoeModel", "frame_features": false, "feature_names": "mean_rgb,mean_audio",
-     "feature_sizes": "1024,128", "num_classes": 3862, "max_frames": 300,
-     "label_loss": "CrossEntropyLoss", "settings": {"moe_num_mixtures": 2, ...}}
+    {"format": 2, "model": "MoeModel", "frame_features": false,
+     "feature_names": "mean_rgb,mean_audio", "feature_sizes": "1024,128", "num_classes": 3862,
+     "max_frames": 300, "label_loss": "CrossEntropyLoss", "settings": {"moe_num_mixtures": 2}}
 
 train.py writes it with a run's first checkpoint; eval.py, inference.py, export_model.py and
 ensemble.py read it; export_model.py copies it beside the SavedModel.
@@ -14,6 +14,7 @@ import os
 
 import tensorflow as tf
 
+import circulant_ops
 import models
 import readers
 import utils
@@ -21,6 +22,13 @@ import utils
 FILE = "model_flags.json"
 TOP_LEVEL = ("model", "frame_features", "feature_names", "feature_sizes", "num_classes",
              "max_frames", "label_loss")  # beside "settings", the model's own
+# Format 1 (no "format" key) was written before the circulant options existed: a file without
+# them describes circulant layers of the first form. Format 2 names every setting it depends
+# on; a setting added later takes its default.
+FORMAT = 2
+FIRST_CIRCULANT_FORM = {"circulant_diagonal_side": circulant_ops.FIRST_DIAGONAL_SIDE,
+                        "circulant_expansion": circulant_ops.FIRST_EXPANSION,
+                        "circulant_leaky_slope": 1.0, "circulant_regularized": True}
 
 
 def describe(model, num_classes=readers.NUM_CLASSES, frame_features=None, feature_names=None,
@@ -33,7 +41,7 @@ def describe(model, num_classes=readers.NUM_CLASSES, frame_features=None, featur
     reader = readers.make_reader(frame_features, num_classes, feature_names, feature_sizes,
                                  max_frames)
     defaults = models.given_settings(model)
-    return {"model": model, "frame_features": frame_features,
+    return {"format": FORMAT, "model": model, "frame_features": frame_features,
             "feature_names": ",".join(reader.feature_names),
             "feature_sizes": ",".join(map(str, reader.feature_sizes)),
             "num_classes": num_classes, "max_frames": max_frames, "label_loss": label_loss,
@@ -49,10 +57,25 @@ def exists(folder):
 
 
 def read(folder):
+    """The description in folder's model_flags.json, in the current format (migrate)."""
     if not exists(folder):
         raise ValueError(f"no {FILE} in {folder}: is it a train_dir of train.py?")
     with tf.io.gfile.GFile(path_in(folder)) as f:
-        return json.load(f)
+        return migrate(json.load(f), path_in(folder))
+
+
+def migrate(description, where=FILE):
+    """A description of any format as the current format says it: the one place that knows
+    what an older file meant."""
+    version = description.get("format", 1)
+    if not isinstance(version, int) or version > FORMAT:
+        raise ValueError(f"{where} is of format {version!r}, newer than this project reads "
+                         f"({FORMAT}): update yt8m-circulant")
+    migrated = {**description, "format": FORMAT,
+                "settings": dict(description.get("settings", {}))}
+    if version < 2 and "k_factor" in models.given_settings(migrated["model"]):
+        migrated["settings"] = {**FIRST_CIRCULANT_FORM, **migrated["settings"]}
+    return migrated
 
 
 def write(folder, model_flags):
@@ -78,12 +101,14 @@ def merge(saved, from_flags, given, measured=(), where=FILE):
     from_flags: what the command line describes (defaults where a flag is unset), for the model
     it names; a key of the saved settings that from_flags lacks (a setting added since) stays.
     """
-    merged = {key: from_flags[key] if key in given else saved[key] for key in TOP_LEVEL}
+    merged = {"format": FORMAT,
+              **{key: from_flags[key] if key in given else saved[key] for key in TOP_LEVEL}}
     other_model = merged["model"] != saved["model"]
     merged["settings"] = {**saved["settings"], **{
         key: value for key, value in from_flags["settings"].items()
         if key in given or key in measured or other_model}}
     old, new = flat(saved), flat(merged)
+    old.pop("format", None), new.pop("format", None)
     changed = sorted(k for k in set(old) | set(new)
                      if old.get(k) != new.get(k) and (k in given or k in measured))
     if changed:

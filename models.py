@@ -5,7 +5,6 @@ Every model is a `keras.Model` called on the reader's batch dict (`features`, `n
 returning class probabilities [B, num_classes].
 """
 
-import circulant_ops
 import frame_level_models as frame
 import layer_kinds
 import model_settings
@@ -21,10 +20,6 @@ _REGISTRY = {cls.__name__: cls for cls in (
 
 # What a model_flags.json written before these settings existed meant by their absence (a
 # model built from settings without them gets them too).
-_CIRCULANT_BEFORE_SETTINGS = {"circulant_diagonal_side": circulant_ops.FIRST_DIAGONAL_SIDE,
-                              "circulant_expansion": circulant_ops.FIRST_EXPANSION,
-                              "circulant_leaky_slope": 1.0, "circulant_regularized": True}
-
 
 def model_names():
     return sorted(_REGISTRY)
@@ -100,13 +95,11 @@ def build_model(name, num_classes, keras_name=None, **settings):
     keras_name: the Keras model's name (default: one derived from the class, numbered by Keras
     if taken).
 
-    When the circulant_* settings are absent (a model_flags.json of an earlier version) the
-    layers keep their earlier form.
+    A setting not given takes the model's default (model_flags.read gives an older file's
+    meaning first).
     """
     accepted = model_hyperparameters(name)
     chosen = {k: v for k, v in settings.items() if k in accepted}
-    if "k_factor" in accepted:
-        chosen = {**_CIRCULANT_BEFORE_SETTINGS, **chosen}
     model_class = get_model_class(name)
     options = {"name": keras_name} if keras_name else {}
     return model_class(num_classes, model_class.Settings(**chosen), **options)

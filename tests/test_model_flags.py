@@ -1,10 +1,14 @@
 """model_flags.json: merged on resume, compared, copied."""
 
+import os
+import shutil
+
 import pytest
 
 import model_flags
 
-SAVED = {"model": "MoeModel", "frame_features": False, "feature_names": "mean_rgb,mean_audio",
+SAVED = {"format": model_flags.FORMAT, "model": "MoeModel", "frame_features": False,
+         "feature_names": "mean_rgb,mean_audio",
          "feature_sizes": "1024,128", "num_classes": 3862, "max_frames": 300,
          "label_loss": "CrossEntropyLoss",
          "settings": {"moe_num_mixtures": 3, "compact_layers": "moe"}}
@@ -51,4 +55,42 @@ def test_write_read_copy(tmp_path):
     model_flags.copy(str(tmp_path / "a"), str(tmp_path / "b"))
     assert model_flags.read(str(tmp_path / "b")) == SAVED
     with pytest.raises(ValueError, match="no model_flags.json in"):
+        model_flags.read(str(tmp_path))
+
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+@pytest.mark.parametrize("name, settings, forms, weights", [
+    # format 1, the circulant options absent: its circulant layers were of the first form
+    ("model_flags_format1_moe.json", {"circulant_diagonal_side": "output",
+                                      "circulant_expansion": "pad",
+                                      "compact_layers": "moe,gating"},
+     # gates 1152 -> 150 and experts 1152 -> 100 (+ bias) at n = 1152; gating 50 -> 50, its BN
+     {("output", "pad")}, 2 * 1152 + (2 * 1152 + 100) + 2 * 50 + 4 * 50),
+    # format 1 with the options present, and low_rank of BottleneckModel's first meaning
+    ("model_flags_format1_bottleneck.json", {"circulant_expansion": "blocks", "low_rank": 9},
+     {("input", "blocks")}, (1152 + 50) * 9 + 50 + 2 * 2 * 50 + 4 * 50),
+])
+def test_every_earlier_format_reads_as_it_was_trained(tmp_path, name, settings, forms, weights):
+    import checkpoints
+    import circulant_ops
+    import model_utils
+
+    shutil.copy(os.path.join(FIXTURES, name), tmp_path / model_flags.FILE)
+    description = model_flags.read(str(tmp_path))
+    assert description["format"] == model_flags.FORMAT
+    assert {k: description["settings"][k] for k in settings} == settings
+    model = checkpoints.build_model(description, checkpoints.make_reader(description))
+    circulant = [layer for layer in model_utils.all_layers(model)
+                 if isinstance(layer, circulant_ops.DiagonalCirculant)]
+    assert circulant and {(la.diagonal_side, la.expansion) for la in circulant} == forms
+    assert model.count_params() == weights
+    model_flags.write(str(tmp_path), description)  # read again, the same description
+    assert model_flags.read(str(tmp_path)) == description
+
+
+def test_a_newer_format_is_one_line(tmp_path):
+    model_flags.write(str(tmp_path), {**SAVED, "format": model_flags.FORMAT + 1})
+    with pytest.raises(ValueError, match="newer than this project reads .*update yt8m"):
         model_flags.read(str(tmp_path))
