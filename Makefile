@@ -17,10 +17,11 @@ venv: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# Two workers: most tests start TensorFlow processes, and each start-up uses one core.
+# Two workers: most tests start TensorFlow processes, and each start-up uses one core; a worker
+# that runs out of tests takes some of the other's (worksteal), so the long ones do not queue.
 TEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 # The demo: generated frame-level data, the paper's two-stream model with every dense layer
 # made compact (scaled down to train in about two minutes on a CPU), evaluation, submission.
