@@ -22,6 +22,7 @@ import model_settings as ms
 from model_settings import setting, settings
 from model_utils import (
     DENSE,
+    BeforeTraining,
     ContextGating,
     LogisticClassifier,
     MoeClassifier,
@@ -190,7 +191,7 @@ class _Gating(ms.ModelSettings):
 
 # -- models ---------------------------------------------------------------------------------------
 
-class FrameModel(keras.Model):
+class FrameModel(BeforeTraining, keras.Model):
     """Base: frames l2-normalised (as the starter does), sampled when iterations > 0."""
 
     frame_level = True

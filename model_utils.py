@@ -46,6 +46,15 @@ def linear(units, structure=DENSE, use_bias=True, l2=0.0, bias=0.0, name=None):
     return structure.build(units, use_bias=use_bias, l2=l2, bias=bias, name=name)
 
 
+class BeforeTraining:
+    """The hook of the registered models for work a new run does once, before its first step."""
+
+    def before_first_step(self, training_videos):
+        """training_videos(): an ordered pass over the training files, batched. Returns a line
+        for the log, or None (most models have nothing to do)."""
+        return None
+
+
 def prior_logit(num_classes):
     """Initial bias of class outputs: every class starts near probability 1/num_classes.
 

@@ -346,13 +346,12 @@ class Trainer:
                                         if checkpoints.step_of(p) > checkpoints.step_of(latest)],
                                        self.train_dir)
             print(f"resumed from {latest} at step {int(optimizer.iterations.numpy())}")
-        elif hasattr(self.model, "memorize"):
-            started = time.time()
+        elif self.registered_model:  # an experiment's own model has no such hook
             with self.reader.reraise_data_errors(self.files):
-                self.model.memorize(self.reader.dataset(self.files, 4096,
-                                                        num_readers=c.num_readers))
-            print(f"memorised {self.model.settings.memory_videos:,} training videos in "
-                  f"{time.time() - started:.0f}s", flush=True)
+                said = self.model.before_first_step(lambda: self.reader.dataset(
+                    self.files, 4096, num_readers=c.num_readers))
+            if said:
+                print(said, flush=True)
         flags_written = not self.registered_model or (latest is not None
                                                       and model_flags.exists(self.train_dir))
 

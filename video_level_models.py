@@ -6,6 +6,7 @@ their dense layers become diagonal-circulant (Araujo et al. 2018).
 """
 
 import dataclasses
+import time
 
 import keras
 import numpy as np
@@ -17,7 +18,7 @@ from model_settings import setting, settings
 from model_utils import LogisticClassifier, MoeClassifier, logistic_classifier
 
 
-class VideoModel(keras.Model):
+class VideoModel(model_utils.BeforeTraining, keras.Model):
     """Base: l2-normalises the input features (as the starter does) before the layers."""
 
     frame_level = False
@@ -204,6 +205,12 @@ class KnnMoeModel(VideoModel):
             return video
         audio = tf.math.l2_normalize(x[:, s.video_size:], axis=-1) * s.audio_weight
         return tf.concat([video, audio], axis=1)
+
+    def before_first_step(self, training_videos):
+        started = time.time()
+        self.memorize(training_videos())
+        return (f"memorised {self.settings.memory_videos:,} training videos in "
+                f"{time.time() - started:.0f}s")
 
     def memorize(self, batches):
         """Fill the memory with every video of `batches` (an ordered pass over the files)."""
