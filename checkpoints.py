@@ -103,8 +103,7 @@ def restore_newest(restore, train_dir, paths=None):
             restore(path)
             return path
         except DAMAGE as error:
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            utils.warn(f"checkpoint {path} is damaged ({reason[:160]}): "
+            utils.warn(f"checkpoint {path} is damaged ({utils.first_line(error)[:160]}): "
                        + ("trying the one before it" if path != paths[-1] else "none left"))
     raise ValueError(f"none of the {len(paths)} checkpoint(s) in {train_dir} restores (each "
                      "named above): train again with --start_new_model, or restore the folder "

@@ -336,15 +336,14 @@ class Trainer:
                                             if len(self.optimizers) > 1 else {}))
         manager = tf.train.CheckpointManager(checkpoint, self.out_dir, max_to_keep=5,
                                              checkpoint_name="model.ckpt")
-        latest = None
-        if checkpoints.candidates(self.train_dir):
+        latest, found = None, checkpoints.candidates(self.train_dir)
+        if found:
+            checkpoints.warn_if_index_lost(self.train_dir, found)
             latest = checkpoints.restore_newest(
                 lambda path: checkpoint.restore(path).assert_existing_objects_matched(),
-                self.train_dir)
-            if self.chief:
-                checkpoints.move_aside([p for p in checkpoints.candidates(self.train_dir)
-                                        if checkpoints.step_of(p) > checkpoints.step_of(latest)],
-                                       self.train_dir)
+                self.train_dir, found)
+            if self.chief:  # the damaged ones newer than it, passed over
+                checkpoints.move_aside(found[:found.index(latest)], self.train_dir)
             print(f"resumed from {latest} at step {int(optimizer.iterations.numpy())}")
         elif self.registered_model:  # an experiment's own model has no such hook
             with self.reader.reraise_data_errors(self.files):

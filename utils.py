@@ -74,6 +74,12 @@ def fail(message):
     sys.exit(1)
 
 
+def first_line(error):
+    """An exception's first line of text (its type's name if it has none), for one-line
+    messages."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def warn(message):
     """A one-line warning on stderr: the run goes on."""
     print(f"warning: {message}", file=sys.stderr, flush=True)

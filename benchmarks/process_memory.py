@@ -3,6 +3,8 @@
 
 import os
 
+import utils  # the repository's, on the path of every script here
+
 
 def rss_kib(field):
     """A /proc/self/status field in KiB: "VmRSS" (resident now) or "VmHWM" (peak); 0 if absent."""
@@ -34,11 +36,10 @@ class TensorMemory:
             self._info.reset_memory_stats(device)
             self.why = ""
         except (ValueError, tf.errors.OpError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else \
-                type(error).__name__
-            self.why = (f"peak memory on {device} not available ({reason}): TensorFlow counts "
-                        "CPU tensors only with its BFC allocator; set TF_CPU_ALLOCATOR_USE_BFC="
-                        "true (or TF_ENABLE_ONEDNN_OPTS=1) before it starts")
+            self.why = (f"peak memory on {device} not available ({utils.first_line(error)}): "
+                        "TensorFlow counts CPU tensors only with its BFC allocator; set "
+                        "TF_CPU_ALLOCATOR_USE_BFC=true (or TF_ENABLE_ONEDNN_OPTS=1) before it "
+                        "starts")
 
     @property
     def available(self):
