@@ -18,6 +18,8 @@ import circulant_ops
 import monarch_ops
 
 KINDS = ("dense", "circulant", "low_rank", "monarch")
+# The option that sizes each kind, which `--compact_layers=SITE=KIND:SIZE` sets for one site.
+SIZE_OPTION = {"circulant": "k_factor", "low_rank": "low_rank", "monarch": "monarch_blocks"}
 
 
 @dataclasses.dataclass(frozen=True)

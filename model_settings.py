@@ -74,9 +74,10 @@ class Compact(ModelSettings):
     (layer_kinds.Structure)."""
 
     compact_layers: str = setting(
-        "", "Places made structured, comma-separated, each SITE (diagonal-circulant) or "
-        "SITE=KIND; sites " + ", ".join(model_utils.SITES) + " (moe: gates, experts and a "
-        "logistic classifier; fc: every hidden layer, bottleneck included); kinds "
+        "", "Places made structured, comma-separated, each SITE (diagonal-circulant), "
+        "SITE=KIND or SITE=KIND:SIZE (SIZE: that site's own k_factor, low_rank or "
+        "monarch_blocks); sites " + ", ".join(model_utils.SITES) + " (moe: gates, experts and "
+        "a logistic classifier; fc: every hidden layer, bottleneck included); kinds "
         + ", ".join(layer_kinds.KINDS) + ".")
     k_factor: int = setting(1, "Diagonal-circulant factors per circulant layer (2*k*n weights "
                                "each).")
@@ -106,19 +107,24 @@ class Compact(ModelSettings):
             self.structure(site)
 
     def compact(self):
-        """{site: kind} of the places named in compact_layers (unknown names raise)."""
+        """{site: (kind, size or None)} of the places named in compact_layers (unknown names
+        raise)."""
         return model_utils.parse_compact_layers(self.compact_layers)
 
     def structure(self, site):
         """The Structure of the model's layer(s) at `site`: its kind (dense unless named, or
-        named through the broader site it falls back to) with this model's options."""
+        named through the broader site it falls back to) with this model's options, the
+        site's own size where compact_layers gives one."""
         kinds = self.compact()
-        kind = kinds.get(site) or kinds.get(model_utils.FALLBACK.get(site), "dense")
+        kind, size = kinds.get(site) or kinds.get(model_utils.FALLBACK.get(site), ("dense", None))
+        options = dict(k_factor=self.k_factor, low_rank=self.low_rank,
+                       monarch_blocks=self.monarch_blocks)
+        if size is not None:
+            options[layer_kinds.SIZE_OPTION[kind]] = size
         return layer_kinds.Structure(
-            kind, k_factor=self.k_factor, diagonal_side=self.circulant_diagonal_side,
+            kind, diagonal_side=self.circulant_diagonal_side,
             expansion=self.circulant_expansion, leaky_slope=self.circulant_leaky_slope,
-            regularized=self.circulant_regularized, low_rank=self.low_rank,
-            monarch_blocks=self.monarch_blocks)
+            regularized=self.circulant_regularized, **options)
 
 
 @settings

@@ -21,22 +21,36 @@ DENSE = layer_kinds.Structure()
 
 
 def parse_compact_layers(value):
-    """'fc,moe_gates=low_rank' (or a list of such) -> {site: kind}; a site named alone is
-    circulant. Unknown sites or kinds raise with the valid ones."""
+    """'fc,moe_gates=low_rank:4' (or a list of such) -> {site: (kind, size)}: a site named
+    alone is circulant; size, where given, is that site's own k_factor, low_rank or
+    monarch_blocks (layer_kinds.SIZE_OPTION), None where the model's setting applies. Unknown
+    sites, kinds or sizes raise with the valid ones."""
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     kinds = {}
     for item in value:
         site, _, kind = (part.strip() for part in item.partition("="))
-        kinds[site] = kind or "circulant"
+        kind, _, size = (part.strip() for part in (kind or "circulant").partition(":"))
+        kinds[site] = (kind, size or None)
     unknown = sorted(set(kinds) - set(SITES))
     if unknown:
         raise ValueError(f"unknown compact layer(s) {', '.join(unknown)}; "
-                         f"valid: {', '.join(SITES)} (each may be SITE=KIND)")
-    wrong = sorted({k for k in kinds.values() if k not in layer_kinds.KINDS})
+                         f"valid: {', '.join(SITES)} (each may be SITE=KIND or SITE=KIND:SIZE)")
+    wrong = sorted({k for k, _ in kinds.values() if k not in layer_kinds.KINDS})
     if wrong:
         raise ValueError(f"unknown layer kind(s) {', '.join(wrong)} in --compact_layers; "
                          f"valid: {', '.join(layer_kinds.KINDS)}")
+    for site, (kind, size) in kinds.items():
+        if size is None:
+            continue
+        option = layer_kinds.SIZE_OPTION.get(kind)
+        if option is None or not size.isdigit() or int(size) < 1:
+            raise ValueError(
+                f"--compact_layers={site}={kind}:{size}: the size after ':' is a whole number "
+                "of at least 1, the site's own "
+                + ", ".join(f"{o} for {k}" for k, o in layer_kinds.SIZE_OPTION.items())
+                + ("" if option else f"; {kind} layers have no size"))
+        kinds[site] = (kind, int(size))
     return kinds
 
 

@@ -128,7 +128,9 @@ class BottleneckModel(VideoModel):
         """The classifier's layers: low rank where low_rank > 0 and compact_layers names no
         kind for them (the model's first meaning of low_rank)."""
         structure = self.settings.structure(site)
-        if structure.kind == "dense" and self.settings.low_rank:
+        named = self.settings.compact()
+        if self.settings.low_rank and site not in named \
+                and model_utils.FALLBACK.get(site) not in named:
             return dataclasses.replace(structure, kind="low_rank")
         return structure
 

@@ -10,9 +10,17 @@ with eval.py's code, and the point's GAP is its best epoch. Where another family
 --close (0.01) of a budget's best, those families' points of that budget are trained again with
 seed 1 and their GAP is the mean of the two seeds.
 
+Twins (--twins): each structured point is trained again with the sites its family is about made
+of each other layer kind (dense, circulant, low rank, Monarch), each site's own size chosen so
+that the model keeps the point's weight count within 1% (the family's size setting sized again
+where the sites alone cannot get there), trained the same way; a point and its twins within
+--close of each other get the second seed too. A twin that cannot come within 1% is listed as
+not fitting, with the nearest it came.
+
 Output in --out_dir: `frontier.jsonl` (one JSON line per run), `frontier.png` (GAP against
 weights, log scale, a line per family, the best of each budget marked) and `frontier.md` (the
-table). A run already finished in its folder is read again, not retrained.
+table by budget, then each structured point against its twins). A run already finished in its
+folder is read again, not retrained.
 """
 
 import collections
@@ -22,6 +30,7 @@ import re
 import statistics
 import sys
 import time
+import warnings
 
 import runs  # beside this script; puts the repository on sys.path
 from absl import app, flags
@@ -43,15 +52,24 @@ BUDGETS = {"0.1M": 100_000, "0.5M": 500_000, "2M": 2_000_000,
 CIRCULANT = {"circulant_diagonal_side": "input", "circulant_expansion": "blocks"}
 LOW_RANK = {"bottleneck_size": 0}
 GATING = {"output_gating": True, "compact_layers": "gating", "k_factor": 2, **CIRCULANT}
+MOE_1 = {"video_level_classifier_model": "MoeModel", "moe_num_mixtures": 1}
+# Sizes a twin's site may take: the circulant layers at most 4 factors (each factor is two FFTs
+# more per step; the paper went to 4), low rank and Monarch blocks up to the layer's sides.
+SIZE_LIMITS = {"circulant": 4, "low_rank": 4096, "monarch": 4096}
+WITHIN = 0.01  # a twin's weights within 1% of its point's
 
 
 class Family:
-    """Points of one kind: per budget, fixed settings and the setting sized to the budget."""
+    """Points of one kind: per budget, fixed settings and the setting sized to the budget.
 
-    def __init__(self, about, budgets, train_flags=()):
+    tested: the sites (model_utils.SITES) whose structure the family is about, which its twins
+    make of each other kind; none for the dense family."""
+
+    def __init__(self, about, budgets, train_flags=(), tested=()):
         self.about = about
         self.budgets = budgets  # budget -> (fixed BottleneckModel settings, sized key or None)
         self.train_flags = list(train_flags)
+        self.tested = tuple(tested)
 
 
 # The circulant vectors learn at 3x the rate of the rest (circulant_options.py, trials 6 and
@@ -67,21 +85,22 @@ FAMILIES = {
                         **{b: ({}, "bottleneck_size") for b in ("0.1M", "0.5M", "2M", "8M")},
                         "4.5M": (LOW_RANK, None)}),
     "low_rank": Family("features -> logistic classifier whose matrix is U V of rank r",
-                       {b: (LOW_RANK, "low_rank") for b in ("0.1M", "0.5M", "2M", "4.5M")}),
+                       {b: (LOW_RANK, "low_rank") for b in ("0.1M", "0.5M", "2M", "4.5M")},
+                       tested=["classifier"]),
     "circulant_bottleneck": Family(
         "features -> diagonal-circulant bottleneck (batch norm, ReLU) -> logistic",
         {b: ({"compact_layers": "fc", **CIRCULANT}, "bottleneck_size")
-         for b in ("0.1M", "0.5M", "2M", "8M")}, CIRCULANT_TRAINING),
+         for b in ("0.1M", "0.5M", "2M", "8M")}, CIRCULANT_TRAINING, tested=["fc"]),
     "circulant_classifier": Family(
         "features -> dense bottleneck -> diagonal-circulant logistic classifier (blocks)",
         {b: ({"compact_layers": "moe", **CIRCULANT}, "bottleneck_size")
-         for b in ("0.1M", "0.5M")}, CIRCULANT_TRAINING),
+         for b in ("0.1M", "0.5M")}, CIRCULANT_TRAINING, tested=["moe"]),
     "circulant_gating": Family(
         "the best dense form of the budget (low rank up to 4.5M, the dense bottleneck at 8M) "
         "with Context Gating of the output probabilities, diagonal-circulant (k=2); a dense "
         "one is 3,862 x 3,862 = 14.9M weights", {
             **{b: ({**LOW_RANK, **GATING}, "low_rank") for b in ("0.1M", "0.5M", "2M", "4.5M")},
-            "8M": (GATING, "bottleneck_size")}, CIRCULANT_TRAINING),
+            "8M": (GATING, "bottleneck_size")}, CIRCULANT_TRAINING, tested=["gating"]),
     "low_rank_at_moe_training": Family(
         "the low-rank family trained as the MoE points (Adam 0.01, 6 epochs): the circulant "
         "MoE's reference at its own training", {"4.5M": (LOW_RANK, "low_rank")}, MOE_TRAINING),
@@ -89,13 +108,24 @@ FAMILIES = {
         "features -> MoE of 2 mixtures whose gate and expert matrices are U V of rank r (trained "
         "as the full MoeModel)", {b: ({**LOW_RANK, "video_level_classifier_model": "MoeModel",
                                        "moe_num_mixtures": 2}, "low_rank")
-                                  for b in ("4.5M", "8M")}, MOE_TRAINING),
+                                  for b in ("4.5M", "8M")}, MOE_TRAINING,
+        tested=["moe_gates", "moe_experts"]),
     "circulant_moe": Family(
         "features -> MoE of 1 mixture, diagonal-circulant gates and Context Gating, dense "
         "experts (trained as the full MoeModel)",
-        {"4.5M": ({**LOW_RANK, **GATING, "video_level_classifier_model": "MoeModel",
-                   "moe_num_mixtures": 1, "compact_layers": "moe_gates,gating"}, None)},
-        [*CIRCULANT_TRAINING, *MOE_TRAINING]),
+        {"4.5M": ({**LOW_RANK, **GATING, **MOE_1, "compact_layers": "moe_gates,gating"}, None)},
+        [*CIRCULANT_TRAINING, *MOE_TRAINING], tested=["moe_gates", "gating"]),
+    "mixed_moe": Family(
+        "features -> MoE of 1 mixture, diagonal-circulant gates and Context Gating, low-rank "
+        "experts of rank r (trained as the full MoeModel)",
+        {b: ({**LOW_RANK, **GATING, **MOE_1,
+              "compact_layers": "moe_gates,gating,moe_experts=low_rank"}, "low_rank")
+         for b in ("2M", "4.5M", "8M")},
+        [*CIRCULANT_TRAINING, *MOE_TRAINING], tested=["moe_gates", "gating"]),
+    "monarch_bottleneck": Family(
+        "features -> Monarch bottleneck (about sqrt(side) blocks; batch norm, ReLU) -> logistic",
+        {b: ({"compact_layers": "fc=monarch"}, "bottleneck_size")
+         for b in ("0.1M", "0.5M", "2M", "8M")}, tested=["fc"]),
 }
 # Full size: the starter's MoeModel (2 mixtures, 22.3M weights).
 FULL = ("dense", "MoeModel, 2 mixtures", ["--model=MoeModel", "--moe_num_mixtures=2",
@@ -104,6 +134,7 @@ FULL = ("dense", "MoeModel, 2 mixtures", ["--model=MoeModel", "--moe_num_mixture
 flags.DEFINE_string("families", ",".join(FAMILIES), "Families to train: " + ", ".join(FAMILIES))
 flags.DEFINE_string("budgets", ",".join([*BUDGETS, "full"]), "Budgets: " + ", ".join(BUDGETS)
                     + " and full (the starter's MoeModel, 2 mixtures, dense family).")
+flags.DEFINE_bool("twins", True, "Train each structured point's twins too.")
 flags.DEFINE_float("close", 0.01, "Families within this GAP of a budget's best get a 2nd seed.")
 flags.DEFINE_string("out_dir", os.path.join(runs.REPO, "out", "frontier"), "Where runs go.")
 FLAGS = flags.FLAGS
@@ -121,7 +152,9 @@ def model_weights(settings):
         import models
 
         model = models.build_model("BottleneckModel", 3862, **settings)
-        model({"features": tf.zeros((1, 1152))})
+        with warnings.catch_warnings():  # Keras repeats a layer's ValueError as a warning
+            warnings.simplefilter("ignore")
+            model({"features": tf.zeros((1, 1152))})
         _WEIGHTS[key] = model.count_params()
     return _WEIGHTS[key]
 
@@ -140,24 +173,150 @@ def sized(settings, key, budget):
     return {**settings, key: low}
 
 
+def site_kinds(settings):
+    """{site: (kind, size)} that compact_layers names, and the classifier sites that low_rank
+    makes low rank where they are not named (BottleneckModel.classifier_structure), of size
+    None: the low_rank setting's."""
+    import model_utils
+
+    named = model_utils.parse_compact_layers(settings.get("compact_layers", ""))
+    if settings.get("low_rank"):
+        moe = settings.get("video_level_classifier_model") == "MoeModel"
+        for site in ("moe_gates", "moe_experts") if moe else ("classifier",):
+            if site not in named and model_utils.FALLBACK[site] not in named:
+                named[site] = ("low_rank", None)
+    return named
+
+
+def with_sites(settings, kinds):
+    """`settings` with every site of {site: (kind, size)} named in compact_layers (so that
+    low_rank reaches only the sites said to be low rank), low_rank left out where no site
+    takes it."""
+    items = [site if (kind, size) == ("circulant", None) else
+             f"{site}={kind}" + (f":{size}" if size else "")
+             for site, (kind, size) in kinds.items()]
+    found = {**settings, "compact_layers": ",".join(items)}
+    if ("low_rank", None) not in kinds.values():
+        found.pop("low_rank", None)
+    return found
+
+
+def nearest(weights_of, sizes, target):
+    """(size, weights): the size among `sizes` (ascending; weights monotone in them, up to the
+    rounding of block sizes) whose model is nearest to `target` weights. Sizes that cannot be
+    built (more Monarch blocks than a layer's side) are left out; (None, None) if none can."""
+    def weights(index):
+        try:
+            return weights_of(sizes[index])
+        except ValueError:
+            return None
+
+    if weights(0) is None:
+        return None, None
+    low, high = 0, len(sizes) - 1
+    if weights(high) is None:  # the last size that builds
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if weights(middle) is not None else (low, middle)
+        high = low
+    first, last = 0, high
+    rising = weights(last) >= weights(first)
+    while last - first > 1:  # where the weights cross the target
+        middle = (first + last) // 2
+        first, last = (middle, last) if (weights(middle) <= target) == rising \
+            else (first, middle)
+    found = [(abs(w - target), i, w) for i in range(max(0, first - 3), min(high, last + 3) + 1)
+             if (w := weights(i)) is not None]
+    _, index, w = min(found)
+    return sizes[index], w
+
+
+def twins(family, settings, key):
+    """[(kind, settings or None, weights)]: the point's twins, its tested sites made of each
+    other kind, each site at the size nearest the point's weight count, then `key` sized again
+    where that is not within WITHIN; settings None where the twin cannot come within WITHIN
+    (weights: the nearest it came, None if it cannot be built)."""
+    import layer_kinds
+
+    target = model_weights(settings)
+    kinds = site_kinds(settings)
+    tested = FAMILIES[family].tested
+    own = {kinds.get(site, ("dense", None))[0] for site in tested}
+    found = []
+    for kind in layer_kinds.KINDS:
+        if own == {kind}:
+            continue
+        twin = {**kinds, **{site: (kind, None) for site in tested}} \
+            if kind not in layer_kinds.SIZE_OPTION else dict(kinds)
+        if kind in layer_kinds.SIZE_OPTION:
+            for site in tested:  # one at a time, the others as they are so far
+                def weights_at(size, site=site, twin=twin, kind=kind):
+                    return model_weights(with_sites(settings, {**twin, site: (kind, size)}))
+
+                size, _ = nearest(weights_at, list(range(1, SIZE_LIMITS[kind] + 1)), target)
+                twin[site] = (kind, size)
+        if any(size is None and kind in layer_kinds.SIZE_OPTION
+               for site, (kind, size) in twin.items() if site in tested):
+            found.append((kind, None, None))
+            continue
+        candidate = with_sites(settings, twin)
+        weights = model_weights(candidate)
+        if abs(weights - target) > WITHIN * target and key in candidate:
+            value, weights = nearest(lambda v, c=candidate: model_weights({**c, key: v}),
+                                     list(range(1, 2 * candidate[key] + 64)), target)
+            candidate[key] = value
+        fits = abs(weights - target) <= WITHIN * target
+        found.append((kind, candidate if fits else None, weights))
+    return found
+
+
 def flag_list(settings):
     return [f"--{k}" if v is True else f"--{k}={v}" for k, v in sorted(settings.items())]
 
 
-def points(families, budgets):
-    """(family, budget, name, train.py model flags) of every point asked for."""
-    found = []
+def twin_name(family, kind):
+    return f"{family}/{kind}"
+
+
+def point_name(settings, key, tested=()):
+    """The size setting and, for a twin, its tested sites: 'low_rank=391 gating=low_rank:2'."""
+    parts = [f"{key}={settings[key]}"] if key and key in settings else []
+    kinds = site_kinds(settings)
+    parts += [f"{site}={kinds[site][0]}" + (f":{kinds[site][1]}" if kinds[site][1] else "")
+              for site in tested if site in kinds]
+    return " ".join(parts) or "-"
+
+
+def points(families, budgets, with_twins=False):
+    """(family, budget, name, train.py model flags) of every point asked for, each followed by
+    its twins (family 'FAMILY/KIND') when with_twins; and the rows of the twins that do not fit
+    (gap None, the weights they came nearest to)."""
+    found, misfits = [], []
     for family in families:
-        for budget, (fixed, key) in FAMILIES[family].budgets.items():
+        each = FAMILIES[family]
+        for budget, (fixed, key) in each.budgets.items():
             if budget not in budgets:
                 continue
             settings = sized(fixed, key, BUDGETS[budget]) if key else dict(fixed)
-            name = f"{key}={settings[key]}" if key else "-"
-            found.append((family, budget, name, ["--model=BottleneckModel", *flag_list(settings),
-                                                 *FAMILIES[family].train_flags]))
+            found.append((family, budget, point_name(settings, key),
+                          ["--model=BottleneckModel", *flag_list(settings), *each.train_flags]))
+            if not (with_twins and each.tested):
+                continue
+            for kind, twin, weights in twins(family, settings, key):
+                if twin is None:
+                    misfits.append({"family": twin_name(family, kind), "budget": budget,
+                                    "point": "does not fit", "seed": None, "gap": None,
+                                    "weights": weights})
+                    continue
+                train_flags = [f for f in each.train_flags if not (
+                    f.startswith("--circulant_learning_rate_scale")
+                    and "circulant" not in {k for k, _ in site_kinds(twin).values()})]
+                found.append((twin_name(family, kind), budget,
+                              point_name(twin, key, each.tested),
+                              ["--model=BottleneckModel", *flag_list(twin), *train_flags]))
     if "full" in budgets and FULL[0] in families:
         found.append((FULL[0], "full", *FULL[1:]))
-    return found
+    return found, misfits
 
 
 def train_args(flags_of_run, seed):
@@ -170,11 +329,16 @@ def train_args(flags_of_run, seed):
             *TRAINING, *flags_of_run, f"--seed={seed}"]
 
 
+_FOLDERS = {}  # train.py arguments -> the folder of their run (a twin can be another point)
+
+
 def train(family, budget, name, model_flags, seed):
-    """One run; its row for frontier.jsonl."""
+    """One run (one per set of arguments: a twin the same as another point is not trained
+    again); its row for frontier.jsonl."""
     args = train_args(model_flags, seed)
-    folder = os.path.join(FLAGS.out_dir, "runs", family, budget,
-                          re.sub(r"\W+", "_", name).strip("_") or "point", f"seed_{seed}")
+    folder = _FOLDERS.setdefault(tuple(args), os.path.join(
+        FLAGS.out_dir, "runs", family.replace("/", "_as_"), budget,
+        re.sub(r"\W+", "_", name).strip("_") or "point", f"seed_{seed}"))
     seconds = runs.run_train(args, f"{family} {budget} {name} seed {seed}", folder)
     results = runs.validations(folder)
     best = max(results, key=lambda r: r["gap"])
@@ -193,7 +357,8 @@ def summary(rows):
     """{(family, budget): (mean GAP, weights, seeds, point)} over the seeds of each point."""
     grouped = collections.defaultdict(list)
     for row in rows:
-        grouped[(row["family"], row["budget"], row["point"])].append(row)
+        if row["gap"] is not None:  # not the twins that do not fit
+            grouped[(row["family"], row["budget"], row["point"])].append(row)
     best = {}
     for (family, budget, point), group in grouped.items():
         entry = (statistics.mean(r["gap"] for r in group), group[0]["weights"], len(group), point)
@@ -203,21 +368,26 @@ def summary(rows):
 
 
 def close_calls(rows, close):
-    """(family, budget) of the families within `close` GAP of their budget's best, at the
-    budgets where there are two or more such families."""
-    by_budget = collections.defaultdict(dict)
+    """(family, budget) of the points within `close` GAP of the best of their group, in the
+    groups where there are two or more such: the families of a budget (twins aside), and each
+    structured point with its twins."""
+    groups = collections.defaultdict(dict)
     for (family, budget), entry in summary(rows).items():
-        by_budget[budget][family] = entry[0]
-    found = []
-    for budget, gaps in by_budget.items():
+        if "/" not in family:
+            groups[budget][family] = entry[0]
+        groups[(family.split("/")[0], budget)][family] = entry[0]
+    found = set()
+    for group, gaps in groups.items():
         near = [family for family, gap in gaps.items() if max(gaps.values()) - gap <= close]
         if len(near) > 1:
-            found.extend((family, budget) for family in near)
-    return found
+            found.update((family, group if isinstance(group, str) else group[1])
+                         for family in near)
+    return sorted(found)
 
 
 def table(rows):
-    entries = summary(rows)
+    """The families by budget (twins in twin_table)."""
+    entries = {k: v for k, v in summary(rows).items() if "/" not in k[0]}
     families = [f for f in FAMILIES if any(k[0] == f for k in entries)]
     budgets = [b for b in [*BUDGETS, "full"] if any(k[1] == b for k in entries)]
     lines = ["| budget | " + " | ".join(families) + " |", "|---" * (len(families) + 1) + "|"]
@@ -235,13 +405,53 @@ def table(rows):
     return "\n".join(lines)
 
 
+def twin_table(rows):
+    """Each structured point against its twins: a line per (family, budget), a column per
+    kind of its tested sites (its own kind marked 'own'), the best of the line in bold."""
+    import layer_kinds
+
+    entries = summary(rows)
+    misfits = {(r["family"], r["budget"]): r["weights"] for r in rows if r["gap"] is None}
+    lines = ["| budget | family (tested sites) | " + " | ".join(layer_kinds.KINDS) + " |",
+             "|---" * (len(layer_kinds.KINDS) + 2) + "|"]
+    for budget in [*BUDGETS, "full"]:
+        for family, each in FAMILIES.items():
+            twins_here = [k for k in layer_kinds.KINDS if (twin_name(family, k), budget)
+                          in entries or (twin_name(family, k), budget) in misfits]
+            if (family, budget) not in entries or not twins_here:
+                continue
+            found = {twin_name(family, k): entries.get((twin_name(family, k), budget))
+                     for k in layer_kinds.KINDS}
+            found[family] = entries[(family, budget)]
+            top = max(v[0] for v in found.values() if v)
+            kinds = site_kinds(each.budgets[budget][0])
+            own_kinds = {kinds.get(site, ("dense", None))[0] for site in each.tested}
+            cells = []
+            for kind in layer_kinds.KINDS:
+                name = twin_name(family, kind)
+                own = own_kinds == {kind}
+                entry = found[family] if own else found[name]
+                if entry is None:
+                    nearest_weights = misfits.get((name, budget))
+                    cells.append("-" if (name, budget) not in misfits else "no fit" + (
+                        f" (nearest {nearest_weights / 1e6:.3g}M)" if nearest_weights else ""))
+                    continue
+                gap, weights, seeds, point = entry
+                text = (f"{gap:.4f} ({weights / 1e6:.4g}M, {'own: ' if own else ''}{point}"
+                        f"{', 2 seeds' if seeds > 1 else ''})")
+                cells.append(f"**{text}**" if gap == top else text)
+            lines.append(f"| {budget} | {family} ({', '.join(each.tested)}) | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(rows, out):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    entries = summary(rows)
+    entries = {k: v for k, v in summary(rows).items() if "/" not in k[0]}
     figure, axes = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     for family in FAMILIES:
         found = sorted((v[1], v[0]) for k, v in entries.items() if k[0] == family)
@@ -277,16 +487,20 @@ def main(argv):
         raise SystemExit(f"error: no yt8m-2018-video in {utils.shared_data_dir()}; set "
                          "YT8M_SHARED_DATA to the folder of the real YouTube-8M files")
     started = time.time()
-    todo = points(families, budgets)
+    todo, misfits = points(families, budgets, FLAGS.twins)
     print(f"{len(todo)} points: " + "; ".join(f"{f} {b} {n}" for f, b, n, _ in todo), flush=True)
+    for row in misfits:
+        print(f"{row['family']} {row['budget']}: no twin within {WITHIN:.0%} of the point's "
+              "weights", flush=True)
     rows = [train(*point, seed=0) for point in todo]
     again = close_calls(rows, FLAGS.close)
     rows += [train(*point, seed=1) for point in todo if point[:2] in again]
+    rows += misfits
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     results = os.path.join(FLAGS.out_dir, "frontier.jsonl")
     utils.atomic_write(results, "".join(json.dumps(r) + "\n" for r in rows))
     plot(rows, os.path.join(FLAGS.out_dir, "frontier.png"))
-    text = table(rows)
+    text = table(rows) + "\n\nEach structured point against its twins:\n\n" + twin_table(rows)
     utils.atomic_write(os.path.join(FLAGS.out_dir, "frontier.md"), text + "\n")
     print(text)
     print(f"results: {results} (and frontier.png, frontier.md); wall time "

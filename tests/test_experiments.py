@@ -126,3 +126,40 @@ def test_frontier_second_seeds_go_where_families_are_close_and_the_table_marks_t
     assert "| 0.6800 (0.49M, size=1) |" in line
     frontier.plot(rows, tmp_path / "frontier.png")
     assert (tmp_path / "frontier.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_frontier_twins_make_the_tested_sites_of_each_other_kind_at_the_points_weight_count():
+    frontier = frontier_module()
+    fixed, key = frontier.FAMILIES["circulant_gating"].budgets["0.1M"]
+    point = frontier.sized(fixed, key, 100_000)
+    target = frontier.model_weights(point)
+    found = {kind: (twin, weights) for kind, twin, weights in
+             frontier.twins("circulant_gating", point, key)}
+    assert set(found) == {"dense", "low_rank", "monarch"}  # not its own kind, circulant
+    assert found["dense"][0] is None and found["dense"][1] > 100 * target  # 3,862 x 3,862
+    for kind in ("low_rank", "monarch"):
+        twin, weights = found[kind]
+        assert frontier.model_weights(twin) == weights
+        assert abs(weights - target) <= 0.01 * target, (kind, weights, target)
+        kinds = frontier.site_kinds(twin)
+        assert kinds["gating"][0] == kind and kinds["classifier"] == ("low_rank", None)
+        assert twin["low_rank"] == point["low_rank"]  # the rest of the model as it was
+    # A 3,862 x 3,862 gate of rank 2 (2 * 2 * 3,862) is the nearest to the circulant gate's
+    # 2 * 2 * 3,862 (k=2, input side).
+    assert frontier.site_kinds(found["low_rank"][0])["gating"] == ("low_rank", 2)
+
+
+def test_frontier_twin_table_puts_each_point_beside_its_twins():
+    frontier = frontier_module()
+    rows = [{"family": "circulant_gating", "budget": "2M", "point": "low_rank=391", "seed": 0,
+             "weights": 1_995_336, "gap": 0.727},
+            {"family": "circulant_gating/low_rank", "budget": "2M", "seed": 0, "gap": 0.7196,
+             "point": "low_rank=391 gating=low_rank:2", "weights": 1_995_232},
+            {"family": "circulant_gating/dense", "budget": "2M", "point": "does not fit",
+             "seed": None, "weights": 14_939_368, "gap": None}]
+    line = frontier.twin_table(rows).splitlines()[2]
+    assert line == ("| 2M | circulant_gating (gating) | no fit (nearest 14.9M) | "
+                    "**0.7270 (1.995M, own: low_rank=391)** | "
+                    "0.7196 (1.995M, low_rank=391 gating=low_rank:2) | - |")
+    assert frontier.close_calls(rows, 0.01) == [("circulant_gating", "2M"),
+                                                ("circulant_gating/low_rank", "2M")]

@@ -125,6 +125,10 @@ def test_monarch_keeps_two_n_sqrt_n_weights_when_square():
                   "circulant, low_rank, monarch"),
     ("head=dense", "unknown compact layer\\(s\\) head; valid: embedding, fc"),
     ("moe_gates=low_rank", "a low_rank layer needs --low_rank of at least 1, got 0"),
+    ("gating=low_rank:0", "gating=low_rank:0: the size after ':' is a whole number of at least "
+                          "1, the site's own k_factor for circulant, low_rank for low_rank"),
+    ("gating=dense:3", "dense layers have no size"),
+    ("gating=monarch:two", "gating=monarch:two: the size after ':' is a whole number"),
 ])
 def test_unknown_sites_and_kinds_are_one_line_naming_the_valid_ones(value, message):
     with pytest.raises(ValueError, match=message):
@@ -145,3 +149,28 @@ def test_a_kind_per_site_reaches_each_layer_of_the_model():
                  gating=layer_kinds.kind_of(model.output_gating.transform))
     assert kinds == {"hidden_0": "monarch", "hidden_1": "dense", "gates": "circulant",
                      "experts": "low_rank", "gating": "circulant"}
+
+
+def test_a_size_after_the_kind_is_that_sites_own_and_the_others_keep_the_settings():
+    model = models.build_model(
+        "BottleneckModel", 20, bottleneck_size=0, video_level_classifier_model="MoeModel",
+        moe_num_mixtures=1, output_gating=True, low_rank=3, k_factor=2,
+        compact_layers="moe_gates=low_rank:4,moe_experts=low_rank,gating=circulant:1")
+    model({"features": tf.zeros([2, 12])})
+    gates, experts = model.classifier.gates, model.classifier.experts
+    assert (gates.rank, experts.rank) == (4, 3)
+    assert model.output_gating.transform.k_factors == 1
+    # 12 -> 40 gates of rank 4, 12 -> 20 experts of rank 3 (+ bias), a 20 x 20 k=1 circulant
+    # gate (2 * 20 weights, its bias, batch norm's 4 * 20).
+    assert gates.count_params() == (12 + 40) * 4
+    assert experts.count_params() == (12 + 20) * 3 + 20
+
+
+def test_low_rank_makes_only_the_classifier_sites_that_compact_layers_leaves_unnamed_low_rank():
+    named_dense = models.build_model("BottleneckModel", 20, bottleneck_size=0, low_rank=3,
+                                     compact_layers="classifier=dense")
+    unnamed = models.build_model("BottleneckModel", 20, bottleneck_size=0, low_rank=3)
+    for model in (named_dense, unnamed):
+        model({"features": tf.zeros([2, 12])})
+    assert layer_kinds.kind_of(named_dense.classifier.logits) == "dense"
+    assert layer_kinds.kind_of(unnamed.classifier.logits) == "low_rank"

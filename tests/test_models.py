@@ -99,7 +99,7 @@ def test_unknown_names_list_the_valid_ones():
         models.build_model("Nope", 10)
     with pytest.raises(ValueError,
                        match="valid: embedding, fc, bottleneck, moe, moe_gates, moe_experts, "
-                       "classifier, gating \\(each may be SITE=KIND\\)"):
+                       "classifier, gating \\(each may be SITE=KIND or SITE=KIND:SIZE\\)"):
         models.build_model("MoeModel", 10, compact_layers="fc,experts")
 
 
