@@ -12,6 +12,7 @@ keeps the model's settings, which eval.py and inference.py read.
 import dataclasses
 import sys
 import textwrap
+import typing
 
 from absl import app, flags
 
@@ -28,8 +29,10 @@ import readers  # noqa: E402
 import trainer  # noqa: E402
 
 # -- flags: the starter's names and defaults ------------------------------------------------------
-flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "Checkpoints, summaries, model_flags.json.")
-flags.DEFINE_string("train_data_pattern", "", "Comma-separated globs of training TFRecords.")
+# The training run's flags are TrainConfig's fields (define_config_flags); these describe the
+# model (model_flags.json) or are kept for the starter's command lines.
+OWN_FLAGS = {"data": ["frame_features", "feature_names", "feature_sizes", "num_classes",
+                      "max_frames"], "training": ["model", "label_loss"]}
 flags.DEFINE_string("feature_names", None, "Features to read (default mean_rgb,mean_audio for "
                     "video level, rgb,audio for frame level).")
 flags.DEFINE_string("feature_sizes", None, "Their sizes (default 1024,128).")
@@ -37,55 +40,35 @@ flags.DEFINE_bool("frame_features", False, "Frame-level SequenceExamples instead
 flags.DEFINE_integer("num_classes", readers.NUM_CLASSES, "3862 (2018 on) or 4716 (2017).")
 flags.DEFINE_integer("max_frames", readers.MAX_FRAMES, "Frames kept per video (frame level).")
 flags.DEFINE_string("model", "LogisticModel", "Model class name: see 'models' above.")
-flags.DEFINE_bool("start_new_model", False, "Start afresh (old checkpoints are moved aside).")
-flags.DEFINE_integer("batch_size", 1024, "Global batch size, whatever the number of devices.")
 flags.DEFINE_string("label_loss", "CrossEntropyLoss", "CrossEntropyLoss, HingeLoss, SoftmaxLoss.")
-flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing (CrossEntropy and Softmax losses).")
-flags.DEFINE_float("regularization_penalty", 1.0, "Weight of the models' L2 penalties.")
-flags.DEFINE_float("base_learning_rate", 0.01, "Initial learning rate.")
-flags.DEFINE_float("learning_rate_decay", 0.95, "Factor applied every decay period.")
-flags.DEFINE_float("learning_rate_decay_examples", 4000000, "Examples per decay period.")
-flags.DEFINE_integer("num_epochs", 5, "Passes over the training data (in this run).")
-flags.DEFINE_integer("max_steps", None, "Stop at this global step.")
-flags.DEFINE_integer("num_readers", 8, "Files read in parallel.")
-flags.DEFINE_bool("skip_corrupt_records", False, "Drop unreadable records and the damaged ends "
-                  "of files instead of stopping; counts are printed with the progress.")
-flags.DEFINE_string("optimizer", "AdamOptimizer", "AdamOptimizer, GradientDescentOptimizer, "
-                    "MomentumOptimizer, AdagradOptimizer, RMSPropOptimizer.")
-flags.DEFINE_float("clip_gradient_norm", 1.0, "Clip each gradient to this norm (0: no clipping).")
 flags.DEFINE_integer("export_model_steps", 1000, "Does nothing (accepted for the starter's "
                      "command lines): export with export_model.py.")
 flags.DEFINE_bool("log_device_placement", False, "Not supported (accepted for the starter's "
                   "command lines, ignored with a warning).")
 flags.DEFINE_bool("segment_labels", False, "Not supported: the 2019 segment-rating task.")
-# -- flags of our own ---------------------------------------------------------------------------
-flags.DEFINE_integer("seed", 0, "Seeds weights, shuffling and frame sampling.")
-flags.DEFINE_integer("checkpoint_steps", 500, "Save a checkpoint every this many steps.")
-flags.DEFINE_integer("log_steps", 10, "Print progress every this many steps.")
-flags.DEFINE_string("validation_data_pattern", "", "Evaluate on these files as training goes.")
-flags.DEFINE_integer("validation_steps", 1000, "Evaluate every this many steps (and at the end).")
-flags.DEFINE_float("max_model_mb", 0, "Stop at start when the float32 weights exceed this (0: "
-                   "no limit; the 2018 challenge allowed 1024).")
-flags.DEFINE_float("batch_norm_momentum", 0.99, "Momentum of the batch-norm layers' moving "
-                   "statistics, which evaluation uses. Lower it (0.9) for runs of a few hundred "
-                   "steps or at high learning rates, where the weights outpace a 0.99 average.")
-flags.DEFINE_float("circulant_learning_rate_scale", 1.0, "The learning rate of the "
-                   "diagonal-circulant layers' diagonal and circulant vectors, as a multiple of "
-                   "the other weights' (their own optimizer; 1: one optimizer for all).")
-flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices and mirror "
-                     "over them (to try distribution without GPUs).")
-flags.DEFINE_integer("num_gpu", None, "Local GPUs to train on (default: all; 0: the CPU). "
-                     "CUDA_VISIBLE_DEVICES chooses which.")
-flags.DEFINE_enum("mixed_precision", "float32", trainer.PRECISIONS, "Compute in float16 (with "
-                  "loss scaling; GPUs) or bfloat16 (recent CPUs, TPUs, GPUs); weights, circulant "
-                  "FFTs and class probabilities stay float32.")
-flags.DEFINE_bool("jit_compile", False, "Compile the training and validation steps with XLA.")
-flags.DEFINE_bool("recompute_circulant", False, "Diagonal-circulant layers keep only their "
-                  "input for the backward pass and compute the rest again there: less memory, "
-                  "more time, the same results.")
-flags.DEFINE_integer("steps_per_loop", 10, "Training steps per call of the compiled loop (more: "
-                     "less Python between steps; progress, checkpoints and signals wait for the "
-                     "end of a call, which stops at every log, checkpoint and validation step).")
+
+
+def config_fields():
+    """TrainConfig's fields that are flags (all but the model description)."""
+    return [f for f in dataclasses.fields(trainer.TrainConfig) if f.name != "model_flags"]
+
+
+def define_config_flags():
+    """One flag per TrainConfig field: its type (the non-None one of `int | None`), default,
+    meaning and choices."""
+    definers = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+                str: flags.DEFINE_string}
+    for field in config_fields():
+        meta = field.metadata
+        kind = next(t for t in typing.get_args(field.type) or (field.type,)
+                    if t is not type(None))
+        if meta["choices"]:
+            flags.DEFINE_enum(field.name, meta["flag_default"], meta["choices"], meta["help"])
+        else:
+            definers[kind](field.name, meta["flag_default"], meta["help"])
+
+
+define_config_flags()
 
 
 def settings_by_model():
@@ -125,21 +108,13 @@ def define_model_flags():
 
 def help_overview():
     """The flags by group, for --help (each flag's own help follows, alphabetically)."""
-    groups = {
-        "data": ["train_data_pattern", "validation_data_pattern", "frame_features",
-                 "feature_names", "feature_sizes", "num_classes", "max_frames", "num_readers",
-                 "skip_corrupt_records"],
-        "training": ["train_dir", "start_new_model", "batch_size", "num_epochs", "max_steps",
-                     "base_learning_rate", "learning_rate_decay",
-                     "learning_rate_decay_examples", "optimizer", "clip_gradient_norm",
-                     "label_loss", "label_smoothing", "regularization_penalty", "seed",
-                     "batch_norm_momentum", "checkpoint_steps", "log_steps",
-                     "validation_steps", "max_model_mb"],
-        "devices and speed": ["num_gpu", "cpu_devices", "mixed_precision", "jit_compile",
-                              "steps_per_loop", "recompute_circulant"],
-        "compact layers": [f.name for f in dataclasses.fields(settings_groups.Compact)]
-        + ["circulant_learning_rate_scale"],
-    }
+    groups = {group: [] for group in trainer.GROUPS}
+    for field in config_fields():
+        groups.setdefault(field.metadata["group"], []).append(field.name)
+    for group, names in OWN_FLAGS.items():
+        groups[group] = names + groups[group]
+    groups[trainer.COMPACT] = [f.name for f in dataclasses.fields(settings_groups.Compact)] \
+        + groups[trainer.COMPACT]
 
     def wrapped(first, items, indent):
         return textwrap.fill(first + ", ".join(items), 100, subsequent_indent=" " * indent)
@@ -234,9 +209,8 @@ def run():
         settings = model_settings(files)
     readers.check_release(files, settings["num_classes"])
     warn_about_unused_flags(settings)
-    fields = {f.name for f in dataclasses.fields(trainer.TrainConfig)} - {"model_flags"}
     config = trainer.TrainConfig(model_flags=settings,
-                                 **{name: FLAGS[name].value for name in fields})
+                                 **{f.name: FLAGS[f.name].value for f in config_fields()})
     stopped_by = trainer.Trainer(config).run()
     if stopped_by:
         sys.exit(128 + stopped_by)

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 import checkpoints
 import eval_util
+import layer_kinds
 import losses
 import model_flags
 import model_summary
@@ -59,48 +60,99 @@ OPTIMIZERS = {
     "AdagradOptimizer": keras.optimizers.Adagrad,
     "RMSPropOptimizer": keras.optimizers.RMSprop,
 }
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # the Keras policies' names
 TRAIN_LOG_FILE = "train_log.jsonl"
 SUMMARY_FILE = "model_summary.json"
 
 
+def option(default, meaning, group, choices=None, flag_default=dataclasses.MISSING):
+    """A TrainConfig field: its default, its meaning and its group (train.py makes one flag of
+    each field, of the field's type, with this help, in this group of its --help; an enum where
+    `choices` are given). flag_default: the flag's default for a field that has none."""
+    return dataclasses.field(default=default, metadata={
+        "help": meaning, "group": group, "choices": choices,
+        "flag_default": default if flag_default is dataclasses.MISSING else flag_default})
+
+
+GROUPS = DATA, TRAINING, DEVICES, COMPACT = ("data", "training", "devices and speed",
+                                             "compact layers")  # of train.py's --help
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything a training run needs besides the data (train.py's flags of the same names)."""
+    """Everything a training run needs besides the data: train.py's flags of the same names,
+    declared here once (train.py defines them from these fields)."""
 
-    train_dir: str
-    train_data_pattern: str
-    model_flags: dict  # the model description that model_flags.json keeps
-    start_new_model: bool = False  # move the previous run of train_dir aside first
-    batch_size: int = 1024  # global, whatever the number of devices
-    label_smoothing: float = 0.0
-    regularization_penalty: float = 1.0
-    base_learning_rate: float = 0.01
-    learning_rate_decay: float = 0.95
-    learning_rate_decay_examples: float = 4000000
-    num_epochs: int = 5  # passes over the data in this run
-    max_steps: int | None = None  # stop at this global step
-    num_readers: int = 8
-    skip_corrupt_records: bool = False
-    optimizer: str = "AdamOptimizer"
-    clip_gradient_norm: float = 1.0  # 0: no clipping
-    seed: int = 0
-    checkpoint_steps: int = 500
-    log_steps: int = 10
-    validation_data_pattern: str = ""
-    validation_steps: int = 1000
-    max_model_mb: float = 0  # 0: no limit
-    batch_norm_momentum: float = 0.99
-    circulant_learning_rate_scale: float = 1.0
-    cpu_devices: int = 0  # > 1: mirror over this many logical CPU devices
-    num_gpu: int | None = None  # local GPUs to mirror over (None: all; 0: none)
-    mixed_precision: str = "float32"  # or mixed_float16 (with loss scaling), mixed_bfloat16
-    jit_compile: bool = False  # XLA for the training and validation steps
-    steps_per_loop: int = 10  # training steps per call of the compiled loop
-    recompute_circulant: bool = False  # circulant layers: memory for time in the backward pass
+    model_flags: dict = None  # the model description that model_flags.json keeps (required)
+    train_dir: str = option(None, "Checkpoints, summaries, model_flags.json.", TRAINING,
+                            flag_default="/tmp/yt8m_model/")
+    train_data_pattern: str = option(None, "Comma-separated globs of training TFRecords.", DATA,
+                                     flag_default="")
+    validation_data_pattern: str = option("", "Evaluate on these files as training goes.", DATA)
+    num_readers: int = option(8, "Files read in parallel.", DATA)
+    skip_corrupt_records: bool = option(
+        False, "Drop unreadable records and the damaged ends of files instead of stopping; "
+               "counts are printed with the progress.", DATA)
+    start_new_model: bool = option(False, "Start afresh (old checkpoints are moved aside).",
+                                   TRAINING)
+    batch_size: int = option(1024, "Global batch size, whatever the number of devices.",
+                             TRAINING)
+    num_epochs: int = option(5, "Passes over the training data in this run (a resumed run "
+                                "counts its own).", TRAINING)
+    max_steps: int | None = option(None, "Stop at this global step.", TRAINING)
+    base_learning_rate: float = option(0.01, "Initial learning rate.", TRAINING)
+    learning_rate_decay: float = option(0.95, "Factor applied every decay period.", TRAINING)
+    learning_rate_decay_examples: float = option(4000000, "Examples per decay period.",
+                                                 TRAINING)
+    optimizer: str = option("AdamOptimizer", "The optimizer, by the starter's names.", TRAINING,
+                            choices=tuple(OPTIMIZERS))
+    clip_gradient_norm: float = option(1.0, "Clip each gradient to this norm (0: no clipping).",
+                                       TRAINING)
+    label_smoothing: float = option(0.0, "Label smoothing (CrossEntropy and Softmax losses).",
+                                    TRAINING)
+    regularization_penalty: float = option(1.0, "Weight of the models' L2 penalties.", TRAINING)
+    seed: int = option(0, "Seeds weights, shuffling and frame sampling.", TRAINING)
+    batch_norm_momentum: float = option(
+        0.99, "Momentum of the batch-norm layers' moving statistics, which evaluation uses. "
+              "Lower it (0.9) for runs of a few hundred steps or at high learning rates, where "
+              "the weights outpace a 0.99 average.", TRAINING)
+    checkpoint_steps: int = option(500, "Save a checkpoint every this many steps.", TRAINING)
+    log_steps: int = option(10, "Print progress every this many steps.", TRAINING)
+    validation_steps: int = option(1000, "Evaluate every this many steps (and at the end).",
+                                   TRAINING)
+    max_model_mb: float = option(0, "Stop at start when the float32 weights exceed this (0: no "
+                                    "limit; the 2018 challenge allowed 1024).", TRAINING)
+    learning_rate_scales: str = option(
+        "", "The learning rate of the structured layers' weights, by kind, as a multiple of the "
+            "other weights': KIND=SCALE,... (kinds circulant, low_rank, monarch; each scaled "
+            "kind has its own optimizer).", COMPACT)
+    circulant_learning_rate_scale: float = option(
+        1.0, "The same as --learning_rate_scales=circulant=SCALE: the learning rate of the "
+             "diagonal and circulant vectors as a multiple of the other weights'.", COMPACT)
+    recompute_circulant: bool = option(
+        False, "Diagonal-circulant layers keep only their input for the backward pass and "
+               "compute the rest again there: less memory, more time, the same results.",
+        DEVICES)
+    num_gpu: int | None = option(None, "Local GPUs to train on (default: all; 0: the CPU). "
+                                       "CUDA_VISIBLE_DEVICES chooses which.", DEVICES)
+    cpu_devices: int = option(0, "Split the CPU into this many logical devices and mirror over "
+                                 "them (to try distribution without GPUs).", DEVICES)
+    mixed_precision: str = option(
+        "float32", "Compute in float16 (with loss scaling; GPUs) or bfloat16 (recent CPUs, TPUs, "
+                   "GPUs); weights, circulant FFTs and class probabilities stay float32.",
+        DEVICES, choices=PRECISIONS)
+    jit_compile: bool = option(False, "Compile the training and validation steps with XLA.",
+                               DEVICES)
+    steps_per_loop: int = option(
+        10, "Training steps per call of the compiled loop (more: less Python between steps; "
+            "progress, checkpoints and signals wait for the end of a call, which stops at every "
+            "log, checkpoint and validation step).", DEVICES)
 
     def check(self):
         """A ValueError naming the flag for a setting that cannot work."""
+        for name in ("model_flags", "train_dir", "train_data_pattern"):
+            if getattr(self, name) is None:
+                raise ValueError(f"TrainConfig needs {name}")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"unknown --mixed_precision {self.mixed_precision!r}; choose one "
                              f"of {', '.join(PRECISIONS)}")
@@ -111,10 +163,37 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of "
                              f"{', '.join(OPTIMIZERS)}")
-        if self.circulant_learning_rate_scale <= 0:
-            raise ValueError("--circulant_learning_rate_scale must be positive, got "
-                             f"{self.circulant_learning_rate_scale}")
+        self.kind_scales()
         losses.get_loss(self.model_flags["label_loss"], self.label_smoothing)
+
+    def kind_scales(self):
+        """{kind: learning-rate scale} of the structured kinds whose scale is not 1, from
+        --learning_rate_scales and --circulant_learning_rate_scale (ValueError naming the flag
+        for a bad one)."""
+        scales = {}
+        for item in (i.strip() for i in self.learning_rate_scales.split(",") if i.strip()):
+            kind, _, value = (part.strip() for part in item.partition("="))
+            if kind not in layer_kinds.SIZE_OPTION:
+                raise ValueError(f"--learning_rate_scales={item}: unknown kind {kind!r}; "
+                                 f"valid: {', '.join(layer_kinds.SIZE_OPTION)}")
+            try:
+                scales[kind] = float(value)
+            except ValueError:
+                raise ValueError(f"--learning_rate_scales={item}: the scale after '=' is a "
+                                 "number, e.g. circulant=3") from None
+        if self.circulant_learning_rate_scale != 1:
+            if scales.get("circulant", self.circulant_learning_rate_scale) != \
+                    self.circulant_learning_rate_scale:
+                raise ValueError("--circulant_learning_rate_scale and --learning_rate_scales="
+                                 "circulant=... disagree: give one")
+            scales["circulant"] = self.circulant_learning_rate_scale
+        for kind, scale in scales.items():
+            if not scale > 0:
+                name = "--circulant_learning_rate_scale" if kind == "circulant" and \
+                    "circulant" not in self.learning_rate_scales else \
+                    f"--learning_rate_scales={kind}"
+                raise ValueError(f"{name} must be positive, got {scale:g}")
+        return {kind: scale for kind, scale in scales.items() if scale != 1}
 
 
 def make_strategy(cpu_devices=0, num_gpu=None):
@@ -202,30 +281,44 @@ class Trainer:
             model_utils.set_batch_norm_momentum(self.model, c.batch_norm_momentum)
             model_utils.set_circulant_recompute(self.model, c.recompute_circulant)
             self.learning_rate = self._schedule(c.base_learning_rate)
-            clip = {"clipnorm": c.clip_gradient_norm} if c.clip_gradient_norm > 0 else {}
-            self.optimizers = [OPTIMIZERS[c.optimizer](self.learning_rate, **clip)]
-            self.groups = [self.model.trainable_variables]  # the variables of each optimizer
-            circulant = {id(v) for v in model_utils.structured_variables(self.model,
-                                                                          "circulant")}
-            if c.circulant_learning_rate_scale != 1 and circulant:
-                trainable = self.model.trainable_variables
-                self.groups = [[v for v in trainable if id(v) not in circulant],
-                               [v for v in trainable if id(v) in circulant]]
-                self.optimizers.append(OPTIMIZERS[c.optimizer](
-                    self._schedule(c.base_learning_rate * c.circulant_learning_rate_scale),
-                    **clip))
+            self.optimizers, self.groups = self._optimizers()
             # float16 gradients underflow: the loss is scaled (dynamically) and the gradients
             # unscaled. Checkpoints keep the inner optimizers, as in float32 runs, so a run may
             # change precision when it resumes (the loss scale starts again).
             self.loss_scaled = c.mixed_precision == "mixed_float16"
             self.appliers = [keras.optimizers.LossScaleOptimizer(o) if self.loss_scaled else o
-                             for o in self.optimizers]
-            for applier, variables in zip(self.appliers, self.groups):
+                             for o in self.optimizers.values()]
+            for applier, variables in zip(self.appliers, self.groups.values()):
                 applier.build(variables)
         self.replica_step = tf.function(self._replica_step, jit_compile=True) \
             if c.jit_compile else self._replica_step
         self.train_step = tf.function(self._train_step)
         self.train_loop = tf.function(self._train_loop)
+
+    def _optimizers(self):
+        """({name: optimizer}, {name: its variables}): "optimizer" for the weights at the base
+        learning rate, and "<kind>_optimizer" for the structured variables of each kind that
+        the config scales (the names of their slots in checkpoints)."""
+        c = self.config
+        clip = {"clipnorm": c.clip_gradient_norm} if c.clip_gradient_norm > 0 else {}
+        trainable = self.model.trainable_variables
+        optimizers = {"optimizer": OPTIMIZERS[c.optimizer](self.learning_rate, **clip)}
+        groups = {"optimizer": trainable}
+        for kind, scale in sorted(c.kind_scales().items()):
+            scaled = {id(v) for v in model_utils.structured_variables(self.model, kind)}
+            if not scaled:
+                continue
+            name = f"{kind}_optimizer"
+            optimizers[name] = OPTIMIZERS[c.optimizer](
+                self._schedule(c.base_learning_rate * scale), **clip)
+            groups[name] = [v for v in trainable if id(v) in scaled]
+            groups["optimizer"] = [v for v in groups["optimizer"] if id(v) not in scaled]
+        return optimizers, groups
+
+    @property
+    def optimizer(self):
+        """The optimizer of the unscaled weights: its iterations are the global step."""
+        return self.optimizers["optimizer"]
 
     def _schedule(self, rate):
         c = self.config
@@ -235,7 +328,7 @@ class Trainer:
 
     def _replica_step(self, batch):
         """One step on one device's part of a batch: (loss, probabilities, labels)."""
-        with tf.GradientTape(persistent=len(self.optimizers) > 1) as tape:
+        with tf.GradientTape(persistent=len(self.appliers) > 1) as tape:
             probabilities = tf.cast(self.model(batch, training=True), tf.float32)
             per_example = self.loss_fn(probabilities, batch["labels"])
             loss = tf.nn.compute_average_loss(per_example)
@@ -245,18 +338,18 @@ class Trainer:
                     tf.nn.scale_regularization_loss(penalty)
             targets = [a.scale_loss(loss) for a in self.appliers] if self.loss_scaled \
                 else [loss] * len(self.appliers)
-        for applier, variables, target in zip(self.appliers, self.groups, targets):
+        for applier, variables, target in zip(self.appliers, self.groups.values(), targets):
             grads = tape.gradient(target, variables)
             applier.apply_gradients(zip(grads, variables))
         return loss, probabilities, batch["labels"]
 
     def _train_step(self, batch):
         """One step on a (distributed) batch: (summed loss, probabilities, labels)."""
-        before = [tf.identity(o.iterations.value) for o in self.optimizers] \
+        before = [tf.identity(o.iterations.value) for o in self.optimizers.values()] \
             if self.loss_scaled else []
         batch = readers.model_inputs(batch, labels=True)
         loss, probabilities, labels = self.strategy.run(self.replica_step, args=(batch,))
-        for optimizer, step in zip(self.optimizers, before):
+        for optimizer, step in zip(self.optimizers.values(), before):
             optimizer.iterations.assign(step + 1)  # a step skipped for overflow counts too
         return self.strategy.reduce("SUM", loss, axis=None), probabilities, labels
 
@@ -278,20 +371,6 @@ class Trainer:
         return (step % c.log_steps == 0 or step == start_step + 1, step % c.checkpoint_steps == 0,
                 validating and step % c.validation_steps == 0)
 
-    def steps_before_event(self, step, start_step, validating):
-        """How many of the next steps (at most steps_per_loop; 0 with one step per call) are
-        plain: before the next one that logs, saves, validates or is the last. Those run in
-        one call of the compiled loop; the others one at a time, with their outputs."""
-        c = self.config
-        if c.steps_per_loop == 1:
-            return 0
-        for plain in range(c.steps_per_loop):
-            s = step + plain + 1
-            if any(self.due(s, start_step, validating)) or (c.max_steps is not None
-                                                             and s >= c.max_steps):
-                return plain
-        return c.steps_per_loop
-
     def dataset(self, skipped=None):
         """The training batches, shuffled, num_epochs passes, distributed over the devices."""
         c = self.config
@@ -310,7 +389,7 @@ class Trainer:
         per_device = max(1, self.config.batch_size // self.strategy.num_replicas_in_sync)
         memory = model_summary.training_memory(
             self.model, checkpoints.example_batch(self.reader), per_device,
-            [v for o in self.optimizers for v in o.variables])
+            [v for o in self.optimizers.values() for v in o.variables])
         summary = (model_summary.format_summary(self.model, name) + "\n"
                    + model_summary.format_memory(memory, per_device))
         print(summary, flush=True)
@@ -327,106 +406,65 @@ class Trainer:
     def run(self):
         """Train until max_steps, num_epochs or a signal; returns the signal number (0: none)."""
         c = self.config
+        # -- the run's folder and summary --
         if c.start_new_model and self.chief:
             move_previous_run(self.train_dir)
         self.write_summary()
-        optimizer = self.optimizers[0]
-        checkpoint = tf.train.Checkpoint(model=self.model, optimizer=optimizer,
-                                         **({"circulant_optimizer": self.optimizers[1]}
-                                            if len(self.optimizers) > 1 else {}))
+
+        # -- restore the newest readable checkpoint, or prepare a new run --
+        checkpoint = tf.train.Checkpoint(model=self.model, **self.optimizers)
         manager = tf.train.CheckpointManager(checkpoint, self.out_dir, max_to_keep=5,
                                              checkpoint_name="model.ckpt")
-        latest, found = None, checkpoints.candidates(self.train_dir)
-        if found:
-            checkpoints.warn_if_index_lost(self.train_dir, found)
-            latest = checkpoints.restore_newest(
-                lambda path: checkpoint.restore(path).assert_existing_objects_matched(),
-                self.train_dir, found)
-            if self.chief:  # the damaged ones newer than it, passed over
-                checkpoints.move_aside(found[:found.index(latest)], self.train_dir)
-            print(f"resumed from {latest} at step {int(optimizer.iterations.numpy())}")
-        elif self.registered_model:  # an experiment's own model has no such hook
-            with self.reader.reraise_data_errors(self.files):
-                said = self.model.before_first_step(lambda: self.reader.dataset(
-                    self.files, 4096, num_readers=c.num_readers))
-            if said:
-                print(said, flush=True)
-        flags_written = not self.registered_model or (latest is not None
-                                                      and model_flags.exists(self.train_dir))
+        latest = self._restore(checkpoint)
+        if latest is None:
+            self._before_first_step()
+        saver = Saver(manager, self.chief, self.train_dir, self._flags_to_write(latest),
+                      saved_step=int(self.optimizer.iterations.numpy()) if latest else None)
 
-        def save_checkpoint(step, saved_step):
-            """save(), the run's model_flags.json written before its first checkpoint."""
-            nonlocal flags_written
-            if self.chief and not flags_written and step != saved_step:
-                model_flags.write(self.train_dir, c.model_flags)
-                flags_written = True
-            return save(manager, step, saved_step)
-
+        # -- input, validation, progress --
         skipped = readers.SkipCounts() if c.skip_corrupt_records else None
         batches = self.dataset(skipped)
         validation = readers.resolve_files(c.validation_data_pattern) \
             if c.validation_data_pattern else None
         stop = utils.StopRequests()
         writer = tf.summary.create_file_writer(self.out_dir)
-        log_path = os.path.join(self.out_dir, TRAIN_LOG_FILE)
-        step = start_step = int(optimizer.iterations.numpy())
-        last_log, last_log_step = time.time(), step
-        videos, exact = readers.estimate_records(self.files)
-        epochs_end = start_step + math.ceil(c.num_epochs * videos / c.batch_size)
-        end_step = epochs_end if c.max_steps is None else min(epochs_end,
-                                                               max(c.max_steps, start_step))
-        # Only the end of the epochs is estimated (from a sample of the files), not max_steps.
-        progress = utils.Progress(end_step, start_step,
-                                  estimated=not exact and end_step == epochs_end)
-        saved_step = step if latest else None
+        step = start_step = int(self.optimizer.iterations.numpy())
+        progress = self._progress(start_step)
+        log = ProgressLog(os.path.join(self.out_dir, TRAIN_LOG_FILE), start_step)
+
+        # -- the loop: rounds of steps, each ending at a step that logs, saves, validates or is
+        # the last (or after steps_per_loop steps) --
+        outputs = None
         with self.reader.reraise_data_errors(self.files), stop, writer.as_default():
             iterator = iter(batches)
             while c.max_steps is None or step < c.max_steps:
-                plain = self.steps_before_event(step, start_step, bool(validation))
-                if plain:
-                    done = int(self.train_loop(iterator, tf.constant(plain)))
-                    step += done
-                    if done < plain or stop.requested:  # the data ended, or saved below
-                        break
-                    continue
-                batch = next(iterator, None)
-                if batch is None:
+                steps = self.steps_in_round(step, start_step, bool(validation))
+                log_now, save_now, validate_now = self.due(step + steps, start_step,
+                                                           bool(validation))
+                done, last = self.advance(iterator, steps, with_outputs=log_now or save_now)
+                step += done  # counted here: reading the iterations would wait for the device
+                outputs = last or outputs
+                if done < steps:  # the data ended
                     break
-                loss, probabilities, labels = self.train_step(batch)
-                step += 1  # counted here: reading optimizer.iterations would wait for the device
-                log_now, save_now, validate_now = self.due(step, start_step, bool(validation))
-                save_now = save_now or stop.requested
-                if log_now or save_now:
-                    loss = finite(loss, step)
                 if log_now:
-                    now = time.time()
-                    metrics = eval_util.EvaluationMetrics()
-                    metrics.add(gather(self.strategy, probabilities),
-                                gather(self.strategy, labels))
-                    values = {
-                        "step": step, "total_steps": end_step,
-                        "epoch": (step - start_step) * c.batch_size / max(videos, 1),
-                        "examples_per_second":
-                            (step - last_log_step) * c.batch_size / max(now - last_log, 1e-9),
-                        "loss": loss, "gap": metrics.gap(), "hit_at_one": metrics.hit_at_one(),
-                        "learning_rate": float(self.learning_rate(step)),
-                        "seconds_left": progress.left(step, now)}
-                    last_log, last_log_step = now, step
-                    self._report(values, progress, skipped)
-                    append_train_log(log_path, values, skipped)
-                if save_now:
-                    saved_step = save_checkpoint(step, saved_step)
+                    self._log(log, step, outputs, progress, skipped)
+                if stop.requested:
+                    print(f"signal {stop.requested}: saving and stopping", flush=True)
+                if save_now or stop.requested:
+                    finite(outputs[0], step)  # never save weights gone NaN
+                    saver.save(step)
                 if validate_now:
                     self.validate(validation, step)
                 if stop.requested:
                     break
-            if stop.requested:
-                print(f"signal {stop.requested}: saving and stopping", flush=True)
-            if step > start_step:
-                finite(loss, step)
-            elif not stop.requested and (c.max_steps is None or step < c.max_steps):
+            if step == start_step and not stop.requested and (c.max_steps is None
+                                                             or step < c.max_steps):
                 raise readers.no_records(self.files)
-            save_checkpoint(step, saved_step)
+            if outputs is not None:
+                finite(outputs[0], step)
+            saver.save(step)
+
+        # -- the end: a last validation, and why the run stopped --
         if validation and step % c.validation_steps != 0 and not stop.requested:
             self.validate(validation, step)
         if stop.requested:
@@ -438,6 +476,93 @@ class Trainer:
         print(f"done at step {step} ({reason}): {self.train_dir}{skip_note(skipped)}",
               flush=True)
         return stop.requested
+
+    def _restore(self, checkpoint):
+        """Restore the newest checkpoint of train_dir that can be read (the damaged ones newer
+        than it moved aside); its path, or None for a new run."""
+        found = checkpoints.candidates(self.train_dir)
+        if not found:
+            return None
+        checkpoints.warn_if_index_lost(self.train_dir, found)
+        latest = checkpoints.restore_newest(
+            lambda path: checkpoint.restore(path).assert_existing_objects_matched(),
+            self.train_dir, found)
+        if self.chief:
+            checkpoints.move_aside(found[:found.index(latest)], self.train_dir)
+        print(f"resumed from {latest} at step {int(self.optimizer.iterations.numpy())}")
+        return latest
+
+    def _before_first_step(self):
+        """The model's work before a new run's first step (BeforeTraining); an experiment's
+        own model has no such hook."""
+        if not self.registered_model:
+            return
+        with self.reader.reraise_data_errors(self.files):
+            said = self.model.before_first_step(lambda: self.reader.dataset(
+                self.files, 4096, num_readers=self.config.num_readers))
+        if said:
+            print(said, flush=True)
+
+    def _flags_to_write(self, latest):
+        """The model description to write as model_flags.json with the first checkpoint; None
+        when train_dir has it already or nothing could rebuild the model from it."""
+        if not self.registered_model or (latest is not None
+                                          and model_flags.exists(self.train_dir)):
+            return None
+        return self.config.model_flags
+
+    def _progress(self, start_step):
+        """The Progress of this run, to its last step: the end of its epochs (estimated from a
+        sample of the files where their records are not counted) or max_steps."""
+        c = self.config
+        self.videos, exact = readers.estimate_records(self.files)
+        epochs_end = start_step + math.ceil(c.num_epochs * self.videos / c.batch_size)
+        self.end_step = epochs_end if c.max_steps is None else min(
+            epochs_end, max(c.max_steps, start_step))
+        return utils.Progress(self.end_step, start_step,
+                              estimated=not exact and self.end_step == epochs_end)
+
+    def steps_in_round(self, step, start_step, validating):
+        """How many steps the next round takes (at least 1, at most steps_per_loop): up to and
+        including the next one that logs, saves, validates or is the last."""
+        c = self.config
+        for steps in range(1, c.steps_per_loop):
+            s = step + steps
+            if any(self.due(s, start_step, validating)) or (c.max_steps is not None
+                                                            and s >= c.max_steps):
+                return steps
+        return c.steps_per_loop
+
+    def advance(self, iterator, steps, with_outputs):
+        """`steps` training steps: (steps done, fewer when the data ended; the last step's
+        (summed loss, probabilities, labels) when with_outputs, else None). The steps without
+        outputs run in one call of the compiled loop."""
+        plain = steps - 1 if with_outputs else steps
+        done = int(self.train_loop(iterator, tf.constant(plain))) if plain else 0
+        if done < plain or not with_outputs:
+            return done, None
+        batch = next(iterator, None)
+        if batch is None:
+            return done, None
+        return done + 1, self.train_step(batch)
+
+    def _log(self, log, step, outputs, progress, skipped):
+        """The progress line of `step`, its TensorBoard scalars and its train_log.jsonl line."""
+        c = self.config
+        loss, probabilities, labels = outputs
+        metrics = eval_util.EvaluationMetrics()
+        metrics.add(gather(self.strategy, probabilities), gather(self.strategy, labels))
+        now = time.time()
+        values = {
+            "step": step, "total_steps": self.end_step,
+            "epoch": (step - log.start_step) * c.batch_size / max(self.videos, 1),
+            "examples_per_second": log.rate(step, now, c.batch_size),
+            "loss": finite(loss, step), "gap": metrics.gap(),
+            "hit_at_one": metrics.hit_at_one(),
+            "learning_rate": float(self.learning_rate(step)),
+            "seconds_left": progress.left(step, now)}
+        self._report(values, progress, skipped)
+        append_train_log(log.path, values, skipped)
 
     def _report(self, values, progress, skipped):
         v = values
@@ -499,16 +624,41 @@ def gather(strategy, values):
     return np.concatenate([v.numpy() for v in strategy.experimental_local_results(values)])
 
 
-def save(manager, step, saved_step):
-    """A checkpoint for `step` unless it has one already; returns the step saved."""
-    if step != saved_step:
+class ProgressLog:
+    """train_log.jsonl of a run, and the training rate since the last progress line."""
+
+    def __init__(self, path, start_step):
+        self.path, self.start_step = path, start_step
+        self.last_time, self.last_step = time.time(), start_step
+
+    def rate(self, step, now, batch_size):
+        """Examples a second since the last call (or the start)."""
+        rate = (step - self.last_step) * batch_size / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_step = now, step
+        return rate
+
+
+class Saver:
+    """The run's checkpoints: one per step at most, model_flags.json written (by the chief)
+    before the first, a failed save one line that names the checkpoint kept."""
+
+    def __init__(self, manager, chief, train_dir, flags_to_write, saved_step=None):
+        self.manager, self.chief, self.train_dir = manager, chief, train_dir
+        self.flags_to_write, self.saved_step = flags_to_write, saved_step
+
+    def save(self, step):
+        if step == self.saved_step:
+            return
+        if self.chief and self.flags_to_write is not None:
+            model_flags.write(self.train_dir, self.flags_to_write)
+            self.flags_to_write = None
         try:
-            path = manager.save(checkpoint_number=step)
+            path = self.manager.save(checkpoint_number=step)
         except (tf.errors.OpError, OSError) as err:
-            kept = manager.latest_checkpoint
+            kept = self.manager.latest_checkpoint
             reason = (getattr(err, "message", None) or str(err)).strip() or "no reason given"
-            raise OSError(f"could not save the checkpoint of step {step} in {manager.directory} "
-                          f"({reason.splitlines()[0]}; disk full?); "
+            raise OSError(f"could not save the checkpoint of step {step} in "
+                          f"{self.manager.directory} ({reason.splitlines()[0]}; disk full?); "
                           + (f"{kept} is kept" if kept else "no earlier checkpoint")) from None
+        self.saved_step = step
         print(f"saved {path}", flush=True)
-    return step

@@ -117,7 +117,7 @@ def timed_run(run_config, warm_up, keras_adam=False):
 def breakdown(run_config):
     """ms of the parts of one step of this configuration on one cached batch."""
     run = trainer.Trainer(run_config)
-    model, optimizer = run.model, run.optimizers[0]
+    model, optimizer = run.model, run.optimizer
     batch = next(iter(run.dataset()))
     batch = readers.model_inputs(batch, labels=True)
     variables = model.trainable_variables

@@ -175,7 +175,7 @@ def memory_of(variant, files):
     result["rss_mb"] = (rss_kib("VmHWM") - rss) / 1024
     result["expected_mb"] = model_summary.training_memory(
         run.model, checkpoints.example_batch(run.reader), FLAGS.batch,
-        [v for o in run.optimizers for v in o.variables])["total"] / 2**20
+        [v for o in run.optimizers.values() for v in o.variables])["total"] / 2**20
     return result
 
 

@@ -50,7 +50,7 @@ def test_a_run_from_python_writes_what_train_py_writes(generated_data, tmp_path)
     assert "expected peak training memory" in (tmp_path / "model_summary.txt").read_text()
     again = trainer.Trainer(config_for(generated_data, tmp_path, max_steps=6))
     again.run()
-    assert int(again.optimizers[0].iterations.numpy()) == 6  # resumed at 4
+    assert int(again.optimizer.iterations.numpy()) == 6  # resumed at 4
 
 
 def test_a_config_that_cannot_work_is_refused(generated_data, tmp_path):
@@ -84,7 +84,7 @@ def test_an_experiment_trains_its_own_model_with_the_same_step(generated_data, t
     run = trainer.Trainer(config_for(generated_data, tmp_path), build_model=Linear)
     first = run.model.dense.kernel.numpy().copy()
     assert run.run() == 0
-    assert int(run.optimizers[0].iterations.numpy()) == 4
+    assert int(run.optimizer.iterations.numpy()) == 4
     assert (run.model.dense.kernel.numpy() != first).any()
     assert json.loads((tmp_path / trainer.SUMMARY_FILE).read_text())["model"] == "linear_probe"
     assert not model_flags.exists(str(tmp_path))  # no registered model could be rebuilt from it
@@ -135,32 +135,57 @@ def test_a_non_finite_loss_stops_the_run(generated_data, tmp_path):
     assert re.match(r"the loss is (inf|nan) at step \d+", str(stopped.value))
 
 
-def test_circulant_learning_rate_scale_scales_only_the_circulant_steps(generated_data, tmp_path):
-    """One plain-SGD step from the same start: the circulant vectors move `scale` times as far
-    as with one optimizer, every other weight the same."""
-    settings = dict(bottleneck_size=8, compact_layers="fc,moe")
+@pytest.mark.parametrize("scales, expected", [
+    (dict(circulant_learning_rate_scale=3.0), {"circulant": 3.0}),
+    (dict(learning_rate_scales="circulant=3,low_rank=0.5"), {"circulant": 3.0, "low_rank": 0.5}),
+])
+def test_learning_rate_scales_scale_only_the_structured_variables_of_their_kind(
+        generated_data, tmp_path, scales, expected):
+    """One plain-SGD step from the same start: the structured variables of each scaled kind
+    move `scale` times as far as with one optimizer, every other weight the same."""
+    settings = dict(bottleneck_size=8, compact_layers="fc,moe=low_rank:3")
     common = dict(optimizer="GradientDescentOptimizer", clip_gradient_norm=0,
                   base_learning_rate=0.5, seed=3)
     runs = {"start": dict(max_steps=0), "one": dict(max_steps=1),
-            "three": dict(max_steps=1, circulant_learning_rate_scale=3.0)}
+            "scaled": dict(max_steps=1, **scales)}
     for name, changes in runs.items():
-        trainer.Trainer(config_for(generated_data, tmp_path / name, "BottleneckModel",
-                                   settings=settings, **common, **changes)).run()
+        run = trainer.Trainer(config_for(generated_data, tmp_path / name, "BottleneckModel",
+                                         settings=settings, **common, **changes))
+        run.run()
+    assert sorted(run.optimizers) == sorted(["optimizer", *(f"{k}_optimizer" for k in expected)])
 
     def weights(name):
         model = checkpoints.load(str(tmp_path / name))[0]
         return {w.path.split("/", 1)[1]: w.numpy() for w in model.weights}
 
-    start, one, three = weights("start"), weights("one"), weights("three")
-    circulant = [k for k in start if "diagonals" in k or "circulants" in k]
-    others = [k for k in start if k not in circulant and "moving" not in k]
-    assert len(circulant) == 4 and others  # hidden layer and classifier: 2 vectors each
-    for key in circulant:
+    start, one, scaled = weights("start"), weights("one"), weights("scaled")
+    kinds = {k: "circulant" for k in start if "diagonals" in k or "circulants" in k}
+    kinds.update({k: "low_rank" for k in start if "classifier" in k and k.endswith("kernel")})
+    assert sorted(kinds.values()) == ["circulant"] * 2 + ["low_rank"] * 2  # U and V
+    others = [k for k in start if k not in kinds and "moving" not in k]
+    assert others
+    for key, kind in kinds.items():
         step = one[key] - start[key]
         assert np.abs(step).max() > 0, key
-        np.testing.assert_allclose(three[key] - start[key], 3 * step, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(scaled[key] - start[key], expected.get(kind, 1.0) * step,
+                                   rtol=1e-4, atol=1e-6)
     for key in others:
-        np.testing.assert_allclose(three[key], one[key], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(scaled[key], one[key], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("scales, message", [
+    ("dense=2", "--learning_rate_scales=dense=2: unknown kind 'dense'; valid: circulant, "
+                "low_rank, monarch"),
+    ("monarch=fast", "--learning_rate_scales=monarch=fast: the scale after '=' is a number"),
+    ("low_rank=-1", "--learning_rate_scales=low_rank must be positive, got -1"),
+])
+def test_bad_learning_rate_scales_are_one_line_naming_the_flag(generated_data, tmp_path, scales,
+                                                               message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        trainer.Trainer(config_for(generated_data, tmp_path, learning_rate_scales=scales))
+    with pytest.raises(ValueError, match="disagree: give one"):
+        trainer.Trainer(config_for(generated_data, tmp_path, circulant_learning_rate_scale=2,
+                                   learning_rate_scales="circulant=3"))
 
 
 SMALL_MODELS = [  # (model, frame level, settings): every kind of layer, compact ones included
@@ -228,7 +253,7 @@ def test_float16_training_updates_and_keeps_float32_checkpoints(generated_data, 
     again = trainer.Trainer(config_for(generated_data, tmp_path, "MoeModel",
                                        settings={"compact_layers": "moe"}, max_steps=8))
     again.run()
-    assert int(again.optimizers[0].iterations.numpy()) == 8
+    assert int(again.optimizer.iterations.numpy()) == 8
 
 
 def test_compiled_and_eager_steps_agree(generated_data, tmp_path):
