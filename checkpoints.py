@@ -77,6 +77,17 @@ def candidates(train_dir):
     return sorted((p for p in paths if pattern.search(p)), key=step_of, reverse=True)
 
 
+def saved_objects(paths):
+    """The top-level objects ("model", "optimizer", "circulant_optimizer", ...) of the newest of
+    `paths` that can be read; empty if none can."""
+    for path in paths:
+        try:
+            return {name.split("/", 1)[0] for name, _ in tf.train.list_variables(path)}
+        except DAMAGE:
+            continue
+    return set()
+
+
 # What reading a damaged checkpoint raises: files missing or cut short (OpError, IndexError from
 # the bundle reader), a wrong or garbled index (DataLossError, ValueError).
 DAMAGE = (tf.errors.OpError, IndexError, ValueError, AssertionError)

@@ -298,13 +298,31 @@ class Trainer:
     def _optimizers(self):
         """({name: optimizer}, {name: its variables}): "optimizer" for the weights at the base
         learning rate, and "<kind>_optimizer" for the structured variables of each kind that
-        the config scales (the names of their slots in checkpoints)."""
+        the config scales (the names of their slots in checkpoints).
+
+        A resumed run keeps the optimizers of its checkpoint, whose slots are laid out by
+        them: a kind that had its own keeps it (at scale 1 if none is given now; Keras clips
+        and updates each variable alone, so that is the same training), and a kind that had
+        none cannot get one."""
         c = self.config
         clip = {"clipnorm": c.clip_gradient_norm} if c.clip_gradient_norm > 0 else {}
         trainable = self.model.trainable_variables
         optimizers = {"optimizer": OPTIMIZERS[c.optimizer](self.learning_rate, **clip)}
         groups = {"optimizer": trainable}
-        for kind, scale in sorted(c.kind_scales().items()):
+        scales = c.kind_scales()
+        saved = set() if c.start_new_model else checkpoints.saved_objects(
+            checkpoints.candidates(self.train_dir))
+        if saved:
+            had = {kind for kind in layer_kinds.SIZE_OPTION if f"{kind}_optimizer" in saved}
+            for kind in sorted(set(scales) - had):
+                if model_utils.structured_variables(self.model, kind):
+                    raise ValueError(
+                        f"{c.train_dir} trained its {kind} weights with the others' optimizer: "
+                        f"a learning-rate scale for them cannot start on resume; leave out "
+                        f"--learning_rate_scales={kind} (or --circulant_learning_rate_scale), "
+                        "or train afresh with --start_new_model")
+            scales = {kind: scales.get(kind, 1.0) for kind in had}
+        for kind, scale in sorted(scales.items()):
             scaled = {id(v) for v in model_utils.structured_variables(self.model, kind)}
             if not scaled:
                 continue

@@ -173,6 +173,30 @@ def test_learning_rate_scales_scale_only_the_structured_variables_of_their_kind(
         np.testing.assert_allclose(scaled[key], one[key], rtol=1e-5, atol=1e-7)
 
 
+def test_a_resumed_run_keeps_the_optimizers_its_checkpoint_was_saved_with(generated_data,
+                                                                          tmp_path):
+    settings = dict(bottleneck_size=8, compact_layers="fc=monarch:2,moe=low_rank:3")
+
+    def run(folder, **changes):
+        return trainer.Trainer(config_for(generated_data, folder, "BottleneckModel",
+                                          settings=settings, **changes))
+
+    scaled = run(tmp_path / "scaled", max_steps=2, learning_rate_scales="monarch=2")
+    scaled.run()
+    again = run(tmp_path / "scaled", max_steps=4)  # the scale not given again: 1
+    assert sorted(again.optimizers) == ["monarch_optimizer", "optimizer"]
+    again.run()
+    assert int(again.optimizer.iterations.numpy()) == 4
+    run(tmp_path / "plain", max_steps=2).run()
+    with pytest.raises(ValueError, match="trained its low_rank weights with the others' "
+                                         "optimizer: a learning-rate scale for them cannot "
+                                         "start on resume"):
+        run(tmp_path / "plain", max_steps=4, learning_rate_scales="low_rank=2")
+    fresh = run(tmp_path / "plain", max_steps=2, learning_rate_scales="low_rank=2",
+                start_new_model=True)
+    assert sorted(fresh.optimizers) == ["low_rank_optimizer", "optimizer"]
+
+
 @pytest.mark.parametrize("scales, message", [
     ("dense=2", "--learning_rate_scales=dense=2: unknown kind 'dense'; valid: circulant, "
                 "low_rank, monarch"),
