@@ -3,6 +3,8 @@
     python ensemble.py --inputs=/tmp/model_a,/tmp/model_b.tgz --weights=0.6,0.4 \\
         --input_data_pattern='test*.tfrecord' --output_file=/tmp/ensemble.csv
     python ensemble.py --inputs=a.csv,b.csv,c.csv --output_file=/tmp/ensemble.csv
+    python ensemble.py --inputs=/tmp/model_a,/tmp/model_b --bundle_dir=/tmp/ensemble_export \\
+        --bundle_tgz=/tmp/ensemble.tgz --quantize=uint8
 
 An input is a train_dir of train.py (its latest checkpoint), an exported model (a SavedModel
 folder or the .tgz of export_model.py) or a submission CSV. Each video's score for a class is
@@ -10,7 +12,10 @@ the weighted mean of the inputs' scores (a submission scores the classes it does
 and its top_k classes are written. Models see every record of --input_data_pattern (video- and
 frame-level models can be mixed: each parses the records itself); when the records have labels,
 the ensemble's GAP, hit@1, PERR and MAP are printed. Submissions alone need no data: the videos
-are those of the first submission, then those only the others have.
+are those of the first submission, then those only the others have. One model alone (an
+exported bundle, quantized or not) on labelled records gives its GAP by the same code as eval.py.
+--bundle_dir writes the ensemble of train_dirs as one SavedModel (the weighted mean inside the
+graph, stored at --quantize like any export), which serves like a single model.
 """
 
 import csv
@@ -25,6 +30,7 @@ utils.quiet_tensorflow()
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import bundles  # noqa: E402
 import checkpoints  # noqa: E402
 import eval_util  # noqa: E402
 import inference  # noqa: E402 - its flags --input_data_pattern, --output_file, --top_k, ...
@@ -34,6 +40,10 @@ import readers  # noqa: E402
 flags.DEFINE_string("inputs", "", "Comma-separated train_dirs, exported models (SavedModel "
                     "folders or .tgz bundles) and submission CSVs.")
 flags.DEFINE_string("weights", "", "Comma-separated weight of each input (default: equal).")
+flags.DEFINE_string("bundle_dir", "", "Write the ensemble of the inputs (train_dirs) as one "
+                    "SavedModel here (a new folder); --output_file is then optional.")
+flags.DEFINE_string("bundle_tgz", "", "Also bundle that SavedModel in this .tgz file.")
+bundles.define_flags()
 for _name in ("input_data_pattern", "output_file", "top_k", "batch_size", "num_readers",
               "untar_model_dir", "log_seconds"):  # inference.py's, used here too
     flags.declare_key_flag(_name)
@@ -176,10 +186,43 @@ def submission_batches(submissions, top_k, batch_size=1024):
         yield ids, classes, scores
 
 
+def write_bundle(inputs, weights):
+    """One SavedModel of the train_dirs `inputs`, averaged with `weights` inside its graph."""
+    bundles.check_outputs(FLAGS.bundle_dir, FLAGS.bundle_tgz, "bundle_dir", "bundle_tgz")
+    precision = bundles.precision_of(FLAGS)
+    members, levels = [], set()
+    for path, weight in zip(inputs, weights):
+        if path.endswith(".csv") or not model_flags.exists(path) \
+                or tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+            raise ValueError(f"--bundle_dir: {path} is not a train_dir of train.py; a bundle is "
+                             "made from trained checkpoints (export each model, or list its "
+                             "train_dir)")
+        model, reader, description, _ = checkpoints.load(path)
+        levels.add(description["frame_features"])
+        members.append((model, reader, weight))
+    if len(levels) > 1:
+        raise ValueError("--bundle_dir: the models read records of both levels (video and frame); "
+                         "one SavedModel reads one kind of record: bundle each level apart")
+    if len({reader.num_classes for _, reader, _ in members}) > 1:
+        raise ValueError("--bundle_dir: the models predict different numbers of classes")
+    bundles.write(members, inputs[0], f"an ensemble of {len(members)} models (weights "
+                  f"{', '.join(f'{w:g}' for w in weights)})", FLAGS.bundle_dir, FLAGS.bundle_tgz,
+                  FLAGS.top_k, precision, FLAGS.max_bundle_mb)
+
+
 def run():
     inputs = [i.strip() for i in FLAGS.inputs.split(",") if i.strip()]
-    if len(inputs) < 2 or not FLAGS.output_file:
-        raise ValueError("--inputs (two or more) and --output_file are required")
+    if FLAGS.bundle_dir:
+        if not inputs:
+            raise ValueError("--inputs is required: the train_dirs to bundle")
+        write_bundle(inputs, parse_weights(FLAGS.weights, len(inputs)))
+        if not FLAGS.output_file:
+            return
+    if not inputs or not FLAGS.output_file:
+        raise ValueError("--inputs and --output_file are required")
+    if len(inputs) == 1 and inputs[0].endswith(".csv"):
+        raise ValueError("one submission is already an ensemble of itself: give two or more, "
+                         "or a model (one model alone is evaluated on labelled records)")
     for name in ("train_dir", "saved_model_dir", "input_model_tgz"):
         if FLAGS[name].present:
             raise ValueError(f"--{name} is inference.py's: list every model in --inputs")

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import layer_kinds
 import model_utils
+import quantization
 
 
 def _weight_layers(layer):
@@ -35,13 +36,25 @@ def summarize(model):
     total = model.count_params()
     dense_total = total + sum(d - w for _, _, w, d in rows)
     return rows, {"weights": total, "dense_weights": dense_total,
-                  "mb": total * 4 / 2**20, "compression": dense_total / total}
+                  "mb": total * 4 / 2**20, "compression": dense_total / total,
+                  "mb_by_precision": mb_by_precision(model)}
+
+
+def mb_by_precision(model):
+    """{precision: MB} of the model's weights as an export stores them at each precision
+    (export_model.py --quantize; small tensors stay float32), before the SavedModel's own
+    bytes and the .tgz's compression."""
+    return {name: sum(quantization.WeightPrecision(name).stored_bytes(
+        math.prod(w.shape), w.dtype) for w in model.weights) / 2**20
+        for name in quantization.PRECISIONS}
 
 
 def format_summary(model, name):
     rows, totals = summarize(model)
     width = max([len(r[0]) for r in rows] + [10])
-    lines = [f"model {name}: {totals['weights']:,} weights, {totals['mb']:.1f} MB at float32; "
+    sizes = totals["mb_by_precision"]
+    lines = [f"model {name}: {totals['weights']:,} weights, {totals['mb']:.1f} MB at float32 "
+             f"({sizes['float16']:.1f} at float16, {sizes['uint8']:.1f} at uint8); "
              f"the same model with dense layers: {totals['dense_weights']:,} "
              f"(compression {totals['compression']:.2f}x)",
              f"  {'layer':<{width}}  {'kind':<20} {'weights':>13} {'dense':>13}"]

@@ -165,7 +165,7 @@ def test_exported_model_predicts_as_its_checkpoint(trained, shared_data):
     export_dir, bundle = folder / "export", folder / "model.tgz"
     out = run_tool("export_model.py", f"--train_dir={train_dir}", f"--output_dir={export_dir}",
                    f"--output_tgz={bundle}").stdout
-    assert re.search(r"exported MoeModel .* [\d,]+ weights, [\d.]+ MB on disk", out)
+    assert re.search(r"exported MoeModel .* [\d,]+ weights at float32, [\d.]+ MB on disk", out)
     data = os.path.join(shared_data, "yt8m-2018-video/validate/validate008*.tfrecord")
     from_checkpoint, from_bundle = folder / "a.csv", folder / "b.csv"
     run_tool("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={data}",

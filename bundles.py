@@ -1,0 +1,169 @@
+"""SavedModel bundles of trained models: one model or several averaged in one graph, their
+weights stored at a precision (quantization.WeightPrecision) and decoded in the graph, written
+as a folder and optionally a .tgz, refused over a size budget. export_model.py and ensemble.py
+write them; inference.py, ensemble.py and TensorFlow Serving read them as any SavedModel.
+"""
+
+import os
+import shutil
+import tarfile
+
+import tensorflow as tf
+from absl import flags
+
+import model_flags
+import quantization
+
+
+def define_flags():
+    """The flags of how a bundle is stored and its budget (export_model.py, ensemble.py)."""
+    flags.DEFINE_enum("quantize", "float32", quantization.PRECISIONS, "How the weights are "
+                      "stored: float32 (as trained), float16, or uint8 indices into a 256-value "
+                      "codebook per tensor.")
+    flags.DEFINE_enum("quantize_codebook", "uniform", quantization.CODEBOOKS, "uint8: the "
+                      "codebook evenly spaced from each tensor's minimum to its maximum, or "
+                      "k-means (less error, slower to export).")
+    flags.DEFINE_integer("quantize_min_elements", quantization.MIN_ELEMENTS, "Tensors of fewer "
+                         "values (biases, batch-norm statistics) stay float32.")
+    flags.DEFINE_float("max_bundle_mb", 0, "Refuse a bundle (the .tgz, or the SavedModel folder "
+                       "without a .tgz) larger than this many MB (0: no limit; the 2018 "
+                       "challenge allowed 1024).")
+
+
+def precision_of(values):
+    """The WeightPrecision that the flags (absl FlagValues) ask for; ValueError for a bad one."""
+    if values.max_bundle_mb < 0:
+        raise ValueError(f"--max_bundle_mb must be 0 (no limit) or more, got "
+                         f"{values.max_bundle_mb:g}")
+    return quantization.WeightPrecision(values.quantize, values.quantize_codebook,
+                                        values.quantize_min_elements)
+
+
+FLOAT32 = quantization.WeightPrecision()  # the weights as trained
+
+
+class _Held:
+    """A model the SavedModel must not track (its weights are stored as the precision says)."""
+
+    def __init__(self, model):
+        self.model = model
+
+
+class StoredWeight(tf.Module):
+    """One weight as a precision stores it (float32, float16, or uint8 indices + codebook)."""
+
+    def __init__(self, value, precision, name):
+        super().__init__(name=name)
+        self.parts = {key: tf.Variable(array, trainable=False, name=key)
+                      for key, array in precision.encode(value).items()}
+
+    def value(self):
+        return quantization.decode({k: v.read_value() for k, v in self.parts.items()})
+
+
+class ServingModule(tf.Module):
+    """Parses serialized records with each member's training reader and returns the weighted
+    mean of the members' probabilities; every member's weights stored as `precision` says and
+    decoded in the graph (Keras' stateless_call runs a model on given weight values)."""
+
+    def __init__(self, members, top_k, precision=FLOAT32):
+        super().__init__()
+        self.readers = [reader for _, reader, _ in members]
+        self.held = [_Held(model) for model, _, _ in members]
+        self.shares = [float(weight) for _, _, weight in members]
+        self.trainable = [[StoredWeight(v.numpy(), precision, f"m{i}_t{j}")
+                           for j, v in enumerate(model.trainable_variables)]
+                          for i, (model, _, _) in enumerate(members)]
+        self.non_trainable = [[StoredWeight(v.numpy(), precision, f"m{i}_n{j}")
+                               for j, v in enumerate(model.non_trainable_variables)]
+                              for i, (model, _, _) in enumerate(members)]
+        self.top_k = min(top_k, min(reader.num_classes for reader in self.readers))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="serialized")])
+    def serve(self, serialized):
+        predictions, ids = 0.0, None
+        for i, reader in enumerate(self.readers):
+            batch = reader.parse(serialized)
+            ids = batch["id"] if ids is None else ids
+            probabilities, _ = self.held[i].model.stateless_call(
+                [w.value() for w in self.trainable[i]], [w.value() for w in self.non_trainable[i]],
+                batch, training=False)
+            predictions += self.shares[i] * tf.cast(probabilities, tf.float32)
+        scores, indexes = tf.math.top_k(predictions, self.top_k)
+        return {"video_id": ids, "class_indexes": indexes, "class_scores": scores,
+                "predictions": predictions}
+
+
+def export(model, reader, output_dir, top_k=20, precision=FLOAT32):
+    """Write the SavedModel of one model; returns its size on disk in bytes."""
+    return export_members([(model, reader, 1.0)], output_dir, top_k, precision)
+
+
+def export_members(members, output_dir, top_k=20, precision=FLOAT32):
+    """Write one SavedModel that serves the weighted mean of (model, reader, weight) members
+    (weights summing to 1); returns its size on disk in bytes."""
+    module = ServingModule(members, top_k, precision)
+    tf.saved_model.save(module, output_dir, signatures={"serving_default": module.serve})
+    return folder_size(output_dir)
+
+
+def folder_size(path):
+    return sum(os.path.getsize(os.path.join(root, name))
+               for root, _, names in os.walk(path) for name in names)
+
+
+def bundle(folder, tgz_path):
+    """folder -> .tgz whose members sit under the folder's name; written whole or not at all."""
+    temporary = f"{tgz_path}.tmp-{os.getpid()}"
+    with tarfile.open(temporary, "w:gz") as tar:
+        tar.add(folder, arcname=os.path.basename(os.path.normpath(folder)))
+    os.replace(temporary, tgz_path)
+
+
+def check_writable(path, flag):
+    """One line naming the flag when `path`'s folder is missing or read-only (before any work)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--{flag}={path}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--{flag}={path}: {folder} is not writable; choose another place")
+
+
+def refuse_over_budget(size, max_mb, what, written):
+    """Remove what was `written` and raise when `size` bytes exceed max_mb (0: no limit)."""
+    if max_mb and size > max_mb * 2**20:
+        for path in written:
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+        raise ValueError(f"{what} is {size / 2**20:.2f} MB, over --max_bundle_mb={max_mb:g}: "
+                         "nothing was kept; try --quantize=uint8 or a smaller model")
+
+
+def check_outputs(output_dir, output_tgz, dir_flag="output_dir", tgz_flag="output_tgz"):
+    """One line naming the flag for an output that cannot be written, before any work."""
+    if tf.io.gfile.exists(output_dir):
+        raise ValueError(f"--{dir_flag}={output_dir} exists already; export to a new folder")
+    check_writable(output_dir, dir_flag)
+    if output_tgz:
+        check_writable(output_tgz, tgz_flag)
+
+
+def write(members, flags_folder, description, output_dir, output_tgz, top_k, precision,
+          max_mb=0):
+    """The bundle of `members` ((model, reader, weight)): the SavedModel in output_dir with
+    flags_folder's model_flags.json, the .tgz when output_tgz, refused (nothing kept) over
+    max_mb; prints what was written."""
+    size = export_members(members, output_dir, top_k, precision)
+    model_flags.copy(flags_folder, output_dir)
+    weights = sum(model.count_params() for model, _, _ in members)
+    print(f"exported {description} to {output_dir}: {weights:,} weights at "
+          f"{precision.name}, {size / 2**20:.2f} MB on disk", flush=True)
+    if not output_tgz:
+        refuse_over_budget(size, max_mb, f"the SavedModel {output_dir}", [output_dir])
+        return
+    bundle(output_dir, output_tgz)
+    size = os.path.getsize(output_tgz)
+    refuse_over_budget(size, max_mb, f"the bundle {output_tgz}", [output_tgz, output_dir])
+    print(f"bundled in {output_tgz} ({size / 2**20:.2f} MB)", flush=True)

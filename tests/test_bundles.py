@@ -1,0 +1,198 @@
+"""Quantized exports and one-bundle ensembles: the codebooks against brute force, the bundle's
+predictions against the model with its weights decoded, the refusals."""
+
+import os
+import tarfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import run_tool
+
+import bundles
+import checkpoints
+import model_flags
+import model_summary
+import quantization
+
+HEAVY_TAILED = np.random.default_rng(0).standard_t(3, size=40_000).astype(np.float32)
+
+
+def test_uniform_codebook_spans_the_tensor_and_every_index_is_the_nearest_value():
+    precision = quantization.WeightPrecision("uint8", min_elements=10)
+    stored = precision.encode(HEAVY_TAILED)
+    book, indices = stored["codebook"], stored["indices"]
+    assert book.dtype == np.float32 and book.shape == (256,) and indices.dtype == np.uint8
+    assert (book[0], book[-1]) == (HEAVY_TAILED.min(), HEAVY_TAILED.max())
+    np.testing.assert_allclose(np.diff(book.astype(np.float64)),
+                               (float(book[-1]) - float(book[0])) / 255, rtol=1e-4)
+    # Brute force: the distance from every value to every codebook entry.
+    distances = np.abs(HEAVY_TAILED[:, None].astype(np.float64) - book[None, :])
+    best = distances.min(axis=1)
+    chosen = distances[np.arange(len(HEAVY_TAILED)), indices]
+    np.testing.assert_array_equal(chosen, best)
+
+
+def test_kmeans_codebook_has_less_error_than_the_uniform_one():
+    def error(codebook):
+        stored = quantization.WeightPrecision("uint8", codebook, min_elements=10).encode(
+            HEAVY_TAILED)
+        return np.mean((stored["codebook"][stored["indices"]] - HEAVY_TAILED) ** 2)
+
+    # Heavy tails stretch the uniform codebook over values few weights have.
+    assert error("kmeans") < 0.5 * error("uniform")
+
+
+def test_decoding_gives_exactly_the_codebook_values_and_float16_exactly_its_rounding():
+    for name in ("uint8", "float16"):
+        precision = quantization.WeightPrecision(name, "kmeans", min_elements=10)
+        stored = precision.encode(HEAVY_TAILED.reshape(200, 200))
+        decoded = quantization.decode({k: tf.constant(v) for k, v in stored.items()}).numpy()
+        assert decoded.dtype == np.float32 and decoded.shape == (200, 200)
+        expected = (stored["codebook"][stored["indices"]] if name == "uint8"
+                    else HEAVY_TAILED.reshape(200, 200).astype(np.float16).astype(np.float32))
+        np.testing.assert_array_equal(decoded, expected)
+    small = quantization.WeightPrecision("uint8").encode(np.ones(100, np.float32))
+    assert list(small) == ["values"] and small["values"].dtype == np.float32  # under the size
+
+
+def test_stored_bytes_at_each_precision():
+    uint8, float16 = quantization.WeightPrecision("uint8"), quantization.WeightPrecision("float16")
+    assert uint8.stored_bytes(20_000) == 20_000 + 256 * 4
+    assert float16.stored_bytes(20_000) == 40_000
+    assert uint8.stored_bytes(100) == float16.stored_bytes(100) == 400  # kept float32
+    assert quantization.WeightPrecision().stored_bytes(20_000) == 80_000
+
+
+MODELS = [  # (model, frame level, settings): structured layers of every kind among them
+    ("MoeModel", False, {"moe_num_mixtures": 2, "compact_layers": "moe_gates"}),
+    ("BottleneckModel", False, {"bottleneck_size": 0, "low_rank": 8, "output_gating": True,
+                                "compact_layers": "gating=monarch:5"}),
+    ("LstmModel", True, {"lstm_cells": 16, "lstm_layers": 1}),
+]
+
+
+def built(name, frame, settings, seed=0):
+    description = model_flags.describe(name, num_classes=50, frame_features=frame,
+                                       max_frames=40 if frame else 300, **settings)
+    reader = checkpoints.make_reader(description, trained=False)
+    tf.keras.utils.set_random_seed(seed)
+    model = checkpoints.build_model(description, reader)
+    for variable in model.trainable_variables:  # trained-looking, not the initial values
+        variable.assign(variable + tf.random.normal(variable.shape, stddev=0.05))
+    return model, reader
+
+
+def serialized(generated_data, frame, count=16):
+    files = generated_data["frames" if frame else "video"].split(",")
+    return next(iter(tf.data.TFRecordDataset(files).batch(count)))
+
+
+def decoded_copy(model, precision):
+    """The model's weights as the precision stores and decodes them (the reference)."""
+    for variable in model.weights:
+        stored = precision.encode(variable.numpy())
+        variable.assign(quantization.decode({k: tf.constant(v) for k, v in stored.items()}))
+
+
+@pytest.mark.parametrize("precision_name", ["float32", "float16", "uint8"])
+@pytest.mark.parametrize("name, frame, settings", MODELS, ids=[m[0] for m in MODELS])
+def test_a_bundle_predicts_what_the_model_with_its_decoded_weights_predicts(
+        generated_data, tmp_path, name, frame, settings, precision_name):
+    model, reader = built(name, frame, settings)
+    precision = quantization.WeightPrecision(precision_name, "kmeans", min_elements=500)
+    bundles.export_members([(model, reader, 1.0)], str(tmp_path / "export"), 5, precision)
+    records = serialized(generated_data, frame)
+    served = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"](
+        serialized=records)
+    decoded_copy(model, precision)
+    expected = model(reader.parse(records), training=False).numpy()
+    np.testing.assert_allclose(served["predictions"].numpy(), expected, rtol=0, atol=1e-6)
+    assert served["class_indexes"].shape == (16, 5)
+    if precision_name != "float32":  # something was quantized
+        assert any(precision.applies(int(np.prod(v.shape))) for v in model.weights)
+
+
+def test_one_bundle_of_several_models_predicts_the_weighted_mean_of_theirs(generated_data,
+                                                                          tmp_path):
+    first, reader = built("MoeModel", False, MODELS[0][2], seed=1)
+    second, reader_2 = built("BottleneckModel", False, MODELS[1][2], seed=2)
+    bundles.export_members([(first, reader, 0.25), (second, reader_2, 0.75)],
+                           str(tmp_path / "export"))
+    records = serialized(generated_data, False)
+    served = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"](
+        serialized=records)["predictions"].numpy()
+    expected = 0.25 * first(reader.parse(records), training=False).numpy() + \
+        0.75 * second(reader_2.parse(records), training=False).numpy()
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-6)
+
+
+def test_the_summary_gives_the_size_at_each_precision():
+    model, _ = built("MoeModel", False, {"moe_num_mixtures": 2})
+    sizes = model_summary.summarize(model)[1]["mb_by_precision"]
+    big = [int(np.prod(v.shape)) for v in model.weights if np.prod(v.shape) >= 17_000]
+    small = model.count_params() - sum(big)
+    assert sizes["float32"] * 2**20 == 4 * model.count_params()
+    assert sizes["float16"] * 2**20 == 2 * sum(big) + 4 * small
+    assert sizes["uint8"] * 2**20 == sum(big) + 1024 * len(big) + 4 * small
+    assert "MB at float32 (" in model_summary.format_summary(model, "MoeModel")
+
+
+@pytest.fixture(scope="module")
+def trained_dirs(generated_data, tmp_path_factory):
+    """Two short train.py runs (video-level MoE of 3 mixtures: 1,152 x 150 tensors to
+    quantize), and one at frame level."""
+    folders = {}
+    for name, extra in (("a", ["--seed=1"]), ("b", ["--seed=2"]),
+                        ("frames", ["--frame_features", "--model=FrameLevelLogisticModel",
+                                    "--max_frames=40"])):
+        folder = tmp_path_factory.mktemp("bundles") / name
+        data = generated_data["frames" if name == "frames" else "video"]
+        run_tool("train.py", f"--train_dir={folder}", f"--train_data_pattern={data}",
+                 "--model=MoeModel", "--moe_num_mixtures=3", "--num_classes=50",
+                 "--batch_size=32", "--max_steps=3", *extra)
+        folders[name] = folder
+    return folders
+
+
+def test_uint8_bundle_is_smaller_and_an_over_budget_one_is_refused(trained_dirs, tmp_path):
+    sizes = {}
+    for precision in ("float32", "uint8"):
+        run_tool("export_model.py", f"--train_dir={trained_dirs['a']}",
+                 f"--output_dir={tmp_path / precision}", f"--output_tgz={tmp_path}/{precision}.tgz",
+                 f"--quantize={precision}")
+        sizes[precision] = os.path.getsize(tmp_path / f"{precision}.tgz")
+        with tarfile.open(tmp_path / f"{precision}.tgz") as tar:
+            assert f"{precision}/saved_model.pb" in tar.getnames()
+    assert sizes["float32"] > 3.5 * sizes["uint8"]
+    refused = run_tool("export_model.py", f"--train_dir={trained_dirs['a']}",
+                       f"--output_dir={tmp_path / 'over'}", f"--output_tgz={tmp_path}/over.tgz",
+                       "--max_bundle_mb=0.01", check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1].startswith(
+        f"error: the bundle {tmp_path}/over.tgz is ")
+    assert "over --max_bundle_mb=0.01: nothing was kept" in refused.stderr
+    assert not (tmp_path / "over").exists() and not (tmp_path / "over.tgz").exists()
+    unwritable = run_tool("export_model.py", f"--train_dir={trained_dirs['a']}",
+                          f"--output_dir={tmp_path / 'x'}", "--output_tgz=/nonexistent/x.tgz",
+                          check=False)
+    assert unwritable.returncode == 1 and not (tmp_path / "x").exists()
+    assert "--output_tgz=/nonexistent/x.tgz: the folder /nonexistent does not exist" in \
+        unwritable.stderr
+
+
+def test_ensemble_writes_one_bundle_and_evaluates_a_bundle_alone(trained_dirs, tmp_path,
+                                                                 generated_data):
+    made = run_tool("ensemble.py", f"--inputs={trained_dirs['a']},{trained_dirs['b']}",
+                    "--weights=1,3", f"--bundle_dir={tmp_path / 'both'}",
+                    f"--bundle_tgz={tmp_path}/both.tgz", "--quantize=uint8")
+    assert "an ensemble of 2 models (weights 0.25, 0.75)" in made.stdout
+    scored = run_tool("ensemble.py", f"--inputs={tmp_path}/both.tgz",
+                      f"--input_data_pattern={generated_data['video']}",
+                      f"--output_file={tmp_path}/both.csv",
+                      f"--untar_model_dir={tmp_path}/untar")
+    assert "ensemble on 600 labelled videos: GAP@20 " in scored.stdout
+    mixed = run_tool("ensemble.py", f"--inputs={trained_dirs['a']},{trained_dirs['frames']}",
+                     f"--bundle_dir={tmp_path / 'mixed'}", check=False)
+    assert mixed.returncode == 1 and "records of both levels" in mixed.stderr
+    assert not (tmp_path / "mixed").exists()
