@@ -133,9 +133,16 @@ def move_aside(paths, train_dir):
         print(f"moved {len(paths)} damaged checkpoint(s) to {folder}", flush=True)
 
 
-def restore(model, path):
-    """The model's weights from a training checkpoint (the optimizer's state is not needed)."""
-    tf.train.Checkpoint(model=model).restore(path).expect_partial()
+AVERAGED = "averaged_model"  # the checkpoint's moving average of the weights (--ema_decay)
+
+
+def restore(model, path, averaged=True):
+    """The model's weights from a training checkpoint (the optimizer's state is not needed):
+    the moving average of the weights where the run kept one and `averaged`. Returns which
+    ("averaged_model" or "model")."""
+    key = AVERAGED if averaged and AVERAGED in saved_objects([path]) else "model"
+    tf.train.Checkpoint(**{key: model}).restore(path).expect_partial()
+    return key
 
 
 def load(train_dir, checkpoint=None):

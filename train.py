@@ -198,6 +198,8 @@ def run():
     if FLAGS.segment_labels:
         raise ValueError("--segment_labels (the 2019 segment-rating task) is not supported: "
                          "train on video-level labels without it")
+    if FLAGS.cpu_devices > 1:
+        trainer.split_cpu(FLAGS.cpu_devices)  # before the records are read
     files = readers.resolve_files(FLAGS.train_data_pattern)
     # A run is bound to its model flags once it has a checkpoint: until then they may change.
     resuming = (not FLAGS.start_new_model and tf.io.gfile.isdir(FLAGS.train_dir)

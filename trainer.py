@@ -122,6 +122,11 @@ class TrainConfig:
                                    TRAINING)
     max_model_mb: float = option(0, "Stop at start when the float32 weights exceed this (0: no "
                                     "limit; the 2018 challenge allowed 1024).", TRAINING)
+    ema_decay: float = option(
+        0.0, "Keep an exponential moving average of the weights, this decay a step (0: none; "
+             "a half-life of h steps is 0.5 ** (1 / h): the 2018 winners' 2,000 steps is "
+             "0.99965). Validation, eval.py, inference.py and export_model.py use the average; "
+             "a resumed run goes on with it.", TRAINING)
     learning_rate_scales: str = option(
         "", "The learning rate of the structured layers' weights, by kind, as a multiple of the "
             "other weights': KIND=SCALE,... (kinds circulant, low_rank, monarch; each scaled "
@@ -164,6 +169,9 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of "
                              f"{', '.join(OPTIMIZERS)}")
         self.kind_scales()
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"--ema_decay must be at least 0 and below 1, got "
+                             f"{self.ema_decay:g}")
         losses.get_loss(self.model_flags["label_loss"], self.label_smoothing)
 
     def kind_scales(self):
@@ -196,13 +204,25 @@ class TrainConfig:
         return {kind: scale for kind, scale in scales.items() if scale != 1}
 
 
+def split_cpu(cpu_devices):
+    """The CPU as `cpu_devices` logical devices. TensorFlow allows it only before its first
+    op: a tool calls this first (train.py reads records before it builds the Trainer)."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    wanted = [tf.config.LogicalDeviceConfiguration()] * cpu_devices
+    if len(tf.config.get_logical_device_configuration(cpu) or []) == cpu_devices:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, wanted)
+    except RuntimeError:
+        raise RuntimeError(f"--cpu_devices={cpu_devices}: TensorFlow started before the CPU "
+                           "was split; call trainer.split_cpu first") from None
+
+
 def make_strategy(cpu_devices=0, num_gpu=None):
     """N logical CPUs (cpu_devices > 1), several workers (TF_CONFIG), num_gpu local GPUs (None:
     all; 0: the CPU), or one device."""
     if cpu_devices > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
+        split_cpu(cpu_devices)
         return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(cpu_devices)])
     cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
     if sum(len(v) for k, v in cluster.items() if k in ("chief", "worker")) > 1:
@@ -267,13 +287,28 @@ class Trainer:
         # The policy of the layers created now (weights stay float32; each layer computes in
         # float16 or bfloat16; the circulant FFTs and the class probabilities in float32).
         keras.mixed_precision.set_global_policy(c.mixed_precision)
+        # What the checkpoint to resume from holds (its optimizers, an average of the weights).
+        self.saved = set() if c.start_new_model else checkpoints.saved_objects(
+            checkpoints.candidates(self.train_dir))
+        averaging = c.ema_decay > 0 or checkpoints.AVERAGED in self.saved
+
+        def new_model():
+            if build_model is None:
+                return checkpoints.build_model(c.model_flags, self.reader)
+            model = build_model()
+            model(checkpoints.example_batch(self.reader), training=False)
+            return model
+
         try:
             with self.strategy.scope():
-                if build_model is None:
-                    self.model = checkpoints.build_model(c.model_flags, self.reader)
-                else:
-                    self.model = build_model()
-                    self.model(checkpoints.example_batch(self.reader), training=False)
+                self.model = new_model()
+                # The moving average of the weights: a second model, whose weights start as
+                # the first's (or the checkpoint's average) and follow them step by step.
+                self.averaged = new_model() if averaging else None
+                if averaging:
+                    for target, source in zip(self.averaged.weights, self.model.weights):
+                        target.assign(source)
+                    self.ema_decay = tf.Variable(c.ema_decay, trainable=False, name="ema_decay")
         finally:
             keras.mixed_precision.set_global_policy(policy)
         self.registered_model = build_model is None
@@ -310,8 +345,7 @@ class Trainer:
         optimizers = {"optimizer": OPTIMIZERS[c.optimizer](self.learning_rate, **clip)}
         groups = {"optimizer": trainable}
         scales = c.kind_scales()
-        saved = set() if c.start_new_model else checkpoints.saved_objects(
-            checkpoints.candidates(self.train_dir))
+        saved = self.saved
         if saved:
             had = {kind for kind in layer_kinds.SIZE_OPTION if f"{kind}_optimizer" in saved}
             for kind in sorted(set(scales) - had):
@@ -369,7 +403,32 @@ class Trainer:
         loss, probabilities, labels = self.strategy.run(self.replica_step, args=(batch,))
         for optimizer, step in zip(self.optimizers.values(), before):
             optimizer.iterations.assign(step + 1)  # a step skipped for overflow counts too
+        if self.averaged is not None:
+            self._update_average()
         return self.strategy.reduce("SUM", loss, axis=None), probabilities, labels
+
+    def _update_average(self):
+        """average = d * average + (1 - d) * weights after step n, d = min(ema_decay,
+        (1 + n) / (10 + n)) (TensorFlow's ExponentialMovingAverage with num_updates: early
+        steps do not drag the start along)."""
+        step = tf.cast(self.optimizer.iterations, tf.float32)
+        decay = tf.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
+        for average, weight in zip(self.averaged.trainable_variables,
+                                   self.model.trainable_variables):
+            average.assign(decay * average + (1.0 - decay) * weight)
+
+    def sync_average(self):
+        """The averaged model's other variables (batch-norm statistics, a model's memory) set
+        to the model's: they are averages or data already. Before it is saved or evaluated."""
+        if self.averaged is not None:
+            for average, value in zip(self.averaged.non_trainable_variables,
+                                      self.model.non_trainable_variables):
+                average.assign(value)
+
+    @property
+    def evaluated_model(self):
+        """The model validation evaluates: the average of the weights where there is one."""
+        return self.averaged if self.averaged is not None else self.model
 
     def _train_loop(self, iterator, steps):
         """Up to `steps` steps without outputs (fewer when the data ends): the steps done."""
@@ -407,7 +466,8 @@ class Trainer:
         per_device = max(1, self.config.batch_size // self.strategy.num_replicas_in_sync)
         memory = model_summary.training_memory(
             self.model, checkpoints.example_batch(self.reader), per_device,
-            [v for o in self.optimizers.values() for v in o.variables])
+            [v for o in self.optimizers.values() for v in o.variables]
+            + (self.averaged.weights if self.averaged is not None else []))
         summary = (model_summary.format_summary(self.model, name) + "\n"
                    + model_summary.format_memory(memory, per_device))
         print(summary, flush=True)
@@ -430,14 +490,22 @@ class Trainer:
         self.write_summary()
 
         # -- restore the newest readable checkpoint, or prepare a new run --
-        checkpoint = tf.train.Checkpoint(model=self.model, **self.optimizers)
+        averaging = {checkpoints.AVERAGED: self.averaged, "ema_decay": self.ema_decay} \
+            if self.averaged is not None else {}
+        checkpoint = tf.train.Checkpoint(model=self.model, **self.optimizers, **averaging)
         manager = tf.train.CheckpointManager(checkpoint, self.out_dir, max_to_keep=5,
                                              checkpoint_name="model.ckpt")
-        latest = self._restore(checkpoint)
+        # Restored as saved: an average the checkpoint lacks starts at its weights.
+        latest = self._restore(tf.train.Checkpoint(
+            model=self.model, **self.optimizers,
+            **(averaging if checkpoints.AVERAGED in self.saved else {})))
         if latest is None:
             self._before_first_step()
+        if self.averaged is not None:
+            self._start_average(latest)
         saver = Saver(manager, self.chief, self.train_dir, self._flags_to_write(latest),
-                      saved_step=int(self.optimizer.iterations.numpy()) if latest else None)
+                      saved_step=int(self.optimizer.iterations.numpy()) if latest else None,
+                      before_saving=self.sync_average)
 
         # -- input, validation, progress --
         skipped = readers.SkipCounts() if c.skip_corrupt_records else None
@@ -509,6 +577,20 @@ class Trainer:
             checkpoints.move_aside(found[:found.index(latest)], self.train_dir)
         print(f"resumed from {latest} at step {int(self.optimizer.iterations.numpy())}")
         return latest
+
+    def _start_average(self, latest):
+        """The average's decay (the one given, else the checkpoint's) and where it starts."""
+        c = self.config
+        if c.ema_decay:
+            self.ema_decay.assign(c.ema_decay)
+        if latest is not None and checkpoints.AVERAGED not in self.saved:
+            for average, weight in zip(self.averaged.weights, self.model.weights):
+                average.assign(weight)
+            print(f"--ema_decay: the average of the weights starts at step "
+                  f"{int(self.optimizer.iterations.numpy())}", flush=True)
+        elif latest is not None and not c.ema_decay:
+            print(f"the average of the weights goes on (decay {float(self.ema_decay):g}, as "
+                  "saved)", flush=True)
 
     def _before_first_step(self):
         """The model's work before a new run's first step (BeforeTraining); an experiment's
@@ -594,7 +676,8 @@ class Trainer:
             tf.summary.scalar(f"train/{name}", v[name], step=v["step"])
 
     def validate(self, files, step):
-        results = eval_util.evaluate(self.model, self.reader, files, self.loss_fn,
+        self.sync_average()
+        results = eval_util.evaluate(self.evaluated_model, self.reader, files, self.loss_fn,
                                      self.config.batch_size, num_readers=self.config.num_readers,
                                      jit_compile=self.config.jit_compile)
         print(f"validation at step {step}: {results['videos']} videos | GAP {results['gap']:.4f} "
@@ -660,13 +743,16 @@ class Saver:
     """The run's checkpoints: one per step at most, model_flags.json written (by the chief)
     before the first, a failed save one line that names the checkpoint kept."""
 
-    def __init__(self, manager, chief, train_dir, flags_to_write, saved_step=None):
+    def __init__(self, manager, chief, train_dir, flags_to_write, saved_step=None,
+                 before_saving=lambda: None):
         self.manager, self.chief, self.train_dir = manager, chief, train_dir
         self.flags_to_write, self.saved_step = flags_to_write, saved_step
+        self.before_saving = before_saving
 
     def save(self, step):
         if step == self.saved_step:
             return
+        self.before_saving()
         if self.chief and self.flags_to_write is not None:
             model_flags.write(self.train_dir, self.flags_to_write)
             self.flags_to_write = None

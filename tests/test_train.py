@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 from helpers import checkpoint_step, run_in_one_process, run_tool
 
+import checkpoints
 import trainer
 from utils import REPO_DIR
 
@@ -263,6 +264,17 @@ def test_two_cpu_devices_train_as_one(data, tmp_path):
     assert sorted(one) == sorted(two) == [1, 4, 8]
     for step in one:
         assert one[step] == pytest.approx(two[step], rel=1e-4), step
+
+
+def test_two_cpu_devices_on_real_records_with_an_average_of_the_weights(shared_data, tmp_path):
+    """The real 2018 records are read (the release check) before the CPU is split."""
+    pattern = os.path.join(shared_data, "yt8m-2018-video", "validate", "validate008[01].tfrecord")
+    out = ok(train([f"--train_data_pattern={pattern}", f"--train_dir={tmp_path}",
+                    "--model=MoeModel", "--cpu_devices=2", "--ema_decay=0.9", "--max_steps=2",
+                    "--batch_size=64"]))
+    assert "done at step 2" in out
+    assert checkpoints.restore(checkpoints.load(str(tmp_path))[0],
+                               str(tmp_path / "model.ckpt-2")) == "averaged_model"
 
 
 def free_port():

@@ -11,6 +11,7 @@ from helpers import checkpoint_step
 
 import checkpoints
 import eval_util
+import losses
 import model_flags
 import trainer
 
@@ -348,3 +349,48 @@ def test_the_fused_adam_update_is_keras_adam():
     for ours, keras_adam in zip(final["FusedAdam"], final["Adam"], strict=True):
         np.testing.assert_allclose(ours, keras_adam, rtol=0, atol=1e-5)
         assert np.abs(ours - start[0 if ours.ndim == 2 else 1]).max() > 0.1
+
+
+def test_the_moving_average_of_the_weights_follows_its_recurrence_across_a_resume(
+        generated_data, tmp_path):
+    """a_n = d_n a_(n-1) + (1 - d_n) w_n, d_n = min(decay, (1 + n) / (10 + n)), from a_0 = w_0;
+    a run resumed without --ema_decay goes on with the saved decay; eval and export read a."""
+    settings = dict(bottleneck_size=8, compact_layers="fc")
+    common = dict(optimizer="GradientDescentOptimizer", base_learning_rate=0.5, seed=3,
+                  checkpoint_steps=1)
+
+    def run(folder, **changes):
+        trainer.Trainer(config_for(generated_data, tmp_path / folder, "BottleneckModel",
+                                   settings=settings, **common, **changes)).run()
+
+    run("start", max_steps=0)
+    run("ema", max_steps=2, ema_decay=0.2)
+    run("ema", max_steps=3, validation_data_pattern=generated_data["video"],
+        validation_steps=3)  # resumed: the decay as saved
+
+    model = checkpoints.load(str(tmp_path / "start"))[0]
+
+    def weights(step, averaged, folder="ema"):
+        path = str(tmp_path / folder / f"model.ckpt-{step}")
+        assert checkpoints.restore(model, path, averaged) == \
+            ("averaged_model" if averaged else "model")
+        return [v.numpy().astype(np.float64) for v in model.trainable_variables]
+
+    average = weights(0, False, "start")
+    for n in (1, 2, 3):
+        decay = min(0.2, (1 + n) / (10 + n))
+        average = [decay * a + (1 - decay) * w for a, w in zip(average, weights(n, False))]
+        for got, expected in zip(weights(n, True), average):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(weights(3, True)[0], weights(3, False)[0])
+    # eval.py, inference.py and export_model.py load the average.
+    loaded, reader, description, _ = checkpoints.load(str(tmp_path / "ema"))
+    for got, expected in zip(loaded.trainable_variables, average):
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-7)
+    # Validation as training goes evaluates the average too.
+    validated = json.loads((tmp_path / "ema" / "validation.jsonl").read_text().splitlines()[-1])
+    evaluated = eval_util.evaluate(loaded, reader, generated_data["video"].split(","),
+                                   losses.get_loss(description["label_loss"]), 32)
+    assert validated["step"] == 3 and validated["gap"] == pytest.approx(evaluated["gap"], abs=1e-6)
+    with pytest.raises(ValueError, match="--ema_decay must be at least 0 and below 1, got 1"):
+        trainer.Trainer(config_for(generated_data, tmp_path / "bad", ema_decay=1.0))
