@@ -167,3 +167,40 @@ def write(members, flags_folder, description, output_dir, output_tgz, top_k, pre
     size = os.path.getsize(output_tgz)
     refuse_over_budget(size, max_mb, f"the bundle {output_tgz}", [output_tgz, output_dir])
     print(f"bundled in {output_tgz} ({size / 2**20:.2f} MB)", flush=True)
+
+
+def safe_untar(tgz_path, target):
+    """Unpack an archive that someone sent, refusing members that would land outside `target`
+    (absolute paths, '..', links out of it) and special files; returns the SavedModel folder."""
+    tf.io.gfile.makedirs(target)
+    try:
+        with tarfile.open(tgz_path, "r:*") as tar:
+            for member in tar.getmembers():
+                problem = _unsafe(member)
+                if problem:
+                    raise ValueError(f"{tgz_path}: refused member {member.name!r}: {problem}")
+            tar.extractall(target, filter="data")  # checks again as it writes
+    except (tarfile.TarError, OSError) as err:
+        raise ValueError(f"{tgz_path}: refused or unreadable archive: {err}") from None
+    for root, _, names in os.walk(target):
+        if "saved_model.pb" in names:
+            return root
+    raise ValueError(f"{tgz_path} holds no SavedModel")
+
+
+def _unsafe(member):
+    """Why a tar member may not be unpacked, or None."""
+    parts = member.name.replace("\\", "/").split("/")
+    if member.name.startswith(("/", "\\")) or os.path.isabs(member.name):
+        return "absolute path"
+    if ".." in parts:
+        return "'..' in its path"
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        return "not a regular file or folder"
+    if member.issym() or member.islnk():
+        link = member.linkname
+        base = os.path.dirname(member.name) if member.issym() else ""
+        resolved = os.path.normpath(os.path.join(base, link))
+        if os.path.isabs(link) or resolved.startswith(".."):
+            return f"link to {link!r}, outside the folder"
+    return None

@@ -64,7 +64,7 @@ class ModelInput:
 def load_model(path, untar_dir):
     """A ModelInput from a train_dir, a SavedModel folder or a .tgz bundle."""
     if path.endswith((".tgz", ".tar.gz")):
-        path = inference.safe_untar(path, untar_dir)
+        path = bundles.safe_untar(path, untar_dir)
     if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         serve = tf.saved_model.load(path).signatures["serving_default"]
 

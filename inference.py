@@ -12,7 +12,6 @@ video; it is written under a temporary name and renamed when complete.
 """
 
 import os
-import tarfile
 import time
 
 from absl import app, flags
@@ -22,6 +21,7 @@ import utils
 utils.quiet_tensorflow()
 import tensorflow as tf  # noqa: E402
 
+import bundles  # noqa: E402
 import checkpoints  # noqa: E402
 import readers  # noqa: E402
 
@@ -81,43 +81,6 @@ def saved_model_predictions(model_dir, files, top_k, batch_size, num_readers):
     return serve.structured_outputs["predictions"].shape[-1], batches()
 
 
-def safe_untar(tgz_path, target):
-    """Unpack an archive that someone sent, refusing members that would land outside `target`
-    (absolute paths, '..', links out of it) and special files; returns the SavedModel folder."""
-    tf.io.gfile.makedirs(target)
-    try:
-        with tarfile.open(tgz_path, "r:*") as tar:
-            for member in tar.getmembers():
-                problem = _unsafe(member)
-                if problem:
-                    raise ValueError(f"{tgz_path}: refused member {member.name!r}: {problem}")
-            tar.extractall(target, filter="data")  # checks again as it writes
-    except (tarfile.TarError, OSError) as err:
-        raise ValueError(f"{tgz_path}: refused or unreadable archive: {err}") from None
-    for root, _, names in os.walk(target):
-        if "saved_model.pb" in names:
-            return root
-    raise ValueError(f"{tgz_path} holds no SavedModel")
-
-
-def _unsafe(member):
-    """Why a tar member may not be unpacked, or None."""
-    parts = member.name.replace("\\", "/").split("/")
-    if member.name.startswith(("/", "\\")) or os.path.isabs(member.name):
-        return "absolute path"
-    if ".." in parts:
-        return "'..' in its path"
-    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        return "not a regular file or folder"
-    if member.issym() or member.islnk():
-        link = member.linkname
-        base = os.path.dirname(member.name) if member.issym() else ""
-        resolved = os.path.normpath(os.path.join(base, link))
-        if os.path.isabs(link) or resolved.startswith(".."):
-            return f"link to {link!r}, outside the folder"
-    return None
-
-
 def run():
     if FLAGS.output_model_tgz:
         raise ValueError("--output_model_tgz is not supported by inference.py: bundle the "
@@ -128,7 +91,7 @@ def run():
         raise ValueError("--input_data_pattern and --output_file are required")
     files = readers.resolve_files(FLAGS.input_data_pattern)
     if FLAGS.input_model_tgz:
-        model_dir = safe_untar(FLAGS.input_model_tgz, FLAGS.untar_model_dir)
+        model_dir = bundles.safe_untar(FLAGS.input_model_tgz, FLAGS.untar_model_dir)
     else:
         model_dir = FLAGS.saved_model_dir
     if model_dir:

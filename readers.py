@@ -58,6 +58,12 @@ def model_inputs(batch, labels=False):
     return {k: batch[k] for k in keys}
 
 
+def fold_of(ids, folds):
+    """[B] int32: the fold (0 ... folds - 1) of each video id, a hash of the id: the same on
+    every machine and in every run (train.py --holdout_fold, --teacher_folds)."""
+    return tf.cast(tf.strings.to_hash_bucket_fast(ids, folds), tf.int32)
+
+
 def resolve_files(pattern):
     """Comma-separated globs (local or `gs://`) -> sorted list of files; every glob must match."""
     files = []
@@ -185,7 +191,7 @@ class _Reader:
 
     def dataset(self, files, batch_size, num_epochs=1, shuffle=False, num_readers=8, seed=None,
                 shuffle_buffer=None, drop_remainder=False, skipped=None,
-                parallel_calls=tf.data.AUTOTUNE):
+                parallel_calls=tf.data.AUTOTUNE, keep_serialized=False, holdout=None):
         """Batches from `files` (a pattern or a list of paths).
 
         Evaluation (shuffle=False) reads every record exactly once per epoch in a fixed order and
@@ -195,8 +201,12 @@ class _Reader:
         pipeline, and counted there; a damaged file (bad length or CRC, cut short) is read up to
         the damage, which is counted once per file per epoch. Records are then parsed one at a
         time, which is slower. parallel_calls: files read and batches parsed at once (default:
-        tf.data's tuning).
+        tf.data's tuning). keep_serialized: each batch also holds its records as read
+        ("serialized", [B] strings), for a model that parses them itself (a teacher).
+        holdout (fold, folds): leave out the videos of that fold (fold_of their ids).
         """
+        parse = self.parse if not keep_serialized else \
+            (lambda serialized: dict(self.parse(serialized), serialized=serialized))
         if isinstance(files, str):
             files = resolve_files(files)
         if skipped is None:
@@ -211,19 +221,22 @@ class _Reader:
         records = file_ds.repeat(num_epochs).interleave(
             read_file, cycle_length=max(1, num_readers), block_length=1,
             num_parallel_calls=parallel_calls, deterministic=True)
+        if holdout is not None:
+            fold, folds = holdout
+            records = records.filter(
+                lambda record: fold_of(self.record_id(record)[None], folds)[0] != fold)
         if shuffle:
             buffer = shuffle_buffer or max(10 * batch_size, 1024)
             records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
         if skipped is None:
             batches = records.batch(batch_size, drop_remainder=drop_remainder)
-            batches = batches.map(self.parse, num_parallel_calls=parallel_calls,
-                                  deterministic=True)
+            batches = batches.map(parse, num_parallel_calls=parallel_calls, deterministic=True)
         else:
-            batches = self._parse_tolerantly(records, skipped.records).batch(
+            batches = self._parse_tolerantly(records, skipped.records, parse).batch(
                 batch_size, drop_remainder=drop_remainder)
         return batches.prefetch(tf.data.AUTOTUNE)
 
-    def _parse_tolerantly(self, records, skipped):
+    def _parse_tolerantly(self, records, skipped, parse):
         """Records -> parsed examples, dropping those that fail; `skipped` counts them.
 
         Records are numbered before parsing, so the gap between a survivor's number and the
@@ -232,7 +245,7 @@ class _Reader:
         """
         records = records.concatenate(tf.data.Dataset.from_tensors(self.sentinel_record()))
         parsed = records.enumerate().map(
-            lambda index, record: (index, self.parse(record[None])),
+            lambda index, record: (index, parse(record[None])),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
 
         def count(kept, item):
@@ -246,6 +259,17 @@ class _Reader:
 
     def sentinel_record(self):
         """A serialized record that parses, marked with an id no real video has."""
+        raise NotImplementedError
+
+    def record_id(self, record):
+        """The video id of one serialized record ('id', or 'video_id' in 2017 files)."""
+        spec = {k: v for k, v in self._context_spec().items() if k != "labels"}
+        context = self._parse_context(record, spec)
+        return tf.where(tf.strings.length(context["id"]) > 0, context["id"],
+                        context["video_id"])
+
+    @staticmethod
+    def _parse_context(record, spec):
         raise NotImplementedError
 
     def find_bad_record(self, files, batch_size=1024):
@@ -316,6 +340,10 @@ class VideoReader(_Reader):
                  feature_sizes="1024,128"):
         super().__init__(num_classes, feature_names, feature_sizes)
 
+    @staticmethod
+    def _parse_context(record, spec):
+        return tf.io.parse_single_example(record, spec)
+
     def sentinel_record(self):
         features = {"id": _bytes_feature([_SENTINEL_ID.encode()])}
         for name, size in zip(self.feature_names, self.feature_sizes):
@@ -356,6 +384,10 @@ class FrameReader(_Reader):
         self.max_frames = int(max_frames)
         if self.max_frames <= 0:
             raise DataError(f"max_frames must be positive, not {max_frames}")
+
+    @staticmethod
+    def _parse_context(record, spec):
+        return tf.io.parse_single_sequence_example(record, context_features=spec)[0]
 
     def sentinel_record(self):
         lists = {name: tf.train.FeatureList(feature=[_bytes_feature([bytes(size)])])

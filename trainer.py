@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import os
+import tempfile
 import time
 
 import keras
@@ -23,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 import checkpoints
+import distillation
 import eval_util
 import layer_kinds
 import losses
@@ -74,8 +76,8 @@ def option(default, meaning, group, choices=None, flag_default=dataclasses.MISSI
         "flag_default": default if flag_default is dataclasses.MISSING else flag_default})
 
 
-GROUPS = DATA, TRAINING, DEVICES, COMPACT = ("data", "training", "devices and speed",
-                                             "compact layers")  # of train.py's --help
+GROUPS = DATA, TRAINING, DISTILLATION, DEVICES, COMPACT = (
+    "data", "training", "distillation", "devices and speed", "compact layers")  # --help's
 
 
 @dataclasses.dataclass
@@ -127,6 +129,25 @@ class TrainConfig:
              "a half-life of h steps is 0.5 ** (1 / h): the 2018 winners' 2,000 steps is "
              "0.99965). Validation, eval.py, inference.py and export_model.py use the average; "
              "a resumed run goes on with it.", TRAINING)
+    teacher: str = option(
+        "", "Distil: train on a frozen teacher's probabilities too (comma-separated train_dirs "
+            "or exported models, averaged; each reads the training records itself).",
+        DISTILLATION)
+    teacher_weights: str = option("", "Comma-separated weight of each teacher (default: "
+                                      "equal).", DISTILLATION)
+    teacher_folds: int = option(
+        0, "The teachers are K models, teacher i trained with --holdout_fold=i/K: each video's "
+           "soft targets come from the one that never saw it (0: all teachers, averaged).",
+        DISTILLATION)
+    distillation_weight: float = option(
+        0.5, "The share of the loss on the teacher's probabilities (the rest on the labels).",
+        DISTILLATION)
+    distillation_temperature: float = option(
+        1.0, "Temperature T on the logits of both (the soft loss times T^2; 1: none, as the "
+             "2018 winners).", DISTILLATION)
+    holdout_fold: str = option(
+        "", "I/K: train without the videos of fold I of K (a hash of the video id), to make "
+            "one of K teachers for --teacher_folds=K.", DATA)
     learning_rate_scales: str = option(
         "", "The learning rate of the structured layers' weights, by kind, as a multiple of the "
             "other weights': KIND=SCALE,... (kinds circulant, low_rank, monarch; each scaled "
@@ -169,10 +190,50 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of "
                              f"{', '.join(OPTIMIZERS)}")
         self.kind_scales()
+        self.holdout()
+        self.teachers()
+        if not 0 <= self.distillation_weight <= 1:
+            raise ValueError(f"--distillation_weight must be between 0 and 1, got "
+                             f"{self.distillation_weight:g}")
+        if not self.distillation_temperature > 0:
+            raise ValueError(f"--distillation_temperature must be positive, got "
+                             f"{self.distillation_temperature:g}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"--ema_decay must be at least 0 and below 1, got "
                              f"{self.ema_decay:g}")
         losses.get_loss(self.model_flags["label_loss"], self.label_smoothing)
+
+    def holdout(self):
+        """(fold, folds) of --holdout_fold, or None."""
+        if not self.holdout_fold:
+            return None
+        fold, _, folds = self.holdout_fold.partition("/")
+        try:
+            fold, folds = int(fold), int(folds)
+        except ValueError:
+            fold = folds = -1
+        if not 0 <= fold < folds:
+            raise ValueError(f"--holdout_fold={self.holdout_fold}: give I/K with 0 <= I < K, "
+                             "e.g. 0/5")
+        return fold, folds
+
+    def teachers(self):
+        """([paths], [weights summing to 1]) of --teacher and --teacher_weights."""
+        paths = [p.strip() for p in self.teacher.split(",") if p.strip()]
+        if not paths:
+            if self.teacher_weights or self.teacher_folds:
+                raise ValueError("--teacher_weights and --teacher_folds need --teacher")
+            return [], []
+        if not self.teacher_weights:
+            return paths, [1.0 / len(paths)] * len(paths)
+        try:
+            weights = [float(w) for w in self.teacher_weights.split(",")]
+        except ValueError:
+            weights = []
+        if len(weights) != len(paths) or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"--teacher_weights needs {len(paths)} non-negative numbers, not "
+                             f"all 0 (one per teacher), got {self.teacher_weights!r}")
+        return paths, [w / sum(weights) for w in weights]
 
     def kind_scales(self):
         """{kind: learning-rate scale} of the structured kinds whose scale is not 1, from
@@ -312,6 +373,13 @@ class Trainer:
         finally:
             keras.mixed_precision.set_global_policy(policy)
         self.registered_model = build_model is None
+        self.teacher = None
+        paths, weights = c.teachers()
+        if paths:
+            with self.strategy.scope():
+                self.teacher = distillation.Teacher(
+                    paths, weights, c.model_flags["num_classes"], c.model_flags["frame_features"],
+                    tempfile.mkdtemp(prefix="yt8m_teachers_"), c.teacher_folds)
         with self.strategy.scope():
             model_utils.set_batch_norm_momentum(self.model, c.batch_norm_momentum)
             model_utils.set_circulant_recompute(self.model, c.recompute_circulant)
@@ -379,10 +447,16 @@ class Trainer:
                                                            c.learning_rate_decay, staircase=True)
 
     def _replica_step(self, batch):
-        """One step on one device's part of a batch: (loss, probabilities, labels)."""
+        """One step on one device's part of a batch: (loss, probabilities, labels). With a
+        teacher, batch["soft_targets"] holds its probabilities."""
+        c = self.config
         with tf.GradientTape(persistent=len(self.appliers) > 1) as tape:
             probabilities = tf.cast(self.model(batch, training=True), tf.float32)
             per_example = self.loss_fn(probabilities, batch["labels"])
+            if "soft_targets" in batch:
+                per_example = (1.0 - c.distillation_weight) * per_example + \
+                    c.distillation_weight * distillation.soft_cross_entropy(
+                        probabilities, batch["soft_targets"], c.distillation_temperature)
             loss = tf.nn.compute_average_loss(per_example)
             if self.model.losses:
                 penalty = tf.add_n([tf.cast(x, tf.float32) for x in self.model.losses])
@@ -399,8 +473,11 @@ class Trainer:
         """One step on a (distributed) batch: (summed loss, probabilities, labels)."""
         before = [tf.identity(o.iterations.value) for o in self.optimizers.values()] \
             if self.loss_scaled else []
-        batch = readers.model_inputs(batch, labels=True)
-        loss, probabilities, labels = self.strategy.run(self.replica_step, args=(batch,))
+        inputs = readers.model_inputs(batch, labels=True)
+        if self.teacher is not None:  # apart from the (maybe XLA-compiled) step: strings in
+            inputs["soft_targets"] = self.strategy.run(self.teacher,
+                                                       args=(batch["serialized"], batch["id"]))
+        loss, probabilities, labels = self.strategy.run(self.replica_step, args=(inputs,))
         for optimizer, step in zip(self.optimizers.values(), before):
             optimizer.iterations.assign(step + 1)  # a step skipped for overflow counts too
         if self.averaged is not None:
@@ -453,7 +530,8 @@ class Trainer:
         c = self.config
         dataset = self.reader.dataset(self.files, c.batch_size, num_epochs=c.num_epochs,
                                       shuffle=True, num_readers=c.num_readers, seed=c.seed,
-                                      skipped=skipped)
+                                      skipped=skipped, keep_serialized=self.teacher is not None,
+                                      holdout=c.holdout())
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = \
             tf.data.experimental.AutoShardPolicy.DATA
@@ -616,6 +694,9 @@ class Trainer:
         sample of the files where their records are not counted) or max_steps."""
         c = self.config
         self.videos, exact = readers.estimate_records(self.files)
+        if c.holdout():  # about (K - 1) / K of the videos are trained on
+            folds = c.holdout()[1]
+            self.videos, exact = round(self.videos * (folds - 1) / folds), False
         epochs_end = start_step + math.ceil(c.num_epochs * self.videos / c.batch_size)
         self.end_step = epochs_end if c.max_steps is None else min(
             epochs_end, max(c.max_steps, start_step))

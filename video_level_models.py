@@ -232,10 +232,20 @@ class KnnMoeModel(VideoModel):
         self.label_ids.assign(label_ids)
         self.label_splits.assign(np.concatenate([[0], np.cumsum(np.concatenate(counts))]))
 
+    # As a teacher (distillation.py): a memory video whose features match the input's (the
+    # video itself, or an exact copy) is no neighbour, so that soft targets are an honest guess.
+    leave_self_out = False
+
     def neighbour_probabilities(self, x):
         """[B, C]: the similarity-weighted label average of the k nearest memory videos."""
         s = self.settings
         similarity = tf.matmul(x, tf.cast(self.keys, x.dtype), transpose_b=True)  # (B, N)
+        if self.leave_self_out:
+            # The input's own similarity is its squared norm (1 + audio_weight^2 with audio);
+            # float16 memory keys round it by about 1e-3.
+            own = tf.reduce_sum(tf.square(x), axis=1, keepdims=True)
+            similarity = tf.where(similarity > own - 2e-3, -1e9 * tf.ones_like(similarity),
+                                  similarity)
         k = min(s.knn_k, s.memory_videos)
         top, index = tf.math.top_k(similarity, k)  # (B, k)
         weights = tf.nn.softmax(s.knn_temperature * top, axis=1)

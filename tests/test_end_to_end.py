@@ -15,7 +15,7 @@ import pytest
 from helpers import run_tool
 
 import average_precision_calculator
-import inference
+import bundles
 import readers
 from utils import REPO_DIR
 
@@ -223,7 +223,7 @@ def test_untrusted_bundles_are_refused(tmp_path, name, kind, link):
     bundle = _archive(tmp_path / "bad.tgz", lambda tar: _member(tar, name, kind, link))
     target = tmp_path / "inside" / "target"
     with pytest.raises(ValueError, match="refused"):
-        inference.safe_untar(bundle, str(target))
+        bundles.safe_untar(bundle, str(target))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tgz", "inside"]
     if name.startswith("/"):
         assert not os.path.exists(name)

@@ -1,0 +1,102 @@
+"""Distillation: a frozen teacher's class probabilities as soft targets, on the training batch.
+
+A teacher is one or several trained models (train_dirs of train.py, exported SavedModel folders
+or .tgz bundles), averaged with weights; each parses the batch's serialized records with its own
+reader, so a teacher may read other features than the student (not records of another level).
+The student's loss on a video becomes
+
+    (1 - w) * label_loss(p, labels) + w * T^2 * CE(sigmoid(logit(p) / T), sigmoid(logit(q) / T))
+
+with q the teacher's probabilities, CE the binary cross-entropy summed over classes (the
+starter's CrossEntropyLoss with soft targets), w --distillation_weight and T
+--distillation_temperature (the 2018 winners: w = 0.5, T = 1).
+
+Small data makes honest teachers hard: a model predicts the videos it was trained on back. A
+KnnMoeModel teacher here leaves each video itself out of its neighbours (a memory video of
+near-identical features); teachers trained on folds (--teacher_folds) predict each video by the
+one teacher that never saw it (train.py --holdout_fold).
+"""
+
+import os
+
+import tensorflow as tf
+
+import bundles
+import checkpoints
+import losses
+import model_flags
+import readers
+
+EPSILON = 1e-6  # probabilities are clipped to [EPSILON, 1 - EPSILON] before their logits
+
+
+def soft_cross_entropy(predictions, targets, temperature=1.0):
+    """[B]: T^2 times the binary cross-entropy, summed over classes, of the student's tempered
+    probabilities against the teacher's (both [B, C] probabilities)."""
+    predictions, targets = tf.cast(predictions, tf.float32), tf.cast(targets, tf.float32)
+    if temperature == 1.0:
+        return losses.CrossEntropyLoss()(predictions, targets)
+
+    def tempered(p):
+        p = tf.clip_by_value(p, EPSILON, 1.0 - EPSILON)
+        return tf.sigmoid((tf.math.log(p) - tf.math.log1p(-p)) / temperature)
+
+    return temperature ** 2 * losses.CrossEntropyLoss()(tempered(predictions), tempered(targets))
+
+
+class Teacher:
+    """The weighted mean of the members' probabilities on [B] serialized records: [B, C].
+
+    With folds, member i predicts the videos of fold i only (it was trained without them)."""
+
+    def __init__(self, paths, weights, num_classes, frame_features, untar_dir, folds=0):
+        if folds and len(paths) != folds:
+            raise ValueError(f"--teacher_folds={folds} needs {folds} teachers (one trained "
+                             f"with --holdout_fold=i/{folds} for each fold i), got {len(paths)}")
+        self.folds = folds
+        self.weights = [float(w) for w in weights]
+        self.members = [self._member(path, num_classes, frame_features,
+                                     os.path.join(untar_dir, f"teacher-{i}"))
+                        for i, path in enumerate(paths)]
+
+    @staticmethod
+    def _member(path, num_classes, frame_features, untar_dir):
+        """A function of [B] serialized records -> [B, C] probabilities of one teacher."""
+        if path.endswith((".tgz", ".tar.gz")):
+            path = bundles.safe_untar(path, untar_dir)
+        if not model_flags.exists(path):
+            raise ValueError(f"--teacher={path} is neither a train_dir of train.py nor an "
+                             "exported model (a SavedModel folder or .tgz of export_model.py)")
+        description = model_flags.read(path)
+        if description["frame_features"] != frame_features:
+            levels = {True: "frame-level", False: "video-level"}
+            raise ValueError(f"--teacher={path} reads {levels[description['frame_features']]} "
+                             f"records and the student {levels[frame_features]} ones: a teacher "
+                             "must read the student's records")
+        if description["num_classes"] != num_classes:
+            raise ValueError(f"--teacher={path} predicts {description['num_classes']} classes, "
+                             f"the student {num_classes}")
+        if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+            loaded = tf.saved_model.load(path)  # kept by the closure: it owns the variables
+
+            def serve(serialized):
+                return loaded.signatures["serving_default"](serialized=serialized)["predictions"]
+
+            return serve
+        model, reader, _, _ = checkpoints.load(path)  # the averaged weights where kept
+        model.trainable = False
+        if hasattr(model, "leave_self_out"):
+            model.leave_self_out = True  # a KnnMoeModel: not the video itself as a neighbour
+
+        def predict(serialized):
+            return model(readers.model_inputs(reader.parse(serialized)), training=False)
+
+        return predict
+
+    def __call__(self, serialized, ids=None):
+        predictions = [tf.cast(member(serialized), tf.float32) for member in self.members]
+        if self.folds:
+            fold = readers.fold_of(ids, self.folds)  # (B,)
+            stacked = tf.stack(predictions, axis=1)  # (B, folds, C)
+            return tf.stop_gradient(tf.gather(stacked, fold, batch_dims=1))
+        return tf.stop_gradient(tf.add_n([w * p for w, p in zip(self.weights, predictions)]))

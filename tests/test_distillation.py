@@ -1,0 +1,165 @@
+"""Distillation: the soft loss against NumPy, a teacher's predictions against its own
+evaluation, the loss of a training step, folds, a KnnMoeModel teacher leaving the video out."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import run_tool
+
+import checkpoints
+import distillation
+import model_flags
+import readers
+import trainer
+
+
+def numpy_soft_cross_entropy(student, teacher, temperature):
+    def tempered(p):
+        p = np.clip(p, distillation.EPSILON, 1 - distillation.EPSILON)
+        return 1 / (1 + np.exp(-(np.log(p) - np.log1p(-p)) / temperature))
+
+    if temperature != 1:
+        student, teacher = tempered(student), tempered(teacher)
+    eps = 1e-5  # the starter's CrossEntropyLoss
+    return -temperature ** 2 * np.sum(teacher * np.log(student + eps)
+                                      + (1 - teacher) * np.log(1 - student + eps), axis=1)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 0.5])
+def test_the_soft_loss_against_numpy(temperature):
+    rng = np.random.default_rng(0)
+    student, teacher = rng.uniform(0.001, 0.999, (2, 4, 7))
+    got = distillation.soft_cross_entropy(tf.constant(student, tf.float32),
+                                          tf.constant(teacher, tf.float32), temperature)
+    np.testing.assert_allclose(got.numpy(), numpy_soft_cross_entropy(student, teacher,
+                                                                     temperature), rtol=1e-4)
+
+
+def train(generated_data, folder, *extra):
+    run_tool("train.py", f"--train_dir={folder}", f"--train_data_pattern={generated_data['video']}",
+             "--num_classes=50", "--batch_size=32", "--max_steps=3", *extra)
+
+
+@pytest.fixture(scope="module")
+def teachers(generated_data, tmp_path_factory):
+    """A MoE teacher (its train_dir and its export), and a KnnMoeModel one."""
+    folder = tmp_path_factory.mktemp("teachers")
+    train(generated_data, folder / "moe", "--model=MoeModel", "--moe_num_mixtures=2")
+    run_tool("export_model.py", f"--train_dir={folder / 'moe'}",
+             f"--output_dir={folder / 'moe_export'}", f"--output_tgz={folder}/moe.tgz")
+    train(generated_data, folder / "knn", "--model=KnnMoeModel", "--knn_k=1", "--knn_weight=1")
+    return folder
+
+
+def records(generated_data, count=64):
+    return next(iter(tf.data.TFRecordDataset(generated_data["video"].split(",")).batch(count)))
+
+
+def test_a_teachers_predictions_are_its_own_evaluations(generated_data, teachers, tmp_path):
+    serialized = records(generated_data)
+    model, reader, _, _ = checkpoints.load(str(teachers / "moe"))
+    own = model(readers.model_inputs(reader.parse(serialized)), training=False).numpy()
+    for path in ("moe", "moe_export", "moe.tgz"):
+        teacher = distillation.Teacher([str(teachers / path)], [1.0], 50, False, str(tmp_path))
+        np.testing.assert_allclose(teacher(serialized).numpy(), own, rtol=0, atol=1e-6)
+    both = distillation.Teacher([str(teachers / "moe"), str(teachers / "knn")], [0.25, 0.75], 50,
+                                False, str(tmp_path))
+    knn = distillation.Teacher([str(teachers / "knn")], [1.0], 50, False, str(tmp_path))
+    np.testing.assert_allclose(both(serialized).numpy(),
+                               0.25 * own + 0.75 * knn(serialized).numpy(), atol=1e-6)
+
+
+def test_a_knn_teacher_leaves_the_video_itself_out(generated_data, teachers, tmp_path):
+    """k = 1 and all weight on the neighbours: the memorised video itself would return its
+    own labels; left out, its nearest other video answers."""
+    serialized = records(generated_data)
+    model, reader, _, _ = checkpoints.load(str(teachers / "knn"))
+    batch = reader.parse(serialized)
+    labels = batch["labels"].numpy()
+    itself = model(readers.model_inputs(batch), training=False).numpy()
+    np.testing.assert_allclose(itself, labels, atol=1e-5)
+    honest = distillation.Teacher([str(teachers / "knn")], [1.0], 50, False, str(tmp_path))
+    guessed = honest(serialized).numpy()
+    assert (np.abs(guessed - labels).max(axis=1) > 0.5).mean() > 0.5  # most guesses differ
+
+
+def test_folds_split_the_videos_and_each_fold_takes_its_own_teacher(generated_data, teachers,
+                                                                   tmp_path):
+    description = model_flags.describe("MoeModel", num_classes=50)
+    reader = checkpoints.make_reader(description, trained=False)
+    files = generated_data["video"].split(",")
+
+    def ids(holdout=None):
+        return {i.decode() for b in reader.dataset(files, 100, holdout=holdout)
+                for i in b["id"].numpy()}
+
+    every, kept_0, kept_1 = ids(), ids((0, 2)), ids((1, 2))
+    assert kept_0 | kept_1 == every and not kept_0 & kept_1 and len(kept_0) > 200
+    fold = readers.fold_of(tf.constant(sorted(every)), 2).numpy()
+    assert {v for v, f in zip(sorted(every), fold) if f == 1} == kept_0
+    serialized = records(generated_data)
+    moe = distillation.Teacher([str(teachers / "moe")], [1.0], 50, False, str(tmp_path))
+    knn = distillation.Teacher([str(teachers / "knn")], [1.0], 50, False, str(tmp_path))
+    by_fold = distillation.Teacher([str(teachers / "moe"), str(teachers / "knn")], [0.5, 0.5],
+                                   50, False, str(tmp_path), folds=2)
+    video_ids = reader.parse(serialized)["id"]
+    chosen = by_fold(serialized, video_ids).numpy()
+    which = readers.fold_of(video_ids, 2).numpy()
+    assert 0 < which.sum() < len(which)
+    np.testing.assert_allclose(chosen[which == 0], moe(serialized).numpy()[which == 0], atol=1e-6)
+    np.testing.assert_allclose(chosen[which == 1], knn(serialized).numpy()[which == 1], atol=1e-6)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_a_training_step_mixes_the_label_loss_and_the_soft_loss(generated_data, teachers,
+                                                                tmp_path, temperature):
+    description = model_flags.describe("LogisticModel", num_classes=50)
+    config = trainer.TrainConfig(
+        train_dir=str(tmp_path / "student"), model_flags=description, batch_size=32,
+        train_data_pattern=generated_data["video"], teacher=str(teachers / "moe"),
+        distillation_weight=0.3, distillation_temperature=temperature,
+        regularization_penalty=0.0)
+    run = trainer.Trainer(config)
+    batch = next(iter(run.reader.dataset(generated_data["video"], 32, keep_serialized=True)))
+    soft = run.teacher(batch["serialized"], batch["id"]).numpy()
+    loss, probabilities, labels = run.train_step(batch)
+    p = probabilities.numpy().astype(np.float64)
+    eps = 1e-5
+    label_loss = -np.sum(labels * np.log(p + eps) + (1 - labels) * np.log(1 - p + eps), axis=1)
+    expected = np.mean(0.7 * label_loss + 0.3 * numpy_soft_cross_entropy(p, soft, temperature))
+    assert float(loss) == pytest.approx(expected, rel=1e-4)
+
+
+def test_bad_teachers_are_one_line(generated_data, teachers, tmp_path):
+    frames = run_tool("train.py", f"--train_dir={tmp_path / 'f'}",
+                      f"--train_data_pattern={generated_data['frames']}", "--frame_features",
+                      "--num_classes=50", "--max_frames=40", "--model=FrameLevelLogisticModel",
+                      f"--teacher={teachers / 'moe'}",
+                      "--max_steps=1", check=False)
+    assert frames.returncode == 1
+    assert frames.stderr.strip().splitlines()[-1] == (
+        f"error: --teacher={teachers / 'moe'} reads video-level records and the student "
+        "frame-level ones: a teacher must read the student's records")
+    for flags, message in (
+            ([f"--teacher={tmp_path}"], "is neither a train_dir of train.py nor an exported"),
+            ([f"--teacher={teachers / 'moe'}", "--teacher_folds=2"],
+             "--teacher_folds=2 needs 2 teachers"),
+            ([f"--teacher={teachers / 'moe'}", "--teacher_weights=1,2"],
+             "--teacher_weights needs 1 non-negative numbers"),
+            (["--holdout_fold=3/2"], "--holdout_fold=3/2: give I/K with 0 <= I < K"),
+            ([f"--teacher={teachers / 'moe'}", "--distillation_weight=2"],
+             "--distillation_weight must be between 0 and 1")):
+        done = run_tool("train.py", f"--train_dir={tmp_path / 's'}",
+                        f"--train_data_pattern={generated_data['video']}", "--num_classes=50",
+                        "--max_steps=1", *flags, check=False)
+        assert done.returncode == 1 and message in done.stderr, (flags, done.stderr[-500:])
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr[-1000:]
+
+
+def test_a_distilled_run_trains_end_to_end_with_a_bundle_teacher(generated_data, teachers,
+                                                                tmp_path):
+    done = run_tool("train.py", f"--train_dir={tmp_path}",
+                    f"--train_data_pattern={generated_data['video']}", "--num_classes=50",
+                    "--batch_size=32", "--max_steps=4", f"--teacher={teachers}/moe.tgz",
+                    "--holdout_fold=0/3", "--jit_compile")
+    assert "done at step 4" in done.stdout
