@@ -135,6 +135,8 @@ flags.DEFINE_string("families", ",".join(FAMILIES), "Families to train: " + ", "
 flags.DEFINE_string("budgets", ",".join([*BUDGETS, "full"]), "Budgets: " + ", ".join(BUDGETS)
                     + " and full (the starter's MoeModel, 2 mixtures, dense family).")
 flags.DEFINE_bool("twins", True, "Train each structured point's twins too.")
+flags.DEFINE_bool("no_train", False, "Train nothing: the table and plot of the runs finished "
+                  "so far.")
 flags.DEFINE_float("close", 0.01, "Families within this GAP of a budget's best get a 2nd seed.")
 flags.DEFINE_string("out_dir", os.path.join(runs.REPO, "out", "frontier"), "Where runs go.")
 FLAGS = flags.FLAGS
@@ -339,6 +341,8 @@ def train(family, budget, name, model_flags, seed):
     folder = _FOLDERS.setdefault(tuple(args), os.path.join(
         FLAGS.out_dir, "runs", family.replace("/", "_as_"), budget,
         re.sub(r"\W+", "_", name).strip("_") or "point", f"seed_{seed}"))
+    if FLAGS.no_train and runs.finished_seconds(args, folder) is None:
+        return None
     seconds = runs.run_train(args, f"{family} {budget} {name} seed {seed}", folder)
     results = runs.validations(folder)
     best = max(results, key=lambda r: r["gap"])
@@ -492,9 +496,12 @@ def main(argv):
     for row in misfits:
         print(f"{row['family']} {row['budget']}: no twin within {WITHIN:.0%} of the point's "
               "weights", flush=True)
-    rows = [train(*point, seed=0) for point in todo]
+    rows = [row for point in todo if (row := train(*point, seed=0))]
     again = close_calls(rows, FLAGS.close)
-    rows += [train(*point, seed=1) for point in todo if point[:2] in again]
+    rows += [row for point in todo if point[:2] in again and (row := train(*point, seed=1))]
+    if FLAGS.no_train:
+        print(f"--no_train: {len(rows)} finished runs of the {len(todo)} points and their "
+              "second seeds", flush=True)
     rows += misfits
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     results = os.path.join(FLAGS.out_dir, "frontier.jsonl")

@@ -23,12 +23,9 @@ def run_train(args, name, train_dir):
     (train.py's output, train_dir/train_log.txt).
     """
     log = os.path.join(train_dir, "train_log.txt")
-    if os.path.exists(os.path.join(train_dir, "done")) and \
-            os.path.exists(os.path.join(train_dir, trainer.SUMMARY_FILE)):
-        with open(os.path.join(train_dir, "done")) as done:
-            finished = json.load(done)
-        if finished.get("args", args) == args:  # runs of before args were recorded: as asked
-            return finished["seconds"]
+    seconds = finished_seconds(args, train_dir)
+    if seconds is not None:
+        return seconds
     command = [sys.executable, os.path.join(REPO, "train.py"), f"--train_dir={train_dir}", *args]
     print(f"{name}: {' '.join(command[1:])}", flush=True)
     started = time.time()
@@ -41,6 +38,17 @@ def run_train(args, name, train_dir):
     utils.atomic_write(os.path.join(train_dir, "done"),
                        json.dumps({"seconds": seconds, "args": args}))
     return seconds
+
+
+def finished_seconds(args, train_dir):
+    """The wall seconds of a finished run of train.py's `args` in train_dir, else None."""
+    if not (os.path.exists(os.path.join(train_dir, "done"))
+            and os.path.exists(os.path.join(train_dir, trainer.SUMMARY_FILE))):
+        return None
+    with open(os.path.join(train_dir, "done")) as done:
+        finished = json.load(done)
+    # Runs of before the arguments were recorded count as asked.
+    return finished["seconds"] if finished.get("args", args) == args else None
 
 
 def summary(train_dir):
