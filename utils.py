@@ -117,9 +117,12 @@ class Progress:
         return max(self.total - done, 0) * (now - first_time) / (done - first_done)
 
     def status(self, done):
-        """'1,234/5,701 (21%)' ('/~5,701' for an estimated total)."""
+        """'1,234/5,701 (21%)' ('/~5,701' for an estimated total); work that started part way
+        (a resumed run) says its share is of what this run does: '40/50 (9% of this run)'."""
         share = 100 * (done - self.start) / max(self.total - self.start, 1)
-        return f"{done:,}/{'~' if self.estimated else ''}{self.total:,} ({min(share, 100):.0f}%)"
+        of = " of this run" if self.start else ""
+        return (f"{done:,}/{'~' if self.estimated else ''}{self.total:,} "
+                f"({min(share, 100):.0f}%{of})")
 
     def left_text(self, done, now=None):
         """' | 3m10s left', or '' before there is a rate to go by."""

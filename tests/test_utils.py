@@ -37,7 +37,8 @@ def test_time_left_leaves_the_first_unit_out():
     progress = utils.Progress(110, start=10)
     assert progress.left(11, now=100.0) is None  # the first step: compilation, no rate yet
     assert progress.left(21, now=110.0) == 89 * 1.0  # 10 steps in 10 s, 89 to go
-    assert progress.status(21) == "21/110 (11%)"
+    assert progress.status(21) == "21/110 (11% of this run)"  # 11 of its 100 steps
+    assert utils.Progress(110).status(21) == "21/110 (19%)"
     assert utils.Progress(5000, estimated=True).status(1234) == "1,234/~5,000 (25%)"
 
 
