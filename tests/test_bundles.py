@@ -7,7 +7,7 @@ import tarfile
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import run_tool
+from helpers import run_in_one_process
 
 import bundles
 import checkpoints
@@ -142,57 +142,56 @@ def test_the_summary_gives_the_size_at_each_precision():
 def trained_dirs(generated_data, tmp_path_factory):
     """Two short train.py runs (video-level MoE of 3 mixtures: 1,152 x 150 tensors to
     quantize), and one at frame level."""
-    folders = {}
+    folders, arguments = {}, []
     for name, extra in (("a", ["--seed=1"]), ("b", ["--seed=2"]),
                         ("frames", ["--frame_features", "--model=FrameLevelLogisticModel",
                                     "--max_frames=40"])):
-        folder = tmp_path_factory.mktemp("bundles") / name
+        folders[name] = tmp_path_factory.mktemp("bundles") / name
         data = generated_data["frames" if name == "frames" else "video"]
-        run_tool("train.py", f"--train_dir={folder}", f"--train_data_pattern={data}",
-                 "--model=MoeModel", "--moe_num_mixtures=3", "--num_classes=50",
-                 "--batch_size=32", "--max_steps=3", *extra)
-        folders[name] = folder
+        arguments.append([f"--train_dir={folders[name]}", f"--train_data_pattern={data}",
+                          "--model=MoeModel", "--moe_num_mixtures=3", "--num_classes=50",
+                          "--batch_size=32", "--max_steps=3", *extra])
+    done = run_in_one_process("train", arguments)
+    assert [code for code, _, _ in done] == [0, 0, 0], done
     return folders
 
 
 def test_uint8_bundle_is_smaller_and_an_over_budget_one_is_refused(trained_dirs, tmp_path):
+    trained = f"--train_dir={trained_dirs['a']}"
+    exports = run_in_one_process("export_model", [
+        *([trained, f"--output_dir={tmp_path / p}", f"--output_tgz={tmp_path}/{p}.tgz",
+           f"--quantize={p}"] for p in ("float32", "uint8")),
+        [trained, f"--output_dir={tmp_path / 'over'}", f"--output_tgz={tmp_path}/over.tgz",
+         "--max_bundle_mb=0.01"],
+        [trained, f"--output_dir={tmp_path / 'x'}", "--output_tgz=/nonexistent/x.tgz"]])
+    assert [code for code, _, _ in exports] == [0, 0, 1, 1], exports
     sizes = {}
     for precision in ("float32", "uint8"):
-        run_tool("export_model.py", f"--train_dir={trained_dirs['a']}",
-                 f"--output_dir={tmp_path / precision}", f"--output_tgz={tmp_path}/{precision}.tgz",
-                 f"--quantize={precision}")
         sizes[precision] = os.path.getsize(tmp_path / f"{precision}.tgz")
         with tarfile.open(tmp_path / f"{precision}.tgz") as tar:
             assert f"{precision}/saved_model.pb" in tar.getnames()
     assert sizes["float32"] > 3.5 * sizes["uint8"]
-    refused = run_tool("export_model.py", f"--train_dir={trained_dirs['a']}",
-                       f"--output_dir={tmp_path / 'over'}", f"--output_tgz={tmp_path}/over.tgz",
-                       "--max_bundle_mb=0.01", check=False)
-    assert refused.returncode == 1
-    assert refused.stderr.strip().splitlines()[-1].startswith(
-        f"error: the bundle {tmp_path}/over.tgz is ")
-    assert "over --max_bundle_mb=0.01: nothing was kept" in refused.stderr
+    refused = exports[2][2].strip().splitlines()
+    assert len(refused) == 1 and refused[0].startswith(f"error: the bundle {tmp_path}/over.tgz is ")
+    assert refused[0].endswith("over --max_bundle_mb=0.01: nothing was kept; try "
+                               "--quantize=uint8 or a smaller model")
     assert not (tmp_path / "over").exists() and not (tmp_path / "over.tgz").exists()
-    unwritable = run_tool("export_model.py", f"--train_dir={trained_dirs['a']}",
-                          f"--output_dir={tmp_path / 'x'}", "--output_tgz=/nonexistent/x.tgz",
-                          check=False)
-    assert unwritable.returncode == 1 and not (tmp_path / "x").exists()
-    assert "--output_tgz=/nonexistent/x.tgz: the folder /nonexistent does not exist" in \
-        unwritable.stderr
+    assert not (tmp_path / "x").exists()
+    assert exports[3][2].strip() == ("error: --output_tgz=/nonexistent/x.tgz: the folder "
+                                     "/nonexistent does not exist; create it first")
 
 
 def test_ensemble_writes_one_bundle_and_evaluates_a_bundle_alone(trained_dirs, tmp_path,
                                                                  generated_data):
-    made = run_tool("ensemble.py", f"--inputs={trained_dirs['a']},{trained_dirs['b']}",
-                    "--weights=1,3", f"--bundle_dir={tmp_path / 'both'}",
-                    f"--bundle_tgz={tmp_path}/both.tgz", "--quantize=uint8")
-    assert "an ensemble of 2 models (weights 0.25, 0.75)" in made.stdout
-    scored = run_tool("ensemble.py", f"--inputs={tmp_path}/both.tgz",
-                      f"--input_data_pattern={generated_data['video']}",
-                      f"--output_file={tmp_path}/both.csv",
-                      f"--untar_model_dir={tmp_path}/untar")
-    assert "ensemble on 600 labelled videos: GAP@20 " in scored.stdout
-    mixed = run_tool("ensemble.py", f"--inputs={trained_dirs['a']},{trained_dirs['frames']}",
-                     f"--bundle_dir={tmp_path / 'mixed'}", check=False)
-    assert mixed.returncode == 1 and "records of both levels" in mixed.stderr
+    made, scored, mixed = run_in_one_process("ensemble", [
+        [f"--inputs={trained_dirs['a']},{trained_dirs['b']}", "--weights=1,3",
+         f"--bundle_dir={tmp_path / 'both'}", f"--bundle_tgz={tmp_path}/both.tgz",
+         "--quantize=uint8"],
+        [f"--inputs={tmp_path}/both.tgz", f"--input_data_pattern={generated_data['video']}",
+         f"--output_file={tmp_path}/both.csv", f"--untar_model_dir={tmp_path}/untar"],
+        [f"--inputs={trained_dirs['a']},{trained_dirs['frames']}",
+         f"--bundle_dir={tmp_path / 'mixed'}"]])
+    assert made[0] == 0 and "an ensemble of 2 models (weights 0.25, 0.75)" in made[1], made
+    assert scored[0] == 0 and "ensemble on 600 labelled videos: GAP@20 " in scored[1], scored
+    assert mixed[0] == 1 and "records of both levels" in mixed[2]
     assert not (tmp_path / "mixed").exists()

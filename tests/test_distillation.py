@@ -4,7 +4,7 @@ evaluation, the loss of a training step, folds, a KnnMoeModel teacher leaving th
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import run_tool
+from helpers import run_in_one_process, run_tool
 
 import checkpoints
 import distillation
@@ -35,19 +35,22 @@ def test_the_soft_loss_against_numpy(temperature):
                                                                      temperature), rtol=1e-4)
 
 
-def train(generated_data, folder, *extra):
-    run_tool("train.py", f"--train_dir={folder}", f"--train_data_pattern={generated_data['video']}",
-             "--num_classes=50", "--batch_size=32", "--max_steps=3", *extra)
+def train_args(generated_data, folder, *extra):
+    return [f"--train_dir={folder}", f"--train_data_pattern={generated_data['video']}",
+            "--num_classes=50", "--batch_size=32", "--max_steps=3", *extra]
 
 
 @pytest.fixture(scope="module")
 def teachers(generated_data, tmp_path_factory):
     """A MoE teacher (its train_dir and its export), and a KnnMoeModel one."""
     folder = tmp_path_factory.mktemp("teachers")
-    train(generated_data, folder / "moe", "--model=MoeModel", "--moe_num_mixtures=2")
+    done = run_in_one_process("train", [
+        train_args(generated_data, folder / "moe", "--model=MoeModel", "--moe_num_mixtures=2"),
+        train_args(generated_data, folder / "knn", "--model=KnnMoeModel", "--knn_k=1",
+                   "--knn_weight=1")])
+    assert [code for code, _, _ in done] == [0, 0], done
     run_tool("export_model.py", f"--train_dir={folder / 'moe'}",
              f"--output_dir={folder / 'moe_export'}", f"--output_tgz={folder}/moe.tgz")
-    train(generated_data, folder / "knn", "--model=KnnMoeModel", "--knn_k=1", "--knn_weight=1")
     return folder
 
 
@@ -131,29 +134,27 @@ def test_a_training_step_mixes_the_label_loss_and_the_soft_loss(generated_data, 
 
 
 def test_bad_teachers_are_one_line(generated_data, teachers, tmp_path):
-    frames = run_tool("train.py", f"--train_dir={tmp_path / 'f'}",
-                      f"--train_data_pattern={generated_data['frames']}", "--frame_features",
-                      "--num_classes=50", "--max_frames=40", "--model=FrameLevelLogisticModel",
-                      f"--teacher={teachers / 'moe'}",
-                      "--max_steps=1", check=False)
-    assert frames.returncode == 1
-    assert frames.stderr.strip().splitlines()[-1] == (
-        f"error: --teacher={teachers / 'moe'} reads video-level records and the student "
-        "frame-level ones: a teacher must read the student's records")
-    for flags, message in (
-            ([f"--teacher={tmp_path}"], "is neither a train_dir of train.py nor an exported"),
-            ([f"--teacher={teachers / 'moe'}", "--teacher_folds=2"],
-             "--teacher_folds=2 needs 2 teachers"),
-            ([f"--teacher={teachers / 'moe'}", "--teacher_weights=1,2"],
-             "--teacher_weights needs 1 non-negative numbers"),
-            (["--holdout_fold=3/2"], "--holdout_fold=3/2: give I/K with 0 <= I < K"),
-            ([f"--teacher={teachers / 'moe'}", "--distillation_weight=2"],
-             "--distillation_weight must be between 0 and 1")):
-        done = run_tool("train.py", f"--train_dir={tmp_path / 's'}",
-                        f"--train_data_pattern={generated_data['video']}", "--num_classes=50",
-                        "--max_steps=1", *flags, check=False)
-        assert done.returncode == 1 and message in done.stderr, (flags, done.stderr[-500:])
-        assert len(done.stderr.strip().splitlines()) == 1, done.stderr[-1000:]
+    cases = [
+        (["--frame_features", "--max_frames=40", "--model=FrameLevelLogisticModel",
+          f"--teacher={teachers / 'moe'}"],
+         f"--teacher={teachers / 'moe'} reads video-level records and the student frame-level "
+         "ones: a teacher must read the student's records"),
+        ([f"--teacher={tmp_path}"], "is neither a train_dir of train.py nor an exported"),
+        ([f"--teacher={teachers / 'moe'}", "--teacher_folds=2"],
+         "--teacher_folds=2 needs 2 teachers"),
+        ([f"--teacher={teachers / 'moe'}", "--teacher_weights=1,2"],
+         "--teacher_weights needs 1 non-negative numbers"),
+        (["--holdout_fold=3/2"], "--holdout_fold=3/2: give I/K with 0 <= I < K"),
+        ([f"--teacher={teachers / 'moe'}", "--distillation_weight=2"],
+         "--distillation_weight must be between 0 and 1")]
+    arguments = []
+    for flags, _ in cases:
+        data = generated_data["frames" if "--frame_features" in flags else "video"]
+        arguments.append([f"--train_dir={tmp_path / 's'}", f"--train_data_pattern={data}",
+                          "--num_classes=50", "--max_steps=1", *flags])
+    for (flags, message), (code, _, err) in zip(cases, run_in_one_process("train", arguments)):
+        lines = err.strip().splitlines()
+        assert code == 1 and len(lines) == 1 and message in lines[0], (flags, err[-1000:])
 
 
 def test_a_distilled_run_trains_end_to_end_with_a_bundle_teacher(generated_data, teachers,
