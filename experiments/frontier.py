@@ -428,7 +428,8 @@ def twin_table(rows):
                      for k in layer_kinds.KINDS}
             found[family] = entries[(family, budget)]
             top = max(v[0] for v in found.values() if v)
-            kinds = site_kinds(each.budgets[budget][0])
+            fixed, key = each.budgets[budget]
+            kinds = site_kinds({**fixed, key: 1} if key else fixed)  # the size aside
             own_kinds = {kinds.get(site, ("dense", None))[0] for site in each.tested}
             cells = []
             for kind in layer_kinds.KINDS:

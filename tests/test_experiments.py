@@ -156,10 +156,18 @@ def test_frontier_twin_table_puts_each_point_beside_its_twins():
             {"family": "circulant_gating/low_rank", "budget": "2M", "seed": 0, "gap": 0.7196,
              "point": "low_rank=391 gating=low_rank:2", "weights": 1_995_232},
             {"family": "circulant_gating/dense", "budget": "2M", "point": "does not fit",
-             "seed": None, "weights": 14_939_368, "gap": None}]
-    line = frontier.twin_table(rows).splitlines()[2]
+             "seed": None, "weights": 14_939_368, "gap": None},
+            {"family": "low_rank", "budget": "2M", "point": "low_rank=398", "seed": 0,
+             "weights": 1_999_434, "gap": 0.722},
+            {"family": "low_rank/monarch", "budget": "2M", "point": "does not fit",
+             "seed": None, "weights": 1_930_006, "gap": None}]
+    lines = frontier.twin_table(rows).splitlines()
+    assert lines[2] == ("| 2M | low_rank (classifier) | - | - | "
+                        "**0.7220 (1.999M, own: low_rank=398)** | no fit (nearest 1.93M) |")
+    line = lines[3]
     assert line == ("| 2M | circulant_gating (gating) | no fit (nearest 14.9M) | "
                     "**0.7270 (1.995M, own: low_rank=391)** | "
                     "0.7196 (1.995M, low_rank=391 gating=low_rank:2) | - |")
     assert frontier.close_calls(rows, 0.01) == [("circulant_gating", "2M"),
-                                                ("circulant_gating/low_rank", "2M")]
+                                                ("circulant_gating/low_rank", "2M"),
+                                                ("low_rank", "2M")]
