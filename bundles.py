@@ -121,7 +121,10 @@ def bundle(folder, tgz_path):
 
 
 def check_writable(path, flag):
-    """One line naming the flag when `path`'s folder is missing or read-only (before any work)."""
+    """One line naming the flag when `path`'s folder is missing or read-only (before any work);
+    remote paths (gs://...) are left to the writing itself."""
+    if "://" in path:
+        return
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"--{flag}={path}: the folder {folder} does not exist; create it first")
