@@ -115,19 +115,6 @@ def read_submission(path):
     return rows
 
 
-def parse_weights(text, count):
-    if not text:
-        return np.full(count, 1.0 / count)
-    try:
-        weights = np.array([float(w) for w in text.split(",")])
-    except ValueError:
-        raise ValueError(f"--weights must be numbers, got {text!r}") from None
-    if len(weights) != count or (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError(f"--weights needs {count} non-negative numbers, not all 0 (one per "
-                         f"input), got {text!r}")
-    return weights / weights.sum()
-
-
 def add_submissions(scores, ids, submissions, num_classes):
     """scores [B, C] += each (weight, rows) submission's scores of the videos `ids`."""
     missing = 0
@@ -215,7 +202,7 @@ def run():
     if FLAGS.bundle_dir:
         if not inputs:
             raise ValueError("--inputs is required: the train_dirs to bundle")
-        write_bundle(inputs, parse_weights(FLAGS.weights, len(inputs)))
+        write_bundle(inputs, utils.parse_weights(FLAGS.weights, len(inputs), "weights", "input"))
         if not FLAGS.output_file:
             return
     if not inputs or not FLAGS.output_file:
@@ -226,7 +213,7 @@ def run():
     for name in ("train_dir", "saved_model_dir", "input_model_tgz"):
         if FLAGS[name].present:
             raise ValueError(f"--{name} is inference.py's: list every model in --inputs")
-    weights = parse_weights(FLAGS.weights, len(inputs))
+    weights = utils.parse_weights(FLAGS.weights, len(inputs), "weights", "input")
     models, submissions = [], []
     for index, (path, weight) in enumerate(zip(inputs, weights)):
         if path.endswith(".csv"):

@@ -224,16 +224,8 @@ class TrainConfig:
             if self.teacher_weights or self.teacher_folds:
                 raise ValueError("--teacher_weights and --teacher_folds need --teacher")
             return [], []
-        if not self.teacher_weights:
-            return paths, [1.0 / len(paths)] * len(paths)
-        try:
-            weights = [float(w) for w in self.teacher_weights.split(",")]
-        except ValueError:
-            weights = []
-        if len(weights) != len(paths) or min(weights) < 0 or sum(weights) <= 0:
-            raise ValueError(f"--teacher_weights needs {len(paths)} non-negative numbers, not "
-                             f"all 0 (one per teacher), got {self.teacher_weights!r}")
-        return paths, [w / sum(weights) for w in weights]
+        return paths, utils.parse_weights(self.teacher_weights, len(paths), "teacher_weights",
+                                          "teacher")
 
     def kind_scales(self):
         """{kind: learning-rate scale} of the structured kinds whose scale is not 1, from

@@ -85,6 +85,21 @@ def warn(message):
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
+def parse_weights(text, count, flag, what):
+    """The comma-separated weights of --`flag` for `count` `what`s, summing to 1 (equal when
+    `text` is empty); ValueError naming the flag for a bad list."""
+    if not text:
+        return [1.0 / count] * count if count else []
+    try:
+        weights = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--{flag} must be numbers, got {text!r}") from None
+    if len(weights) != count or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"--{flag} needs {count} non-negative numbers, not all 0 (one per "
+                         f"{what}), got {text!r}")
+    return [w / sum(weights) for w in weights]
+
+
 def duration(seconds):
     """'1h02m', '3m20s', '45s'."""
     seconds = int(max(seconds, 0))
