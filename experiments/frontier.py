@@ -20,7 +20,9 @@ not fitting, with the nearest it came.
 Output in --out_dir: `frontier.jsonl` (one JSON line per run), `frontier.png` (GAP against
 weights, log scale, a line per family, the best of each budget marked) and `frontier.md` (the
 table by budget, then each structured point against its twins). A run already finished in its
-folder is read again, not retrained.
+folder is read again, not retrained; so is a run recorded in a --reuse file (an earlier
+frontier.jsonl, such as the ones in experiments/results/) with the same train.py flags and seed:
+its row is taken as it stands, marked with the file it came from.
 """
 
 import collections
@@ -138,6 +140,9 @@ flags.DEFINE_bool("twins", True, "Train each structured point's twins too.")
 flags.DEFINE_bool("no_train", False, "Train nothing: the table and plot of the runs finished "
                   "so far.")
 flags.DEFINE_float("close", 0.01, "Families within this GAP of a budget's best get a 2nd seed.")
+flags.DEFINE_list("reuse", [], "Earlier frontier.jsonl files whose runs count as finished: a "
+                  "row with the same model flags and seed is taken, not retrained (the first "
+                  "file that has it wins). The training settings of this script are assumed.")
 flags.DEFINE_string("out_dir", os.path.join(runs.REPO, "out", "frontier"), "Where runs go.")
 FLAGS = flags.FLAGS
 
@@ -332,11 +337,33 @@ def train_args(flags_of_run, seed):
 
 
 _FOLDERS = {}  # train.py arguments -> the folder of their run (a twin can be another point)
+_REUSED = {}  # (model flags, seed) -> an earlier row
+
+
+def read_reused(paths):
+    """{(model flags, seed): row} of the finished runs in these frontier.jsonl files."""
+    found = {}
+    for path in paths:
+        try:
+            with open(path) as f:
+                rows = [json.loads(line) for line in f if line.strip()]
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: --reuse {path}: {e}; give frontier.jsonl files "
+                             "written by this script") from None
+        for row in rows:
+            if row.get("gap") is not None and row.get("flags"):
+                found.setdefault((tuple(row["flags"]), row["seed"]),
+                                 {**row, "reused_from": row.get("reused_from")
+                                  or os.path.basename(path)})
+    return found
 
 
 def train(family, budget, name, model_flags, seed):
     """One run (one per set of arguments: a twin the same as another point is not trained
     again); its row for frontier.jsonl."""
+    reused = _REUSED.get((tuple(model_flags), seed))
+    if reused:
+        return {**reused, "family": family, "budget": budget, "point": name}
     args = train_args(model_flags, seed)
     folder = _FOLDERS.setdefault(tuple(args), os.path.join(
         FLAGS.out_dir, "runs", family.replace("/", "_as_"), budget,
@@ -491,6 +518,7 @@ def main(argv):
     if not os.path.isdir(os.path.join(utils.shared_data_dir(), "yt8m-2018-video")):
         raise SystemExit(f"error: no yt8m-2018-video in {utils.shared_data_dir()}; set "
                          "YT8M_SHARED_DATA to the folder of the real YouTube-8M files")
+    _REUSED.update(read_reused(FLAGS.reuse))
     started = time.time()
     todo, misfits = points(families, budgets, FLAGS.twins)
     print(f"{len(todo)} points: " + "; ".join(f"{f} {b} {n}" for f, b, n, _ in todo), flush=True)
