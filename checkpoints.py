@@ -1,5 +1,6 @@
 """A trained model back from its train_dir: model_flags.json, the reader, a checkpoint."""
 
+import json
 import os
 import re
 
@@ -11,6 +12,8 @@ import readers
 import utils
 
 CHECKPOINT_NAME = "model.ckpt"  # train.py's checkpoints: model.ckpt-<step>.index and .data-*
+BEST = "best"  # train_dir/best/: the checkpoint of the best validation (--keep_best_checkpoint)
+BEST_FILE = "best.json"
 
 
 def make_reader(model_flags, trained=True):
@@ -145,9 +148,55 @@ def restore(model, path, averaged=True):
     return key
 
 
+class BestCheckpoint:
+    """train_dir/best/: the checkpoint of the best validation GAP so far (the model, and its
+    average where the run keeps one) and best.json naming it with its step and GAP. A new best
+    is written whole before best.json points to it and the old one goes: a crash leaves one."""
+
+    def __init__(self, folder, objects):
+        self.folder = folder
+        self.checkpoint = tf.train.Checkpoint(**objects)
+        self.best = read_best(folder) or {"gap": float("-inf"), "checkpoint": None}
+
+    def offer(self, gap, step):
+        """Keep the weights as they are now if `gap` beats the best so far; True if so."""
+        if not gap > self.best["gap"]:
+            return False
+        name = f"{CHECKPOINT_NAME}-{step}"
+        self.checkpoint.write(os.path.join(self.folder, name))
+        old, self.best = self.best["checkpoint"], {"checkpoint": name, "step": step,
+                                                    "gap": float(gap)}
+        utils.atomic_write(os.path.join(self.folder, BEST_FILE), json.dumps(self.best))
+        if old and old != name:
+            for path in tf.io.gfile.glob(os.path.join(self.folder, old) + ".*"):
+                tf.io.gfile.remove(path)
+        return True
+
+
+def read_best(folder):
+    """best.json of a best/ folder ({checkpoint, step, gap}), or None."""
+    path = os.path.join(folder, BEST_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def best_checkpoint(train_dir):
+    """The path of train_dir's best-validation checkpoint; ValueError when it kept none."""
+    folder = os.path.join(train_dir, BEST)
+    best = read_best(folder)
+    if best is None:
+        raise ValueError(f"{train_dir} has no best checkpoint ({folder}/{BEST_FILE}): train "
+                         "with --keep_best_checkpoint, or give a checkpoint path")
+    return os.path.join(folder, best["checkpoint"])
+
+
 def load(train_dir, checkpoint=None):
-    """(model, reader, model_flags, checkpoint path) of the given checkpoint or else the newest
-    that restores."""
+    """(model, reader, model_flags, checkpoint path) of the given checkpoint ("best": the best
+    validation's, --keep_best_checkpoint) or else the newest that restores."""
+    if checkpoint == BEST:
+        checkpoint = best_checkpoint(train_dir)
     model_flags = model_flags_file.read(train_dir)
     reader = make_reader(model_flags)
     model = build_model(model_flags, reader)

@@ -19,6 +19,7 @@ graph, stored at --quantize like any export), which serves like a single model.
 """
 
 import csv
+import json
 import os
 import time
 
@@ -43,6 +44,8 @@ flags.DEFINE_string("weights", "", "Comma-separated weight of each input (defaul
 flags.DEFINE_string("bundle_dir", "", "Write the ensemble of the inputs (train_dirs) as one "
                     "SavedModel here (a new folder); --output_file is then optional.")
 flags.DEFINE_string("bundle_tgz", "", "Also bundle that SavedModel in this .tgz file.")
+flags.DEFINE_string("metrics_file", "", "With labelled records: also write the metrics (GAP, "
+                    "hit@1, PERR, MAP, videos) here as one JSON object.")
 bundles.define_flags()
 for _name in ("input_data_pattern", "output_file", "top_k", "batch_size", "num_readers",
               "untar_model_dir", "log_seconds"):  # inference.py's, used here too
@@ -255,6 +258,13 @@ def run():
         print(f"ensemble on {results['labelled']} labelled videos: GAP@{FLAGS.top_k} "
               f"{results['gap']:.4f} | hit@1 {results['hit_at_one']:.4f} | PERR "
               f"{results['perr']:.4f} | MAP {results['map']:.4f}")
+        if FLAGS.metrics_file:
+            utils.atomic_write(FLAGS.metrics_file, json.dumps(
+                {**{k: float(v) for k, v in results.items()}, "inputs": inputs,
+                 "weights": weights, "data": pattern}) + "\n")
+    elif FLAGS.metrics_file:
+        print(f"no labelled videos in {pattern or 'the submissions'}: --metrics_file "
+              f"{FLAGS.metrics_file} was not written")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import bundles  # noqa: E402
 import checkpoints  # noqa: E402
 
 flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The train_dir of train.py.")
-flags.DEFINE_string("checkpoint", "", "A checkpoint path (default: the latest in train_dir).")
+flags.DEFINE_string("checkpoint", "", "A checkpoint path, or best: the best validation's "
+                    "(train.py --keep_best_checkpoint; default: the latest in train_dir).")
 flags.DEFINE_string("output_dir", "", "Folder for the SavedModel (must not exist yet).")
 flags.DEFINE_string("output_tgz", "", "Also bundle the SavedModel in this .tgz file.")
 flags.DEFINE_integer("top_k", 20, "Classes returned per video.")

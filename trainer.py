@@ -118,6 +118,9 @@ class TrainConfig:
         0.99, "Momentum of the batch-norm layers' moving statistics, which evaluation uses. "
               "Lower it (0.9) for runs of a few hundred steps or at high learning rates, where "
               "the weights outpace a 0.99 average.", TRAINING)
+    keep_best_checkpoint: bool = option(
+        False, "Also keep the checkpoint of the best validation GAP in train_dir/best/ "
+               "(export_model.py --checkpoint=best exports it).", TRAINING)
     checkpoint_steps: int = option(500, "Save a checkpoint every this many steps.", TRAINING)
     log_steps: int = option(10, "Print progress every this many steps.", TRAINING)
     validation_steps: int = option(1000, "Evaluate every this many steps (and at the end).",
@@ -366,6 +369,7 @@ class Trainer:
             keras.mixed_precision.set_global_policy(policy)
         self.registered_model = build_model is None
         self.teacher = None
+        self.best = None  # checkpoints.BestCheckpoint, at the first validation
         paths, weights = c.teachers()
         if paths:
             with self.strategy.scope():
@@ -760,6 +764,14 @@ class Trainer:
             tf.summary.scalar(f"validation/{name}", results[name], step=step)
         with open(os.path.join(self.out_dir, "validation.jsonl"), "a") as log:
             log.write(json.dumps(dict(results, step=step)) + "\n")
+        if self.config.keep_best_checkpoint:
+            if self.best is None:
+                self.best = checkpoints.BestCheckpoint(
+                    os.path.join(self.out_dir, checkpoints.BEST),
+                    {"model": self.model, **({checkpoints.AVERAGED: self.averaged}
+                                             if self.averaged is not None else {})})
+            if self.best.offer(results["gap"], step):
+                print(f"the best validation so far: kept in {self.best.folder}", flush=True)
 
 
 def append_train_log(path, values, skipped=None):

@@ -1,7 +1,9 @@
 """Quantized exports and one-bundle ensembles: the codebooks against brute force, the bundle's
 predictions against the model with its weights decoded, the refusals."""
 
+import json
 import os
+import re
 import tarfile
 
 import numpy as np
@@ -188,10 +190,15 @@ def test_ensemble_writes_one_bundle_and_evaluates_a_bundle_alone(trained_dirs, t
          f"--bundle_dir={tmp_path / 'both'}", f"--bundle_tgz={tmp_path}/both.tgz",
          "--quantize=uint8"],
         [f"--inputs={tmp_path}/both.tgz", f"--input_data_pattern={generated_data['video']}",
-         f"--output_file={tmp_path}/both.csv", f"--untar_model_dir={tmp_path}/untar"],
+         f"--output_file={tmp_path}/both.csv", f"--untar_model_dir={tmp_path}/untar",
+         f"--metrics_file={tmp_path}/both.json"],
         [f"--inputs={trained_dirs['a']},{trained_dirs['frames']}",
          f"--bundle_dir={tmp_path / 'mixed'}"]])
     assert made[0] == 0 and "an ensemble of 2 models (weights 0.25, 0.75)" in made[1], made
     assert scored[0] == 0 and "ensemble on 600 labelled videos: GAP@20 " in scored[1], scored
+    metrics = json.loads((tmp_path / "both.json").read_text())
+    printed = re.search(r"GAP@20 (\d\.\d+) \| hit@1 (\d\.\d+)", scored[1]).groups()
+    assert (f"{metrics['gap']:.4f}", f"{metrics['hit_at_one']:.4f}") == printed
+    assert metrics["videos"] == 600 and metrics["inputs"] == [f"{tmp_path}/both.tgz"]
     assert mixed[0] == 1 and "records of both levels" in mixed[2]
     assert not (tmp_path / "mixed").exists()

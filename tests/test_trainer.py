@@ -394,3 +394,28 @@ def test_the_moving_average_of_the_weights_follows_its_recurrence_across_a_resum
     assert validated["step"] == 3 and validated["gap"] == pytest.approx(evaluated["gap"], abs=1e-6)
     with pytest.raises(ValueError, match="--ema_decay must be at least 0 and below 1, got 1"):
         trainer.Trainer(config_for(generated_data, tmp_path / "bad", ema_decay=1.0))
+
+
+def test_the_best_validation_checkpoint_is_kept_and_loads_as_validated(generated_data, tmp_path):
+    """best/ holds one checkpoint, of the validation with the highest GAP (the first such), also
+    across a resume; loading it evaluates to that GAP."""
+    config = dict(validation_data_pattern=generated_data["video"], validation_steps=1,
+                  keep_best_checkpoint=True, base_learning_rate=0.05)
+    trainer.Trainer(config_for(generated_data, tmp_path, max_steps=3, **config)).run()
+    trainer.Trainer(config_for(generated_data, tmp_path, max_steps=6, **config)).run()
+    validations = [json.loads(line) for line in
+                   (tmp_path / "validation.jsonl").read_text().splitlines()]
+    assert [v["step"] for v in validations] == [1, 2, 3, 4, 5, 6]
+    top = max(validations, key=lambda v: v["gap"])  # max keeps the first of equals
+    best = json.loads((tmp_path / "best" / checkpoints.BEST_FILE).read_text())
+    assert (best["step"], best["gap"]) == (top["step"], top["gap"])
+    assert {p.name.split(".")[1] for p in (tmp_path / "best").glob("model.ckpt-*")} == \
+        {f"ckpt-{top['step']}"}
+    model, reader, description, path = checkpoints.load(str(tmp_path), "best")
+    assert path.endswith(f"model.ckpt-{top['step']}")
+    evaluated = eval_util.evaluate(model, reader, generated_data["video"].split(","),
+                                   losses.get_loss(description["label_loss"]), 32)
+    assert evaluated["gap"] == pytest.approx(top["gap"], abs=1e-6)
+    trainer.Trainer(config_for(generated_data, tmp_path / "plain", max_steps=1)).run()
+    with pytest.raises(ValueError, match="has no best checkpoint .* --keep_best_checkpoint"):
+        checkpoints.load(str(tmp_path / "plain"), "best")
