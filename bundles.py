@@ -54,11 +54,13 @@ class StoredWeight(tf.Module):
 
     def __init__(self, value, precision, name):
         super().__init__(name=name)
+        self.dtype = tf.as_dtype(value.dtype)
         self.parts = {key: tf.Variable(array, trainable=False, name=key)
                       for key, array in precision.encode(value).items()}
 
     def value(self):
-        return quantization.decode({k: v.read_value() for k, v in self.parts.items()})
+        return quantization.decode({k: v.read_value() for k, v in self.parts.items()},
+                                   self.dtype)
 
 
 class ServingModule(tf.Module):

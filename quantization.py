@@ -90,7 +90,8 @@ def nearest_indices(values, codebook):
 @dataclasses.dataclass(frozen=True)
 class WeightPrecision:
     """How an export stores a model's weights: float32, float16 or uint8 (a codebook of 256
-    values per tensor, uniform or k-means), for tensors of at least min_elements values."""
+    values per tensor, uniform or k-means), for tensors of at least min_elements values.
+    Tensors kept in float16 already (a KnnMoeModel's memory) are stored as uint8 too."""
 
     name: str = "float32"
     codebook: str = "uniform"
@@ -108,8 +109,8 @@ class WeightPrecision:
                              f"{self.min_elements}")
 
     def applies(self, size, dtype=np.float32):
-        return self.name != "float32" and size >= self.min_elements \
-            and np.dtype(dtype) == np.float32
+        stored = {"float32": (), "float16": (np.float32,), "uint8": (np.float32, np.float16)}
+        return size >= self.min_elements and np.dtype(dtype) in stored[self.name]
 
     def stored_bytes(self, size, dtype=np.float32):
         """Bytes of a tensor of `size` values as this precision stores it."""
@@ -126,13 +127,16 @@ class WeightPrecision:
             return {"values": array}
         if self.name == "float16":
             return {"values": array.astype(np.float16)}
+        array = array.astype(np.float32)  # the codebook of a float16 tensor too
         book = (kmeans_codebook if self.codebook == "kmeans" else uniform_codebook)(array)
         return {"indices": nearest_indices(array, book), "codebook": book}
 
 
 def decode(stored, dtype=tf.float32):
-    """The tensor of what WeightPrecision.encode stored (tf values), inside a graph."""
+    """The tensor of what WeightPrecision.encode stored (tf values), inside a graph, in the
+    dtype of the weight it was (float32, or float16 where the model keeps float16)."""
     if "indices" in stored:
-        return tf.gather(stored["codebook"], tf.cast(stored["indices"], tf.int32))
+        return tf.cast(tf.gather(stored["codebook"], tf.cast(stored["indices"], tf.int32)),
+                       dtype)
     values = stored["values"]
     return tf.cast(values, dtype) if values.dtype == tf.float16 else values

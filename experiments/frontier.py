@@ -29,6 +29,7 @@ import collections
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import time
@@ -133,9 +134,71 @@ FAMILIES = {
 FULL = ("dense", "MoeModel, 2 mixtures", ["--model=MoeModel", "--moe_num_mixtures=2",
                                           *MOE_TRAINING])
 
-flags.DEFINE_string("families", ",".join(FAMILIES), "Families to train: " + ", ".join(FAMILIES))
-flags.DEFINE_string("budgets", ",".join([*BUDGETS, "full"]), "Budgets: " + ", ".join(BUDGETS)
-                    + " and full (the starter's MoeModel, 2 mixtures, dense family).")
+
+# -- The frontier in megabytes (--megabytes) --------------------------------------------------
+# Budgets in MB (2^20 bytes, as export_model.py reports) of the exported .tgz. Each point is
+# sized so that its uint8 bundle fits (weights at one byte, the small tensors at four, and the
+# SavedModel's own bytes), trained once with --keep_best_checkpoint, and that checkpoint
+# exported at each precision: the float32 and float16 bundles of a point land in larger budgets.
+MB_BUDGETS = {"0.25MB": 0.25, "1MB": 1.0, "4MB": 4.0, "16MB": 16.0, "64MB": 64.0}
+PRECISIONS = ("float32", "float16", "uint8")
+SIZED_AT = "uint8"
+SAVED_MODEL_MB = 0.06  # a BottleneckModel export's saved_model.pb: 59 KB (the .tgz compresses)
+MAX_MIXTURES = 2  # MoE points of at most 2 mixtures (a 6-mixture MoE would fit 64 MB; time)
+MOE_2 = {"video_level_classifier_model": "MoeModel", "moe_num_mixtures": 2}
+KNN_TRAINING = ["--base_learning_rate=0.01", "--num_epochs=10"]  # EXPERIMENTS: KnnMoeModel
+# The teacher of the distilled students: KnnMoeModel (the best video-level model) cross-fitted
+# on TEACHER_FOLDS folds, each video's soft targets from the teacher that never saw it.
+TEACHER_FOLDS = 2
+TEACHER_FLAGS = ["--model=KnnMoeModel", *KNN_TRAINING]
+TEACHERS = "<teachers>"  # in a student's flags: the teachers' train_dirs
+DISTILLATION = [f"--teacher={TEACHERS}", f"--teacher_folds={TEACHER_FOLDS}"]
+SMALL = ("0.25MB", "1MB", "4MB")
+DISTILLED = ("1MB", "4MB")  # where students are distilled (time: a distilled step is ~3x)
+
+MB_FAMILIES = {
+    "dense": Family("features -> dense bottleneck -> logistic",
+                    {b: ({}, "bottleneck_size") for b in SMALL}),
+    "low_rank": Family("features -> logistic classifier of rank r",
+                       {b: (LOW_RANK, "low_rank") for b in SMALL}),
+    "circulant_gating": Family(
+        "low rank r with diagonal-circulant Context Gating (k=2) of the probabilities",
+        {b: ({**LOW_RANK, **GATING}, "low_rank") for b in SMALL}, CIRCULANT_TRAINING),
+    "moe": Family("the starter's MoE (dense gates and experts), mixtures sized (at most 2)",
+                  {b: ({**LOW_RANK, **MOE_1}, "moe_num_mixtures") for b in ("16MB", "64MB")},
+                  MOE_TRAINING),
+    "moe_circulant_gating": Family(
+        "the MoE with diagonal-circulant Context Gating (k=2)",
+        {b: ({**LOW_RANK, **MOE_1, **GATING}, "moe_num_mixtures") for b in ("16MB", "64MB")},
+        [*CIRCULANT_TRAINING, *MOE_TRAINING]),
+    "moe_low_rank_gates": Family(
+        "the MoE with gates of rank 4 and Context Gating of rank 2 (the 4.5M weights winner)",
+        {b: ({**LOW_RANK, **MOE_1, "output_gating": True,
+              "compact_layers": "moe_gates=low_rank:4,gating=low_rank:2"}, "moe_num_mixtures")
+         for b in ("16MB", "64MB")}, MOE_TRAINING),
+    "knn_moe": Family("KnnMoeModel with 1 mixture: its memory of the 43,552 training videos' "
+                      "features is most of the bundle", {"64MB": ({"model": "KnnMoeModel",
+                                                                   "moe_num_mixtures": 1},
+                                                                  None)}, KNN_TRAINING),
+}
+for _name in ("dense", "low_rank", "circulant_gating"):
+    _family = MB_FAMILIES[_name]
+    MB_FAMILIES[f"{_name}+distilled"] = Family(
+        _family.about + f", distilled from the {TEACHER_FOLDS}-fold KnnMoeModel teacher",
+        {b: v for b, v in _family.budgets.items() if b in DISTILLED},
+        [*_family.train_flags, *DISTILLATION])
+
+
+flags.DEFINE_bool("megabytes", False, "The frontier in megabytes of bundle: each point exported "
+                  "at float32, float16 and uint8 and each bundle evaluated; students distilled "
+                  "too (see MB_FAMILIES).")
+flags.DEFINE_string("families", "", "Families to train (default: all of the frontier). Weights: "
+                    + ", ".join(FAMILIES) + "; --megabytes: " + ", ".join(MB_FAMILIES) + ".")
+flags.DEFINE_string("budgets", "", "Budgets (default: all). Weights: " + ", ".join(BUDGETS)
+                    + " and full (the starter's MoeModel, 2 mixtures, dense family); "
+                    "--megabytes: " + ", ".join(MB_BUDGETS) + ".")
+flags.DEFINE_list("train_flags", [], "More train.py flags for every run, after the frontier's "
+                  "(for a quick check: --train_flags=--num_epochs=1); the runs are new ones.")
 flags.DEFINE_bool("twins", True, "Train each structured point's twins too.")
 flags.DEFINE_bool("no_train", False, "Train nothing: the table and plot of the runs finished "
                   "so far.")
@@ -147,35 +210,43 @@ flags.DEFINE_string("out_dir", os.path.join(runs.REPO, "out", "frontier"), "Wher
 FLAGS = flags.FLAGS
 
 
-_WEIGHTS = {}
+_STATS = {}
 
 
-def model_weights(settings):
-    """Weights of BottleneckModel with these settings (built once per settings)."""
+def model_stats(settings):
+    """(weights, {precision: MB of the weights as an export stores them}) of BottleneckModel
+    with these settings (built once per settings)."""
     key = json.dumps(settings, sort_keys=True)
-    if key not in _WEIGHTS:
+    if key not in _STATS:
         import tensorflow as tf
 
+        import model_summary
         import models
 
         model = models.build_model("BottleneckModel", 3862, **settings)
         with warnings.catch_warnings():  # Keras repeats a layer's ValueError as a warning
             warnings.simplefilter("ignore")
             model({"features": tf.zeros((1, 1152))})
-        _WEIGHTS[key] = model.count_params()
-    return _WEIGHTS[key]
+        _STATS[key] = model.count_params(), model_summary.mb_by_precision(model)
+    return _STATS[key]
 
 
-def sized(settings, key, budget):
-    """`settings` with `key` at the largest value whose model keeps within `budget` weights."""
-    if model_weights({**settings, key: 1}) > budget:
-        raise ValueError(f"{settings} does not fit {budget:,} weights at {key}=1")
+def model_weights(settings):
+    """Weights of BottleneckModel with these settings."""
+    return model_stats(settings)[0]
+
+
+def sized(settings, key, budget, measure=model_weights):
+    """`settings` with `key` at the largest value whose model keeps within `budget` (of weights,
+    or of what `measure` gives)."""
+    if measure({**settings, key: 1}) > budget:
+        raise ValueError(f"{settings} does not fit {budget:,} at {key}=1")
     low, high = 1, 2
-    while model_weights({**settings, key: high}) <= budget:
+    while measure({**settings, key: high}) <= budget:
         low, high = high, high * 2
-    while high - low > 1:  # weights grow with the size setting
+    while high - low > 1:  # the measure grows with the size setting
         middle = (low + high) // 2
-        low, high = (middle, high) if model_weights({**settings, key: middle}) <= budget \
+        low, high = (middle, high) if measure({**settings, key: middle}) <= budget \
             else (low, middle)
     return {**settings, key: low}
 
@@ -333,11 +404,12 @@ def train_args(flags_of_run, seed):
     patterns = {split: ",".join(os.path.join(data, p) for p in DATA[split]) for split in DATA}
     return [f"--train_data_pattern={patterns['train']}",
             f"--validation_data_pattern={patterns['validate']}", "--start_new_model",
-            *TRAINING, *flags_of_run, f"--seed={seed}"]
+            *TRAINING, *flags_of_run, *FLAGS.train_flags, f"--seed={seed}"]
 
 
 _FOLDERS = {}  # train.py arguments -> the folder of their run (a twin can be another point)
 _REUSED = {}  # (model flags, seed) -> an earlier row
+_TEACHER_DIRS = []  # the train_dirs of the MB frontier's teachers, for TEACHERS in a flag
 
 
 def read_reused(paths):
@@ -364,7 +436,7 @@ def train(family, budget, name, model_flags, seed):
     reused = _REUSED.get((tuple(model_flags), seed))
     if reused:
         return {**reused, "family": family, "budget": budget, "point": name}
-    args = train_args(model_flags, seed)
+    args = train_args([f.replace(TEACHERS, ",".join(_TEACHER_DIRS)) for f in model_flags], seed)
     folder = _FOLDERS.setdefault(tuple(args), os.path.join(
         FLAGS.out_dir, "runs", family.replace("/", "_as_"), budget,
         re.sub(r"\W+", "_", name).strip("_") or "point", f"seed_{seed}"))
@@ -378,7 +450,7 @@ def train(family, budget, name, model_flags, seed):
            "best_epoch": round(best["step"] * BATCH / TRAIN_VIDEOS, 1),
            "gaps": [round(r["gap"], 4) for r in results], "flags": model_flags,
            "examples_per_second": runs.examples_per_second(folder),
-           "wall_seconds": round(seconds)}
+           "wall_seconds": round(seconds), "run": os.path.relpath(folder, FLAGS.out_dir)}
     print(f"{family} {budget} {name} seed {seed}: {row['weights']:,} weights, GAP "
           f"{row['gap']:.4f} (epoch {row['best_epoch']}), {seconds:.0f}s", flush=True)
     return row
@@ -506,18 +578,261 @@ def plot(rows, out):
     plt.close(figure)
 
 
+def bundle_mb(settings, precision=SIZED_AT):
+    """The MB of a BottleneckModel bundle with these settings, at this precision."""
+    return model_stats(settings)[1][precision] + SAVED_MODEL_MB
+
+
+def mb_points(families, budgets):
+    """(family, budget, name, train.py flags) of the MB frontier's points asked for."""
+    found = []
+    for family in families:
+        each = MB_FAMILIES[family]
+        for budget, (fixed, key) in each.budgets.items():
+            if budget not in budgets:
+                continue
+            settings = dict(fixed)
+            model = settings.pop("model", "BottleneckModel")
+            if key:
+                settings = sized(settings, key, MB_BUDGETS[budget], bundle_mb)
+                if key == "moe_num_mixtures":
+                    settings[key] = min(settings[key], MAX_MIXTURES)
+            found.append((family, budget, point_name(settings, key) if key else "-",
+                          [f"--model={model}", *flag_list(settings), *each.train_flags]))
+    return found
+
+
+def teachers(seed=0):
+    """The teachers' train_dirs (trained here first), fold i's trained without fold i."""
+    folders = []
+    for fold in range(TEACHER_FOLDS):
+        name = f"fold {fold} of {TEACHER_FOLDS}"
+        flags_of_run = [*TEACHER_FLAGS, f"--holdout_fold={fold}/{TEACHER_FOLDS}"]
+        row = train("teacher", "-", name, flags_of_run, seed)
+        if row is None:  # --no_train, not trained yet
+            return None
+        print(f"teacher {name}: GAP {row['gap']:.4f} on the validation videos", flush=True)
+        folders.append(os.path.join(FLAGS.out_dir, row["run"]))
+    return folders
+
+
+def bundles_of(row, folder, precisions=PRECISIONS):
+    """A row per precision: the run's best checkpoint exported at it (export_model.py) and the
+    bundle evaluated on the validation videos (ensemble.py); done once, kept in the folder."""
+    data = utils.shared_data_dir()
+    validate = ",".join(os.path.join(data, p) for p in DATA["validate"])
+    found = []
+    for precision in precisions:
+        base = os.path.join(folder, f"bundle_{precision}")
+        metrics = base + ".json"
+        if not os.path.exists(metrics):
+            if FLAGS.no_train:
+                continue
+            for leftover in (base, base + "_untarred"):  # of an export that did not finish
+                shutil.rmtree(leftover, ignore_errors=True)
+            runs.run_tool("export_model.py", [
+                f"--train_dir={folder}", "--checkpoint=best", f"--output_dir={base}",
+                f"--output_tgz={base}.tgz", f"--quantize={precision}"], base + "_export.txt")
+            runs.run_tool("ensemble.py", [
+                f"--inputs={base}.tgz", f"--input_data_pattern={validate}",
+                f"--output_file={base}_validate.csv", f"--metrics_file={metrics}",
+                f"--untar_model_dir={base}_untarred"], base + "_evaluate.txt")
+            for done in (base, base + "_untarred"):  # the .tgz is the bundle
+                shutil.rmtree(done, ignore_errors=True)
+        with open(metrics) as f:
+            gap = json.load(f)["gap"]
+        found.append({**row, "precision": precision, "trained_gap": row["gap"], "gap": gap,
+                      "bundle_mb": round(os.path.getsize(base + ".tgz") / 2**20, 4)})
+        print(f"  {precision}: {found[-1]['bundle_mb']:.3f} MB, GAP {gap:.4f}", flush=True)
+    return found
+
+
+def mb_summary(rows):
+    """{(family, point, precision): (mean GAP, MB, seeds, budget)} over the seeds."""
+    grouped = collections.defaultdict(list)
+    for row in rows:
+        grouped[(row["family"], row["point"], row["budget"], row["precision"])].append(row)
+    return {(f, point, p): (statistics.mean(r["gap"] for r in group),
+                            max(r["bundle_mb"] for r in group), len(group), budget)
+            for (f, point, budget, p), group in grouped.items()}
+
+
+def mb_best(rows):
+    """{(MB budget, family): (GAP, MB, seeds, point, precision)}: the family's best bundle of
+    at most the budget (any point, any precision)."""
+    best = {}
+    for (family, point, precision), (gap, mb, seeds, _) in mb_summary(rows).items():
+        for budget, limit in MB_BUDGETS.items():
+            if mb <= limit and ((budget, family) not in best or gap > best[(budget, family)][0]):
+                best[(budget, family)] = (gap, mb, seeds, point, precision)
+    return best
+
+
+def mb_close_calls(rows, close):
+    """(family, point) of the bundles within `close` GAP of their budget's best, in budgets
+    where two or more families are: each to be trained with a second seed."""
+    found = set()
+    best = mb_best(rows)
+    for budget in MB_BUDGETS:
+        here = {f: v for (b, f), v in best.items() if b == budget}
+        if len(here) < 2:
+            continue
+        top = max(v[0] for v in here.values())
+        near = [(f, v[3]) for f, v in here.items() if top - v[0] <= close]
+        if len(near) > 1:
+            found.update(near)
+    return found
+
+
+def mb_table(rows):
+    best = mb_best(rows)
+    families = [f for f in MB_FAMILIES if any(k[1] == f for k in best)]
+    lines = ["| bundle budget | " + " | ".join(families) + " |",
+             "|---" * (len(families) + 1) + "|"]
+    for budget in MB_BUDGETS:
+        here = {f: best[(budget, f)] for f in families if (budget, f) in best}
+        if not here:
+            continue
+        top = max(v[0] for v in here.values())
+        cells = []
+        for family in families:
+            if family not in here:
+                cells.append("-")
+                continue
+            gap, mb, seeds, point, precision = here[family]
+            text = (f"{gap:.4f} ({mb:.3g} MB {precision}, {point}"
+                    f"{', 2 seeds' if seeds > 1 else ''})")
+            cells.append(f"**{text}**" if gap == top else text)
+        lines.append(f"| {budget} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def precision_table(rows):
+    """Each run (seed 0) at each precision: the bundle's MB and GAP, the loss against float32."""
+    runs_ = collections.defaultdict(dict)
+    for row in rows:
+        if row["seed"] == 0:
+            runs_[(row["family"], row["budget"], row["point"])][row["precision"]] = row
+    lines = ["| family | budget | point | weights | float32 | float16 | uint8 | float32 / uint8 "
+             "MB |", "|---" * 8 + "|"]
+    for (family, budget, point), by in runs_.items():
+        if "float32" not in by:
+            continue
+        full = by["float32"]
+        cells = [f"{full['gap']:.4f} ({full['bundle_mb']:.3g} MB)"]
+        for precision in ("float16", "uint8"):
+            row = by.get(precision)
+            cells.append("-" if row is None else f"{row['gap'] - full['gap']:+.4f} "
+                         f"({row['bundle_mb']:.3g} MB)")
+        ratio = f"{full['bundle_mb'] / by['uint8']['bundle_mb']:.2f}x" if "uint8" in by else "-"
+        lines.append(f"| {family} | {budget} | {point} | {full['weights']:,} | "
+                     + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
+def distillation_table(rows):
+    """The distilled students against the same students trained on the labels (mean of their
+    seeds, at float32 and at uint8)."""
+    summary_ = mb_summary(rows)
+    lines = ["| family | budget | point | labels only | distilled | gain |", "|---" * 6 + "|"]
+    for (family, point, precision), (gap, _, seeds, budget) in summary_.items():
+        if not family.endswith("+distilled"):
+            continue
+        plain = summary_.get((family[:-len("+distilled")], point, precision))
+        if plain is None:
+            continue
+        lines.append(f"| {family[:-len('+distilled')]} ({precision}) | {budget} | {point} | "
+                     f"{plain[0]:.4f} ({plain[2]} seed{'s' if plain[2] > 1 else ''}) | "
+                     f"{gap:.4f} ({seeds} seed{'s' if seeds > 1 else ''}) | "
+                     f"{gap - plain[0]:+.4f} |")
+    return "\n".join(lines)
+
+
+def mb_plot(rows, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary_ = mb_summary(rows)
+    figure, axes = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    markers = {"float32": "s", "float16": "^", "uint8": "o"}
+    for index, family in enumerate(MB_FAMILIES):
+        color = f"C{index % 10}"
+        for precision, marker in markers.items():
+            found = sorted((mb, gap) for (f, _, p), (gap, mb, _, _) in summary_.items()
+                           if f == family and p == precision)
+            if found:
+                axes.plot([m for m, _ in found], [g for _, g in found], marker=marker,
+                          markersize=4, color=color, linestyle="-" if precision == "uint8"
+                          else "none", label=family.replace("_", " ")
+                          if precision == "uint8" else None)
+    for limit in MB_BUDGETS.values():
+        axes.axvline(limit, color="grey", alpha=0.3, linewidth=0.8)
+    axes.set_xscale("log")
+    axes.set_xlabel("bundle MB (.tgz; log scale; o uint8, ^ float16, s float32)")
+    axes.set_ylabel("validation GAP@20 of the bundle")
+    axes.set_title("Size-accuracy frontier in megabytes, YouTube-8M 2018 video level")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out)
+    plt.close(figure)
+
+
+def mb_main(families, budgets):
+    started = time.time()
+    todo = mb_points(families, budgets)
+    print(f"{len(todo)} points: " + "; ".join(f"{f} {b} {n}" for f, b, n, _ in todo), flush=True)
+
+    if any(TEACHERS in " ".join(point[3]) for point in todo):
+        found = teachers()
+        if found is None:
+            todo = [point for point in todo if TEACHERS not in " ".join(point[3])]
+        else:
+            _TEACHER_DIRS[:] = found
+
+    def trained(point, seed):
+        row = train(*point[:3], [*point[3], "--keep_best_checkpoint"], seed=seed)
+        if row is None:
+            return []
+        return bundles_of(row, os.path.join(FLAGS.out_dir, row["run"]))
+
+    rows = [row for point in todo for row in trained(point, 0)]
+    again = mb_close_calls(rows, FLAGS.close)
+    rows += [row for point in todo if (point[0], point[2]) in again
+             for row in trained(point, 1)]
+    os.makedirs(FLAGS.out_dir, exist_ok=True)
+    results = os.path.join(FLAGS.out_dir, "frontier_mb.jsonl")
+    utils.atomic_write(results, "".join(json.dumps(r) + "\n" for r in rows))
+    mb_plot(rows, os.path.join(FLAGS.out_dir, "frontier_mb.png"))
+    text = (mb_table(rows) + "\n\nEach run at each precision (GAP change against float32):\n\n"
+            + precision_table(rows) + "\n\nDistillation:\n\n" + distillation_table(rows))
+    utils.atomic_write(os.path.join(FLAGS.out_dir, "frontier_mb.md"), text + "\n")
+    print(text)
+    print(f"results: {results} (and frontier_mb.png, frontier_mb.md); wall time "
+          f"{utils.duration(time.time() - started)}")
+
+
 def main(argv):
     del argv
-    families = [f.strip() for f in FLAGS.families.split(",") if f.strip()]
-    budgets = [b.strip() for b in FLAGS.budgets.split(",") if b.strip()]
-    unknown = [f for f in families if f not in FAMILIES] + \
-        [b for b in budgets if b not in BUDGETS and b != "full"]
+    known_families = MB_FAMILIES if FLAGS.megabytes else FAMILIES
+    known_budgets = [*MB_BUDGETS] if FLAGS.megabytes else [*BUDGETS, "full"]
+    families = [f.strip() for f in FLAGS.families.split(",") if f.strip()] or [*known_families]
+    budgets = [b.strip() for b in FLAGS.budgets.split(",") if b.strip()] or known_budgets
+    unknown = [f for f in families if f not in known_families] + \
+        [b for b in budgets if b not in known_budgets]
     if unknown:
         raise SystemExit(f"error: unknown family or budget {unknown}; families: "
-                         f"{', '.join(FAMILIES)}; budgets: {', '.join(BUDGETS)}, full")
+                         f"{', '.join(known_families)}; budgets: {', '.join(known_budgets)}")
+    if FLAGS.megabytes and FLAGS.reuse:
+        raise SystemExit("error: --reuse is for the weight frontier: the MB frontier exports "
+                         "each run's checkpoint, which an earlier row does not have")
     if not os.path.isdir(os.path.join(utils.shared_data_dir(), "yt8m-2018-video")):
         raise SystemExit(f"error: no yt8m-2018-video in {utils.shared_data_dir()}; set "
                          "YT8M_SHARED_DATA to the folder of the real YouTube-8M files")
+    if FLAGS.megabytes:
+        return mb_main(families, budgets)
     _REUSED.update(read_reused(FLAGS.reuse))
     started = time.time()
     todo, misfits = points(families, budgets, FLAGS.twins)

@@ -26,18 +26,24 @@ def run_train(args, name, train_dir):
     seconds = finished_seconds(args, train_dir)
     if seconds is not None:
         return seconds
-    command = [sys.executable, os.path.join(REPO, "train.py"), f"--train_dir={train_dir}", *args]
-    print(f"{name}: {' '.join(command[1:])}", flush=True)
+    print(f"{name}: train.py --train_dir={train_dir} {' '.join(args)}", flush=True)
     started = time.time()
-    os.makedirs(train_dir, exist_ok=True)
-    with open(log, "w") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, text=True)
-    if done.returncode:
-        raise SystemExit(f"error: {name} failed (exit {done.returncode}); see {log}")
+    run_tool("train.py", [f"--train_dir={train_dir}", *args], log)
     seconds = time.time() - started
     utils.atomic_write(os.path.join(train_dir, "done"),
                        json.dumps({"seconds": seconds, "args": args}))
     return seconds
+
+
+def run_tool(script, args, log):
+    """One run of the repository's `script` with `args`, its output in `log`; a failure exits
+    with one line naming the log."""
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    with open(log, "w") as out:
+        done = subprocess.run([sys.executable, os.path.join(REPO, script), *args], stdout=out,
+                              stderr=subprocess.STDOUT, text=True)
+    if done.returncode:
+        raise SystemExit(f"error: {script} failed (exit {done.returncode}); see {log}")
 
 
 def finished_seconds(args, train_dir):

@@ -64,6 +64,10 @@ def test_stored_bytes_at_each_precision():
     assert float16.stored_bytes(20_000) == 40_000
     assert uint8.stored_bytes(100) == float16.stored_bytes(100) == 400  # kept float32
     assert quantization.WeightPrecision().stored_bytes(20_000) == 80_000
+    # float16 tensors: uint8 codebooks, kept as they are at float16 and float32
+    assert uint8.stored_bytes(20_000, np.float16) == 20_000 + 256 * 4
+    assert float16.stored_bytes(20_000, np.float16) == 40_000
+    assert uint8.stored_bytes(20_000, np.int32) == 80_000
 
 
 MODELS = [  # (model, frame level, settings): structured layers of every kind among them
@@ -71,6 +75,8 @@ MODELS = [  # (model, frame level, settings): structured layers of every kind am
     ("BottleneckModel", False, {"bottleneck_size": 0, "low_rank": 8, "output_gating": True,
                                 "compact_layers": "gating=monarch:5"}),
     ("LstmModel", True, {"lstm_cells": 16, "lstm_layers": 1}),
+    # Its memory of training videos is float16: uint8 stores that too.
+    ("KnnMoeModel", False, {"moe_num_mixtures": 1, "memory_videos": 40, "memory_labels": 80}),
 ]
 
 
@@ -82,6 +88,10 @@ def built(name, frame, settings, seed=0):
     model = checkpoints.build_model(description, reader)
     for variable in model.trainable_variables:  # trained-looking, not the initial values
         variable.assign(variable + tf.random.normal(variable.shape, stddev=0.05))
+    if name == "KnnMoeModel":  # a memory of 40 videos of 2 labels each
+        model.keys.assign(tf.cast(tf.random.normal(model.keys.shape), tf.float16))
+        model.label_ids.assign(tf.random.uniform([80], 0, 50, tf.int32))
+        model.label_splits.assign(tf.range(0, 82, 2))
     return model, reader
 
 
@@ -94,7 +104,8 @@ def decoded_copy(model, precision):
     """The model's weights as the precision stores and decodes them (the reference)."""
     for variable in model.weights:
         stored = precision.encode(variable.numpy())
-        variable.assign(quantization.decode({k: tf.constant(v) for k, v in stored.items()}))
+        variable.assign(quantization.decode({k: tf.constant(v) for k, v in stored.items()},
+                                            variable.dtype))
 
 
 @pytest.mark.parametrize("precision_name", ["float32", "float16", "uint8"])
@@ -112,7 +123,10 @@ def test_a_bundle_predicts_what_the_model_with_its_decoded_weights_predicts(
     np.testing.assert_allclose(served["predictions"].numpy(), expected, rtol=0, atol=1e-6)
     assert served["class_indexes"].shape == (16, 5)
     if precision_name != "float32":  # something was quantized
-        assert any(precision.applies(int(np.prod(v.shape))) for v in model.weights)
+        assert any(precision.applies(int(np.prod(v.shape)), v.dtype) for v in model.weights)
+    if name == "KnnMoeModel":
+        assert precision.applies(model.keys.shape.num_elements(), np.float16) == \
+            (precision_name == "uint8")
 
 
 def test_one_bundle_of_several_models_predicts_the_weighted_mean_of_theirs(generated_data,
