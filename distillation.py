@@ -94,9 +94,12 @@ class Teacher:
         return predict
 
     def __call__(self, serialized, ids=None):
-        predictions = [tf.cast(member(serialized), tf.float32) for member in self.members]
-        if self.folds:
+        if self.folds:  # each teacher predicts only the videos of its fold
             fold = readers.fold_of(ids, self.folds)  # (B,)
-            stacked = tf.stack(predictions, axis=1)  # (B, folds, C)
-            return tf.stop_gradient(tf.gather(stacked, fold, batch_dims=1))
+            parts = tf.dynamic_partition(serialized, fold, self.folds)
+            places = tf.dynamic_partition(tf.range(tf.shape(serialized)[0]), fold, self.folds)
+            predicted = [tf.cast(member(part), tf.float32)  # (B_i, C)
+                         for member, part in zip(self.members, parts)]
+            return tf.stop_gradient(tf.dynamic_stitch(places, predicted))
+        predictions = [tf.cast(member(serialized), tf.float32) for member in self.members]
         return tf.stop_gradient(tf.add_n([w * p for w, p in zip(self.weights, predictions)]))

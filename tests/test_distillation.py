@@ -111,6 +111,10 @@ def test_folds_split_the_videos_and_each_fold_takes_its_own_teacher(generated_da
     assert 0 < which.sum() < len(which)
     np.testing.assert_allclose(chosen[which == 0], moe(serialized).numpy()[which == 0], atol=1e-6)
     np.testing.assert_allclose(chosen[which == 1], knn(serialized).numpy()[which == 1], atol=1e-6)
+    # A batch of one fold only: the other teacher gets no videos.
+    only = tf.boolean_mask(serialized, which == 0)
+    np.testing.assert_allclose(by_fold(only, tf.boolean_mask(video_ids, which == 0)).numpy(),
+                               moe(only).numpy(), atol=1e-6)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 3.0])
