@@ -185,6 +185,9 @@ def safe_untar(tgz_path, target):
                 if problem:
                     raise ValueError(f"{tgz_path}: refused member {member.name!r}: {problem}")
             tar.extractall(target, filter="data")  # checks again as it writes
+    except tarfile.ReadError:  # its message ends in a colon with nothing after it
+        raise ValueError(f"{tgz_path} is not a .tgz (or .tar) archive: give the bundle that "
+                         "export_model.py --output_tgz wrote, or the SavedModel folder") from None
     except (tarfile.TarError, OSError) as err:
         raise ValueError(f"{tgz_path}: refused or unreadable archive: {err}") from None
     for root, _, names in os.walk(target):

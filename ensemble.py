@@ -251,11 +251,11 @@ def run():
             from None
     if not videos:
         raise readers.no_records(files)
-    print(f"wrote {videos} videos to {FLAGS.output_file} in {time.time() - started:.0f}s "
+    print(f"wrote {videos:,} videos to {FLAGS.output_file} in {time.time() - started:.0f}s "
           f"(weights {', '.join(f'{w:g}' for w in weights)})")
     if metrics.videos:
         results = metrics.results()
-        print(f"ensemble on {results['labelled']} labelled videos: GAP@{FLAGS.top_k} "
+        print(f"ensemble on {results['labelled']:,} labelled videos: GAP@{FLAGS.top_k} "
               f"{results['gap']:.4f} | hit@1 {results['hit_at_one']:.4f} | PERR "
               f"{results['perr']:.4f} | MAP {results['map']:.4f}")
         if FLAGS.metrics_file:

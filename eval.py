@@ -120,7 +120,7 @@ def run():
 
 def report(step, results, writer):
     extra = f" | mAP(all) {results['map_all']:.4f}" if "map_all" in results else ""
-    print(f"step {step}: {results['videos']} videos | GAP@{FLAGS.top_k} {results['gap']:.4f} | "
+    print(f"step {step}: {results['videos']:,} videos | GAP@{FLAGS.top_k} {results['gap']:.4f} | "
           f"hit@1 {results['hit_at_one']:.4f} | PERR {results['perr']:.4f} | "
           f"MAP {results['map']:.4f}{extra} | "
           f"loss {results['loss']:.4f} | {results['seconds']:.0f}s", flush=True)

@@ -12,8 +12,11 @@ Two sources:
 
     python generate_data.py --output_dir=/tmp/yt8m --split=train --num_videos=2000 --frame_level
     python generate_data.py --output_dir=/tmp/yt8m --split=validate --num_videos=500 --frame_level
-    python generate_data.py --output_dir=/tmp/yt8m-real-frames \\
+    python generate_data.py --output_dir=/tmp/yt8m-real-frames --max_frames=60 \\
         --from_video_pattern='../shared/data/yt8m-2018-video/train/*.tfrecord'
+
+Each frame is 1,152 bytes: expanding the 23,091 real training videos at the default
+--max_frames=300 (165 frames a video on average) writes about 4.4 GB, at 60 about 1.2 GB.
 
 The hidden structure depends on --seed only, so splits written with the same seed share it.
 """
@@ -241,11 +244,11 @@ def generate():
         for record in records:
             count += 1
             if count % 1000 == 0:
-                print(f"  {count} videos written", flush=True)
+                print(f"  {count:,} videos written", flush=True)
             yield record
 
     paths = write_shards(counted(records), f.output_dir, f.split, f.num_shards)
-    print(f"wrote {count} videos ({kind}) to {len(paths)} files: "
+    print(f"wrote {count:,} videos ({kind}) to {len(paths)} files: "
           f"{os.path.join(f.output_dir, f.split)}*.tfrecord")
 
 

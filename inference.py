@@ -27,7 +27,8 @@ import readers  # noqa: E402
 
 flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The train_dir of train.py.")
 flags.DEFINE_string("input_model_tgz", "", "An exported model bundle (export_model.py).")
-flags.DEFINE_string("untar_model_dir", "/tmp/yt8m_model_untarred/", "Where to unpack it.")
+flags.DEFINE_string("untar_model_dir", "/tmp/yt8m_model_untarred/", "Where --input_model_tgz "
+                    "(and ensemble.py's .tgz inputs) are unpacked.")
 flags.DEFINE_string("saved_model_dir", "", "An exported SavedModel folder.")
 flags.DEFINE_string("input_data_pattern", "", "Comma-separated globs of TFRecords.")
 flags.DEFINE_string("output_file", "", "The CSV file to write.")
@@ -108,7 +109,7 @@ def run():
                                        FLAGS.log_seconds)
     if not videos:
         raise readers.no_records(files)
-    print(f"wrote {videos} videos to {FLAGS.output_file} in {seconds:.0f}s "
+    print(f"wrote {videos:,} videos to {FLAGS.output_file} in {seconds:.0f}s "
           f"({videos / max(seconds, 1e-9):,.0f} videos/s)")
 
 

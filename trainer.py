@@ -757,7 +757,7 @@ class Trainer:
         results = eval_util.evaluate(self.evaluated_model, self.reader, files, self.loss_fn,
                                      self.config.batch_size, num_readers=self.config.num_readers,
                                      jit_compile=self.config.jit_compile)
-        print(f"validation at step {step}: {results['videos']} videos | GAP {results['gap']:.4f} "
+        print(f"validation at step {step}: {results['videos']:,} videos | GAP {results['gap']:.4f} "
               f"| hit@1 {results['hit_at_one']:.4f} | PERR {results['perr']:.4f} | "
               f"loss {results['loss']:.4f} | {results['seconds']:.0f}s", flush=True)
         for name in ("gap", "hit_at_one", "perr", "loss"):

@@ -156,6 +156,7 @@ class ProgressPrinter:
         self.seconds = 0.5 if self.terminal else seconds
         self.last = 0.0
         self.written = False
+        self.done = self.printed = None
 
     def update(self, done, rate=None):
         self.done, self.rate = done, rate
@@ -163,7 +164,7 @@ class ProgressPrinter:
         left = self.progress.left_text(done, now)  # every call: the first sets the start
         if now - self.last < self.seconds:
             return
-        self.last = now
+        self.last, self.printed = now, done
         extra = f" | {rate:,.0f} {self.what}/s" if rate else ""
         line = f"{self.what} {self.progress.status(done)}{extra}{left}"
         if self.terminal:
@@ -176,9 +177,11 @@ class ProgressPrinter:
         self.stream.flush()
 
     def close(self):
-        if self.written:
+        """The last state shown: the bar as it ends, or in a log the final line (100%)."""
+        if self.done is not None and (self.written or self.printed != self.done):
             self.last = 0.0
-            self.update(self.done, self.rate)  # the bar as it ends
+            self.update(self.done, self.rate)
+        if self.written:
             self.stream.write("\n")
             self.stream.flush()
 

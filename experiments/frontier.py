@@ -608,7 +608,7 @@ def teachers(seed=0):
     for fold in range(TEACHER_FOLDS):
         name = f"fold {fold} of {TEACHER_FOLDS}"
         flags_of_run = [*TEACHER_FLAGS, f"--holdout_fold={fold}/{TEACHER_FOLDS}"]
-        row = train("teacher", "-", name, flags_of_run, seed)
+        row = train("teacher", "all", name, flags_of_run, seed)
         if row is None:  # --no_train, not trained yet
             return None
         print(f"teacher {name}: GAP {row['gap']:.4f} on the validation videos", flush=True)

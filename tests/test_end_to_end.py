@@ -154,7 +154,7 @@ def test_the_2017_test_split_needs_a_model_of_the_2017_classes(trained, shared_d
              "--num_classes=4716", "--model=LogisticModel", "--batch_size=256", "--max_steps=5")
     out = run_tool("inference.py", f"--train_dir={train_2017}", f"--input_data_pattern={test}",
                    f"--output_file={submission}", "--batch_size=300").stdout
-    assert "wrote 1709 videos" in out
+    assert "wrote 1,709 videos" in out
     rows = csv_rows(submission)
     assert len(rows) == 1709 == len({r["VideoId"] for r in rows})
     assert not [p for p in folder.iterdir() if ".tmp-" in p.name]
@@ -227,6 +227,15 @@ def test_untrusted_bundles_are_refused(tmp_path, name, kind, link):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tgz", "inside"]
     if name.startswith("/"):
         assert not os.path.exists(name)
+
+
+def test_a_file_that_is_no_archive_is_named_as_such(tmp_path):
+    (tmp_path / "model.tgz").write_text("a page saved from the browser")
+    with pytest.raises(ValueError) as refused:
+        bundles.safe_untar(str(tmp_path / "model.tgz"), str(tmp_path / "target"))
+    assert str(refused.value) == (
+        f"{tmp_path}/model.tgz is not a .tgz (or .tar) archive: give the bundle that "
+        "export_model.py --output_tgz wrote, or the SavedModel folder")
 
 
 def test_sigkill_of_inference_leaves_no_partial_submission(trained, shared_data):

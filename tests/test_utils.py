@@ -62,6 +62,16 @@ def test_progress_is_a_line_rewritten_on_a_terminal_and_plain_lines_otherwise():
     assert log.getvalue().splitlines()[2].startswith("videos 300/300 (100%) | ")
 
 
+def test_a_log_ends_with_the_final_line_even_when_it_came_between_two_prints():
+    log = io.StringIO()
+    printer = utils.ProgressPrinter(utils.Progress(5701), seconds=3600, stream=log)
+    for done in (1024, 2048, 5701):
+        printer.update(done)
+    printer.close()
+    assert log.getvalue().splitlines() == ["videos 1,024/5,701 (18%)",
+                                           "videos 5,701/5,701 (100%) | 0s left"]
+
+
 _KERNELS = ("import utils; utils.quiet_tensorflow(); "
             "from tensorflow.python.util import _pywrap_util_port as port; "
             "print(port.IsMklEnabled())")
