@@ -142,6 +142,11 @@ class TrainConfig:
         0, "The teachers are K models, teacher i trained with --holdout_fold=i/K: each video's "
            "soft targets come from the one that never saw it (0: all teachers, averaged).",
         DISTILLATION)
+    teacher_cache: bool = option(
+        False, "Keep the teacher's probabilities of each video in memory from its first batch "
+               "on (the teacher is frozen: later epochs cost a lookup instead of the teacher's "
+               "pass). Videos x classes x 4 bytes: 0.67 GB for 43,552 videos of 3,862 classes.",
+        DISTILLATION)
     distillation_weight: float = option(
         0.5, "The share of the loss on the teacher's probabilities (the rest on the labels).",
         DISTILLATION)
@@ -224,8 +229,9 @@ class TrainConfig:
         """([paths], [weights summing to 1]) of --teacher and --teacher_weights."""
         paths = [p.strip() for p in self.teacher.split(",") if p.strip()]
         if not paths:
-            if self.teacher_weights or self.teacher_folds:
-                raise ValueError("--teacher_weights and --teacher_folds need --teacher")
+            if self.teacher_weights or self.teacher_folds or self.teacher_cache:
+                raise ValueError("--teacher_weights, --teacher_folds and --teacher_cache need "
+                                 "--teacher")
             return [], []
         return paths, utils.parse_weights(self.teacher_weights, len(paths), "teacher_weights",
                                           "teacher")
@@ -375,7 +381,8 @@ class Trainer:
             with self.strategy.scope():
                 self.teacher = distillation.Teacher(
                     paths, weights, c.model_flags["num_classes"], c.model_flags["frame_features"],
-                    tempfile.mkdtemp(prefix="yt8m_teachers_"), c.teacher_folds)
+                    tempfile.mkdtemp(prefix="yt8m_teachers_"), c.teacher_folds,
+                    c.teacher_cache)
         with self.strategy.scope():
             model_utils.set_batch_norm_momentum(self.model, c.batch_norm_momentum)
             model_utils.set_circulant_recompute(self.model, c.recompute_circulant)

@@ -117,6 +117,36 @@ def test_folds_split_the_videos_and_each_fold_takes_its_own_teacher(generated_da
                                moe(only).numpy(), atol=1e-6)
 
 
+def test_a_cached_teacher_predicts_each_video_once_and_the_same_as_without_the_cache(
+        generated_data, teachers, tmp_path):
+    description = model_flags.describe("MoeModel", num_classes=50)
+    reader = checkpoints.make_reader(description, trained=False)
+    serialized = records(generated_data)  # 64 videos
+    ids = reader.parse(serialized)["id"]
+    paths = [str(teachers / "moe"), str(teachers / "knn")]
+    plain = distillation.Teacher(paths, [0.5, 0.5], 50, False, str(tmp_path))
+    cached = distillation.Teacher(paths, [0.5, 0.5], 50, False, str(tmp_path), cache=True)
+    member, seen = cached.members[0], []
+
+    def counted(batch):
+        seen.append(int(tf.shape(batch)[0]))
+        return member(batch)
+
+    cached.members[0] = counted
+    expected = plain(serialized, ids).numpy()
+    np.testing.assert_allclose(cached(serialized[:40], ids[:40]).numpy(), expected[:40],
+                               atol=1e-6)
+    # Videos 24-63: 24 of them new; then all 64 again, none new.
+    np.testing.assert_allclose(cached(serialized[24:], ids[24:]).numpy(), expected[24:],
+                               atol=1e-6)
+    np.testing.assert_allclose(cached(serialized, ids).numpy(), expected, atol=1e-6)
+    assert seen == [40, 24] and cached.cache.size() == 64
+    with pytest.raises(ValueError, match="--teacher_cache need --teacher"):
+        trainer.TrainConfig(train_dir=str(tmp_path / "s"), model_flags=description,
+                            train_data_pattern=generated_data["video"],
+                            teacher_cache=True).check()
+
+
 @pytest.mark.parametrize("temperature", [1.0, 3.0])
 def test_a_training_step_mixes_the_label_loss_and_the_soft_loss(generated_data, teachers,
                                                                 tmp_path, temperature):
@@ -142,7 +172,7 @@ def test_a_distilled_run_trains_and_bad_teachers_are_one_line(generated_data, te
     trained = [f"--train_dir={tmp_path / 'student'}",
                f"--train_data_pattern={generated_data['video']}", "--num_classes=50",
                "--batch_size=32", "--max_steps=4", f"--teacher={teachers}/moe.tgz",
-               "--holdout_fold=0/3", "--jit_compile"]
+               "--holdout_fold=0/3", "--jit_compile", "--teacher_cache"]
     cases = [
         (["--frame_features", "--max_frames=40", "--model=FrameLevelLogisticModel",
           f"--teacher={teachers / 'moe'}"],
