@@ -14,12 +14,13 @@ class DataError(ValueError):
 
 
 def assert_all(ok, names, what, values=None):
-    """Fail the pipeline naming the first record where `ok` is false."""
+    """Fail the pipeline naming the first record where `ok` is false; returns the check (an op
+    to depend on where later ops would fail first on the bad input)."""
     bad = tf.where(~ok)[:1, 0]
     data = [ASSERT_TAG, tf.gather(names, bad), what]
     if values is not None:
         data.append(tf.gather(values, bad))
-    tf.debugging.Assert(tf.reduce_all(ok), data, summarize=4)
+    return tf.debugging.Assert(tf.reduce_all(ok), data, summarize=4)
 
 
 

@@ -33,6 +33,7 @@ import tensorflow as tf
 
 import quantization
 import readers
+import segments
 
 RGB_SIZE, AUDIO_SIZE = 1024, 128
 _ID_CHARS = np.array(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"))
@@ -58,10 +59,19 @@ def video_record(video_id, labels, mean_rgb, mean_audio, id_key="id"):
     return example.SerializeToString()
 
 
-def frame_record(video_id, labels, rgb, audio, id_key="id"):
-    """A frame-level SequenceExample: rgb [T, 1024] and audio [T, 128] uint8 frames."""
-    example = tf.train.SequenceExample(
-        context=tf.train.Features(feature=_context(video_id, labels, id_key)))
+def frame_record(video_id, labels, rgb, audio, id_key="id", segments=None):
+    """A frame-level SequenceExample: rgb [T, 1024] and audio [T, 128] uint8 frames; segments
+    [(class, start, score)]: the ratings of a segment-rated record (2019), in place of labels."""
+    context = _context(video_id, labels, id_key)
+    if segments is not None:
+        columns = list(zip(*segments)) or [(), (), ()]
+        context["segment_labels"] = tf.train.Feature(
+            int64_list=tf.train.Int64List(value=[int(c) for c in columns[0]]))
+        context["segment_start_times"] = tf.train.Feature(
+            int64_list=tf.train.Int64List(value=[int(t) for t in columns[1]]))
+        context["segment_scores"] = tf.train.Feature(
+            float_list=tf.train.FloatList(value=[float(v) for v in columns[2]]))
+    example = tf.train.SequenceExample(context=tf.train.Features(feature=context))
     for name, frames in (("rgb", rgb), ("audio", audio)):
         feature_list = example.feature_lists.feature_list[name]
         for frame in frames:
@@ -143,9 +153,29 @@ def _random_id(rng, length):
     return "".join(rng.choice(_ID_CHARS, length)).encode()
 
 
+def rate_segments(rng, stretches, rated_classes, frames, size=readers.SEGMENT_FRAMES):
+    """[(class, start, score)]: for each label of `stretches` ({class: (first, end)}) among
+    `rated_classes`, up to 3 segments (starts at multiples of `size`) mostly inside its stretch
+    rated 1 and up to 2 outside it rated 0, as raters of the 2019 release rated them."""
+    ratings = []
+    starts = np.arange(0, frames, size)
+    for label, (first, end) in sorted(stretches.items()):
+        if label not in rated_classes:
+            continue
+        inside = np.minimum(starts + size, end) - np.maximum(starts, first)  # frames inside
+        shown = starts[(inside >= 3) & (starts + size <= frames)]
+        hidden = starts[inside <= 0]
+        for pool, count, score in ((shown, 3, 1.0), (hidden, 2, 0.0)):
+            for start in rng.permutation(pool)[:count]:
+                ratings.append((label, int(start), score))
+    return ratings
+
+
 def synthetic_records(structure, num_videos, seed, split, frame_level, id_key="id",
-                      labelled=True, min_frames=30, max_frames=300):
-    """Serialized records of synthetic videos; deterministic in (seed, split)."""
+                      labelled=True, min_frames=30, max_frames=300, rated_classes=None):
+    """Serialized records of synthetic videos; deterministic in (seed, split). rated_classes
+    (frame level): segment-rated records of these classes (rate_segments) in place of the
+    video's labels; with labelled False, records without ratings (a segment test split)."""
     rng = np.random.default_rng([seed, 1, zlib.crc32(split.encode())])
     id_length = 4 if id_key == "id" else 11
     for index in range(num_videos):
@@ -162,13 +192,19 @@ def synthetic_records(structure, num_videos, seed, split, frame_level, id_key="i
             continue
         length = int(rng.integers(min_frames, max_frames + 1))
         frames = background + rng.normal(0, 0.35, (length, background.size))
-        for signal in signals:  # each label shows in one stretch of 20% to 50% of the frames
-            span = max(1, int(length * rng.uniform(0.2, 0.5)))
+        stretches = {}
+        for label, signal in zip(labels, signals):  # each label shows in one stretch of 20%
+            span = max(1, int(length * rng.uniform(0.2, 0.5)))  # to 50% of the frames
             start = int(rng.integers(0, length - span + 1))
             frames[start:start + span] += 2.0 * signal
+            stretches[label] = (start, start + span)
         quantized = quantization.quantize(frames)
+        segments = None
+        if rated_classes is not None:
+            segments = rate_segments(rng, stretches, rated_classes, length) if labelled else None
+            observed = None
         yield frame_record(video_id, observed, quantized[:, :RGB_SIZE], quantized[:, RGB_SIZE:],
-                           id_key)
+                           id_key, segments)
 
 
 def expanded_records(files, seed, min_frames=30, max_frames=300, spread=0.5):
@@ -233,10 +269,22 @@ def generate():
         if f.num_videos < 1 or f.num_classes < 2:
             raise ValueError("num_videos must be at least 1 and num_classes at least 2")
         structure = HiddenStructure(f.num_classes, f.seed)
+        rated = None
+        if f.segment_rated:
+            if not f.frame_level:
+                raise ValueError("--segment_rated writes frame-level records: add --frame_level")
+            rated = {c for c in segments.read_label_ids(f.segment_label_ids_file)
+                     if c < f.num_classes}
+            if not rated:
+                raise ValueError(f"no class of --segment_label_ids_file is below "
+                                 f"--num_classes={f.num_classes}: nothing to rate")
         records = synthetic_records(structure, f.num_videos, f.seed, f.split, f.frame_level,
-                                    f.id_key, not f.no_labels, f.min_frames, f.max_frames)
+                                    f.id_key, not f.no_labels, f.min_frames, f.max_frames, rated)
         level = "frame" if f.frame_level else "video"
         kind = f"{f.num_videos} synthetic {level}-level videos, {f.num_classes} classes"
+        if rated is not None:
+            kind += (", segment-rated (" + f"{len(rated)} rated classes)" if not f.no_labels
+                     else ", segment test split (no ratings)")
     count = 0
 
     def counted(records):
@@ -265,6 +313,12 @@ def define_flags():
     flags.DEFINE_bool("no_labels", False, "Leave out labels, as in a test split.")
     flags.DEFINE_integer("min_frames", 30, "Fewest frames of a frame-level video.")
     flags.DEFINE_integer("max_frames", 300, "Most frames of a frame-level video.")
+    flags.DEFINE_bool("segment_rated", False, "Segment-rated frame-level records (the 2019 "
+                      "validate set's format): each video's rated 5-frame segments, positive "
+                      "inside the frames where a label shows, negative outside; with "
+                      "--no_labels, records without ratings (its test set).")
+    flags.DEFINE_string("segment_label_ids_file", segments.LABEL_IDS_FILE, "The classes that "
+                        "are rated (those below --num_classes).")
     flags.DEFINE_string("from_video_pattern", "",
                         "Expand these real video-level files into frame-level ones instead.")
 

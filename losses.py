@@ -3,9 +3,16 @@
 Each loss maps (predictions [B, C] probabilities, or scores for SoftmaxLoss and HingeLoss, and
 multi-hot labels [B, C]) to a per-example loss [B]; the training loop averages over the global
 batch (`tf.nn.compute_average_loss`), so the loss means the same on any number of devices.
+Rated segments (2019) pass weights [B, C] too, 1 at the rated classes: the other classes count
+neither as positives nor as negatives (the sum runs over the rated classes only).
 """
 
 import tensorflow as tf
+
+
+def weighted(terms, weights):
+    """[B, C] per-class terms times the weights, where given."""
+    return terms if weights is None else terms * tf.cast(weights, tf.float32)
 
 
 class CrossEntropyLoss:
@@ -15,32 +22,35 @@ class CrossEntropyLoss:
     """
 
     epsilon = 1e-5
+    takes_weights = True
 
     def __init__(self, label_smoothing=0.0):
         self.label_smoothing = label_smoothing
 
-    def __call__(self, predictions, labels):
+    def __call__(self, predictions, labels, weights=None):
         labels = tf.cast(labels, tf.float32)
         if self.label_smoothing:
             labels = labels * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         predictions = tf.cast(predictions, tf.float32)
         log_likelihood = (labels * tf.math.log(predictions + self.epsilon)
                           + (1.0 - labels) * tf.math.log(1.0 - predictions + self.epsilon))
-        return -tf.reduce_sum(log_likelihood, axis=1)
+        return -tf.reduce_sum(weighted(log_likelihood, weights), axis=1)
 
 
 class HingeLoss:
     """sum over classes of max(0, b - (2y - 1) * prediction), b = 1."""
+
+    takes_weights = True
 
     def __init__(self, label_smoothing=0.0, b=1.0):
         if label_smoothing:
             raise ValueError("HingeLoss takes no label smoothing")
         self.b = b
 
-    def __call__(self, predictions, labels):
+    def __call__(self, predictions, labels, weights=None):
         signs = 2.0 * tf.cast(labels, tf.float32) - 1.0
         margins = self.b - signs * tf.cast(predictions, tf.float32)
-        return tf.reduce_sum(tf.maximum(0.0, margins), axis=1)
+        return tf.reduce_sum(weighted(tf.maximum(0.0, margins), weights), axis=1)
 
 
 class SoftmaxLoss:
@@ -54,7 +64,12 @@ class SoftmaxLoss:
     def __init__(self, label_smoothing=0.0):
         self.label_smoothing = label_smoothing
 
-    def __call__(self, predictions, labels):
+    takes_weights = False  # a softmax over the rated classes alone is not the model's
+
+    def __call__(self, predictions, labels, weights=None):
+        if weights is not None:
+            raise ValueError("SoftmaxLoss cannot leave the unrated classes of a segment out: "
+                             "train on segments with --label_loss=CrossEntropyLoss")
         labels = tf.cast(labels, tf.float32)
         targets = labels / tf.maximum(tf.reduce_sum(labels, axis=1, keepdims=True), self.epsilon)
         if self.label_smoothing:

@@ -9,6 +9,17 @@ Both readers turn comma-separated file globs into `tf.data` batches, each a dict
     labels      [B, C] float32 multi-hot
     num_labels  [B] int32    0 for every video of an unlabelled (test) split
 
+FrameReader(segments="rated") reads segment-rated records (the 2019 release) as one example per
+rated 5-frame segment, and FrameReader(segments="all") cuts every video into 5-frame segments
+(starts 0, 5, 10, ...; the last one shorter) for inference; their batches hold
+
+    id            [S] string  the segment's video id
+    start         [S] int32   its first frame (segment name: "<id>:<start>")
+    features      [S, 5, F]   its frames (zero beyond the video's end)
+    num_frames    [S] int32   its real frames, 1 to 5
+    labels        [S, C]      1 where a rated class is positive
+    label_weights [S, C]      1 where the class is rated for the segment (0 in "all")
+
 Records are parsed a whole batch at a time. The fast pipeline does not carry file names; when it
 fails, `reraise_data_errors` re-reads the files one at a time to name the bad file and record.
 """
@@ -51,10 +62,17 @@ def _as_list(value):
     return list(value)
 
 
+SEGMENT_FRAMES = 5  # a rated segment: this many frames (seconds) from its start time
+_VIDEOS_PER_SEGMENT_PARSE = 16  # videos parsed at once before they are cut into segments
+_SEGMENT_KEY = 2 ** 32  # (video row, start) -> one int64
+
+
 def model_inputs(batch, labels=False):
-    """The tensors of a batch that models read (and its labels), without the string ids, which
-    XLA cannot take."""
+    """The tensors of a batch that models read (and its labels and, for segments, their weights),
+    without the string ids, which XLA cannot take."""
     keys = ("features", "num_frames", "labels") if labels else ("features", "num_frames")
+    if labels and "label_weights" in batch:
+        keys += ("label_weights",)
     return {k: batch[k] for k in keys}
 
 
@@ -228,12 +246,23 @@ class _Reader:
         if shuffle:
             buffer = shuffle_buffer or max(10 * batch_size, 1024)
             records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-        if skipped is None:
-            batches = records.batch(batch_size, drop_remainder=drop_remainder)
-            batches = batches.map(parse, num_parallel_calls=parallel_calls, deterministic=True)
-        else:
+        segments = getattr(self, "segments", None)
+        if segments and keep_serialized:
+            raise DataError("a teacher reads whole videos: distillation does not take "
+                            "--segment_labels")
+        if skipped is not None:
             batches = self._parse_tolerantly(records, skipped.records, parse).batch(
                 batch_size, drop_remainder=drop_remainder)
+        elif segments:  # a few videos at a time, then their segments into batches
+            batches = records.batch(_VIDEOS_PER_SEGMENT_PARSE).map(
+                parse, num_parallel_calls=parallel_calls, deterministic=True).unbatch()
+            if shuffle:
+                batches = batches.shuffle(max(4 * batch_size, 1024), seed=seed,
+                                          reshuffle_each_iteration=True)
+            batches = batches.batch(batch_size, drop_remainder=drop_remainder)
+        else:
+            batches = records.batch(batch_size, drop_remainder=drop_remainder)
+            batches = batches.map(parse, num_parallel_calls=parallel_calls, deterministic=True)
         return batches.prefetch(tf.data.AUTOTUNE)
 
     def _parse_tolerantly(self, records, skipped, parse):
@@ -254,7 +283,8 @@ class _Reader:
             return kept + 1, example
 
         parsed = parsed.scan(tf.constant(0, tf.int64), count)
-        parsed = parsed.filter(lambda example: example["id"][0] != _SENTINEL_ID)
+        # (a record of no rated segment parses to no example: kept, it unbatches to nothing)
+        parsed = parsed.filter(lambda example: tf.reduce_all(example["id"] != _SENTINEL_ID))
         return parsed.unbatch()
 
     def sentinel_record(self):
@@ -376,8 +406,12 @@ class FrameReader(_Reader):
     missing_feature_hint = " (video-level data? then leave out --frame_features)"
 
     def __init__(self, num_classes=NUM_CLASSES, feature_names="rgb,audio",
-                 feature_sizes="1024,128", max_frames=MAX_FRAMES, quantized=False):
+                 feature_sizes="1024,128", max_frames=MAX_FRAMES, quantized=False,
+                 segments=None):
         super().__init__(num_classes, feature_names, feature_sizes)
+        if segments not in (None, "rated", "all"):
+            raise DataError(f"segments must be None, 'rated' or 'all', not {segments!r}")
+        self.segments = segments
         # quantized=True: features stay uint8 (padding 0) for a model that dequantizes the
         # frames it uses (our frame-level models sample 30 of 300): a quarter of the bytes.
         self.quantized = bool(quantized)
@@ -396,8 +430,24 @@ class FrameReader(_Reader):
             context=tf.train.Features(feature={"id": _bytes_feature([_SENTINEL_ID.encode()])}),
             feature_lists=tf.train.FeatureLists(feature_list=lists)).SerializeToString()
 
+    @staticmethod
+    def _context_spec():
+        return {**_Reader._context_spec(),
+                "segment_labels": tf.io.VarLenFeature(tf.int64),
+                "segment_start_times": tf.io.VarLenFeature(tf.int64),
+                "segment_scores": tf.io.VarLenFeature(tf.float32)}
+
     def parse(self, serialized, names=None):
         names = _default_names(serialized, names)
+        batch, context = self._parse_videos(serialized, names)
+        if self.segments == "rated":
+            return self._rated_segments(batch, context, names)
+        if self.segments == "all":
+            return self._every_segment(batch)
+        return batch
+
+    def _parse_videos(self, serialized, names):
+        """(the batch dict of whole videos, the parsed context)."""
         sequence_spec = {n: tf.io.FixedLenSequenceFeature([], tf.string)
                          for n in self.feature_names}
         context, lists, lengths = tf.io.parse_sequence_example(
@@ -432,15 +482,91 @@ class FrameReader(_Reader):
             "num_frames": num_frames,
             "labels": labels,
             "num_labels": num_labels,
-        }
+        }, context
+
+    def _rated_segments(self, videos, context, names):
+        """One example per rated (video, start time): its 5 frames, the rated classes' scores
+        as labels and a weight of 1 at each rated class."""
+        rated = [tf.RaggedTensor.from_sparse(context[k]) for k in
+                 ("segment_labels", "segment_start_times", "segment_scores")]
+        lengths = [r.row_lengths() for r in rated]
+        same = data_errors.assert_all(
+            tf.equal(lengths[0], lengths[1]) & tf.equal(lengths[0], lengths[2]), names,
+            "segment_labels, segment_start_times and segment_scores are of different lengths")
+        with tf.control_dependencies([same]):
+            row = tf.identity(rated[0].value_rowids())  # (N,) the video of each rating
+            classes, starts, scores = (tf.identity(r.values) for r in rated)
+        data_errors.assert_all((classes >= 0) & (classes < self.num_classes),
+                               tf.gather(names, row),
+                               f"segment label id outside [0, {self.num_classes})", classes)
+        frames = tf.cast(tf.gather(videos["num_frames"], row), tf.int64)
+        data_errors.assert_all((starts >= 0) & (starts < frames), tf.gather(names, row),
+                               f"segment start time past the video's end (its frames, at most "
+                               f"max_frames={self.max_frames})", starts)
+        keys, segment = tf.unique(row * _SEGMENT_KEY + starts)  # (S,), (N,)
+        found = self._segments(videos, keys // _SEGMENT_KEY, keys % _SEGMENT_KEY)
+        at = tf.stack([tf.cast(segment, tf.int64), tf.where(
+            (classes >= 0) & (classes < self.num_classes), classes, 0)], axis=1)
+        shape = tf.stack([tf.size(keys, out_type=tf.int64), self.num_classes])
+        found["labels"] = tf.scatter_nd(at, tf.cast(scores > 0, tf.float32), shape)
+        found["label_weights"] = tf.minimum(tf.scatter_nd(at, tf.ones_like(scores), shape), 1.0)
+        found["labels"] = tf.minimum(found["labels"], 1.0)
+        found["num_labels"] = tf.cast(tf.reduce_sum(found["labels"], axis=1), tf.int32)
+        return found
+
+    def _every_segment(self, videos):
+        """Every video cut into 5-frame segments from frame 0 (the last one shorter), unrated."""
+        counts = (videos["num_frames"] + SEGMENT_FRAMES - 1) // SEGMENT_FRAMES  # (B,)
+        rows = tf.repeat(tf.range(tf.size(counts, out_type=tf.int64)), counts)
+        starts = tf.cast(tf.ragged.range(counts).flat_values * SEGMENT_FRAMES, tf.int64)
+        found = self._segments(videos, rows, starts)
+        zeros = tf.zeros([tf.size(rows), self.num_classes])
+        found.update(labels=zeros, label_weights=zeros,
+                     num_labels=tf.zeros([tf.size(rows)], tf.int32))
+        return found
+
+    def _segments(self, videos, rows, starts):
+        """id, start, features [S, 5, F] and num_frames of the segments (video row, start)."""
+        positions = tf.cast(starts[:, None], tf.int32) + tf.range(SEGMENT_FRAMES)  # (S, 5)
+        frames = tf.gather(videos["num_frames"], rows)  # (S,)
+        real = positions < frames[:, None]
+        features = tf.gather(videos["features"], rows)  # (S, max_frames, F)
+        features = tf.gather(features, tf.minimum(positions, self.max_frames - 1), batch_dims=1)
+        features = tf.where(real[:, :, None], features, tf.zeros([], features.dtype))
+        return {"id": tf.gather(videos["id"], rows), "start": tf.cast(starts, tf.int32),
+                "features": tf.ensure_shape(features,
+                                            [None, SEGMENT_FRAMES, self.feature_dim]),
+                "num_frames": tf.reduce_sum(tf.cast(real, tf.int32), axis=1)}
+
+    def ratings(self, files, batch_size=1024, num_readers=8):
+        """Batches of the ratings alone (no frames decoded): id, start, class, score [N]."""
+        spec = {k: v for k, v in self._context_spec().items() if k != "labels"}
+
+        def parse(serialized):
+            context, _, _ = tf.io.parse_sequence_example(serialized, context_features=spec)
+            rated = [tf.RaggedTensor.from_sparse(context[k]) for k in
+                     ("segment_labels", "segment_start_times", "segment_scores")]
+            ids = tf.where(tf.strings.length(context["id"]) > 0, context["id"],
+                           context["video_id"])
+            return {"id": tf.gather(ids, rated[0].value_rowids()), "start": rated[1].values,
+                    "class": rated[0].values, "score": rated[2].values}
+
+        records = tf.data.Dataset.from_tensor_slices(list(files)).interleave(
+            tf.data.TFRecordDataset, cycle_length=max(1, num_readers),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return records.batch(batch_size).map(parse).prefetch(tf.data.AUTOTUNE)
 
 
 def make_reader(frame_features, num_classes=NUM_CLASSES, feature_names=None, feature_sizes=None,
-                max_frames=MAX_FRAMES, quantized=False):
-    """The reader the starter's `--frame_features` flag asks for (default features per level)."""
+                max_frames=MAX_FRAMES, quantized=False, segments=None):
+    """The reader the starter's `--frame_features` flag asks for (default features per level);
+    segments ("rated" or "all", frame level only): FrameReader's."""
     if frame_features:
         return FrameReader(num_classes, feature_names or "rgb,audio",
-                           feature_sizes or "1024,128", max_frames, quantized)
+                           feature_sizes or "1024,128", max_frames, quantized, segments)
+    if segments:
+        raise DataError("--segment_labels reads frame-level records: add --frame_features (the "
+                        "segment-rated records of the 2019 release are frame level)")
     return VideoReader(num_classes, feature_names or "mean_rgb,mean_audio",
                        feature_sizes or "1024,128")
 

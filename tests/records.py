@@ -28,11 +28,16 @@ def video_example(video_id, labels=None, rgb=None, audio=None, id_key="id", extr
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def frame_example(video_id, labels, rgb_frames, audio_frames, id_key="id"):
-    """rgb_frames / audio_frames: lists of uint8 arrays (or raw bytes), one per frame."""
+def frame_example(video_id, labels, rgb_frames, audio_frames, id_key="id", segments=None):
+    """rgb_frames / audio_frames: lists of uint8 arrays (or raw bytes), one per frame;
+    segments: (classes, start times, scores) of a segment-rated record."""
     context = {id_key: _bytes(video_id)}
     if labels is not None:
         context["labels"] = _ints(labels)
+    if segments is not None:
+        classes, starts, scores = segments
+        context.update(segment_labels=_ints(classes), segment_start_times=_ints(starts),
+                       segment_scores=_floats(scores))
     lists = {}
     for name, frames in (("rgb", rgb_frames), ("audio", audio_frames)):
         lists[name] = tf.train.FeatureList(feature=[

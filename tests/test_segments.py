@@ -1,0 +1,157 @@
+"""Segment-level records (2019): rated segments and every segment from hand-built records, the
+masked loss against NumPy, the segment metric against a brute-force one, the ranking and its
+CSV."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from records import frame_example, write
+
+import losses
+import readers
+import segments
+
+
+def frames(count, offset=0):
+    """rgb frames whose bytes say their index (frame i is all i + offset), and audio ones."""
+    return ([np.full(1024, i + offset, np.uint8) for i in range(count)],
+            [np.full(128, i + offset, np.uint8) for i in range(count)])
+
+
+def batches(reader, files, size=64):
+    with reader.reraise_data_errors(files):
+        return [{k: v.numpy() for k, v in b.items()} for b in reader.dataset(files, size)]
+
+
+def test_rated_segments_are_one_example_each_with_their_rated_classes(tmp_path):
+    path = write(tmp_path / "validate.tfrecord", [
+        frame_example(b"vid1", None, *frames(12), segments=([3, 7, 3], [0, 0, 10], [1, 0, 1])),
+        frame_example(b"vid2", None, *frames(6, 100), segments=([], [], [])),
+        frame_example(b"vid3", None, *frames(8, 50), segments=([9], [5], [0]))])
+    reader = readers.FrameReader(12, max_frames=20, quantized=True, segments="rated")
+    [batch] = batches(reader, [path])
+    assert [f"{i.decode()}:{s}" for i, s in zip(batch["id"], batch["start"])] == \
+        ["vid1:0", "vid1:10", "vid3:5"]
+    assert batch["features"].shape == (3, 5, 1152)
+    np.testing.assert_array_equal(batch["features"][0, :, 0], [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(batch["features"][1, :, 0], [10, 11, 0, 0, 0])  # 2 real
+    np.testing.assert_array_equal(batch["features"][2, :, 1100], [55, 56, 57, 0, 0])
+    np.testing.assert_array_equal(batch["num_frames"], [5, 2, 3])
+    expected_weights = np.zeros((3, 12))
+    expected_weights[0, [3, 7]] = expected_weights[1, 3] = expected_weights[2, 9] = 1
+    expected_labels = np.zeros((3, 12))
+    expected_labels[0, 3] = expected_labels[1, 3] = 1
+    np.testing.assert_array_equal(batch["label_weights"], expected_weights)
+    np.testing.assert_array_equal(batch["labels"], expected_labels)
+    np.testing.assert_array_equal(batch["num_labels"], [1, 1, 0])
+    # The ratings alone, as segment_eval.py reads them.
+    rated = segments.rated_segments(reader, [path])
+    assert rated.scores == {("vid1:0", 3): 1.0, ("vid1:0", 7): 0.0, ("vid1:10", 3): 1.0,
+                            ("vid3:5", 9): 0.0}
+    assert rated.positives == {3: 2, 7: 0, 9: 0}
+
+
+def test_every_segment_of_a_test_video_from_frame_0(tmp_path):
+    path = write(tmp_path / "test.tfrecord", [frame_example(b"t1", None, *frames(12)),
+                                             frame_example(b"t2", None, *frames(5))])
+    reader = readers.FrameReader(12, max_frames=20, segments="all")
+    found = batches(reader, [path], size=2)
+    starts = [(i.decode(), s) for b in found for i, s in zip(b["id"], b["start"])]
+    assert starts == [("t1", 0), ("t1", 5), ("t1", 10), ("t2", 0)]
+    assert [n for b in found for n in b["num_frames"]] == [5, 5, 2, 5]
+    assert all(not b["label_weights"].any() for b in found)
+
+
+@pytest.mark.parametrize("rated, fragment", [
+    (([3, 4], [0], [1, 0]), "segment_labels, segment_start_times and segment_scores are of "
+                            "different lengths"),
+    (([12], [0], [1]), "segment label id outside [0, 12)"),
+    (([3], [10], [1]), "segment start time past the video's end"),
+])
+def test_bad_ratings_are_one_line_naming_the_record(tmp_path, rated, fragment):
+    path = write(tmp_path / "bad.tfrecord", [
+        frame_example(b"ok", None, *frames(10), segments=([1], [0], [1])),
+        frame_example(b"bad", None, *frames(10), segments=rated)])
+    with pytest.raises(readers.DataError) as caught:
+        batches(readers.FrameReader(12, max_frames=20, segments="rated"), [path])
+    message = str(caught.value)
+    assert "\n" not in message and "bad.tfrecord record 1" in message and fragment in message
+
+
+def test_the_masked_loss_leaves_the_unrated_classes_out():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.01, 0.99, (4, 6))
+    y = (rng.random((4, 6)) < 0.3).astype(np.float64)
+    w = (rng.random((4, 6)) < 0.5).astype(np.float64)
+    expected = -np.sum(w * (y * np.log(p + 1e-5) + (1 - y) * np.log(1 - p + 1e-5)), axis=1)
+    got = losses.CrossEntropyLoss()(tf.constant(p, tf.float32), tf.constant(y), tf.constant(w))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
+    # No gradient reaches an unrated class.
+    predictions = tf.Variable(p, dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(losses.CrossEntropyLoss()(predictions, y, w))
+    gradient = tape.gradient(loss, predictions).numpy()
+    assert not gradient[w == 0].any() and gradient[w == 1].all()
+    with pytest.raises(ValueError, match="SoftmaxLoss cannot leave the unrated classes"):
+        losses.SoftmaxLoss()(predictions, y, w)
+
+
+def brute_force_map(submission, ratings, top_n):
+    """The starter's definition, written out: per class, walk its list (cut to top_n), keep
+    the rated (segment, class) pairs, add precision at each positive; divide by the class's
+    rated positives; mean over the classes with positives."""
+    positives = {}
+    for (_, label), score in ratings.items():
+        positives[label] = positives.get(label, 0) + (score > 0)
+    values = []
+    for label, names in submission.items():
+        if not positives.get(label):
+            continue
+        kept = [n for n in (names[:top_n] if top_n else names) if (n, label) in ratings]
+        hits, total = 0, 0.0
+        for rank, name in enumerate(kept, 1):
+            if ratings[(name, label)] > 0:
+                hits += 1
+                total += hits / rank
+        values.append(total / positives[label])
+    return sum(values) / len(values)
+
+
+@pytest.mark.parametrize("top_n", [0, 3, 7])
+def test_the_segment_metric_against_a_brute_force_one(top_n):
+    rng = np.random.default_rng(top_n)
+    names = [f"v{v}:{5 * s}" for v in range(6) for s in range(4)]
+    ratings = {(n, c): float(rng.random() < 0.5) for n in names for c in (1, 2, 3, 4)
+               if rng.random() < 0.4}
+    ratings[("v0:0", 4)] = 1.0
+    submission = {c: list(rng.permutation(names)[:int(rng.integers(0, 15))]) for c in (1, 2, 3)}
+    submission[4] = []  # a class with positives and nothing submitted: AP 0
+    submission[9] = ["v0:0"]  # a class no segment is rated for: left out of the mean
+    rated = segments.RatedSegments()
+    rated.add([n for n, _ in ratings], [c for _, c in ratings], list(ratings.values()))
+    got, classes = segments.segment_map(submission, rated, top_n)
+    assert classes == 4
+    assert got == pytest.approx(brute_force_map(submission, ratings, top_n), abs=1e-12)
+
+
+def test_the_ranking_keeps_each_segments_top_classes_and_caps_each_class(tmp_path):
+    ranking = segments.Ranking([1, 3, 4], num_classes=5, max_predictions=2,
+                               classes_per_segment=2)
+    probabilities = np.array([[0.9, 0.1, 0.9, 0.2, 0.3],   # a: classes 4, 3 (1 not in top 2)
+                              [0.0, 0.8, 0.0, 0.7, 0.1],   # b: 1, 3
+                              [0.0, 0.8, 0.0, 0.9, 0.2],   # c: 3, 1
+                              [0.0, 0.5, 0.0, 0.7, 0.6]])  # d: 3, 4
+    ranking.add(["a:0", "b:0"], probabilities[:2])
+    ranking.add(["c:5", "d:0"], probabilities[2:])  # ties: b and c for class 1 at 0.8
+    assert ranking.ranked() == {1: ["b:0", "c:5"], 3: ["c:5", "b:0"], 4: ["d:0", "a:0"]}
+    path = tmp_path / "segments.csv"
+    assert segments.write_submission(str(path), ranking) == 3
+    assert path.read_text() == ("Class,Segments\n1,b:0 c:5\n3,c:5 b:0\n4,d:0 a:0\n")
+    assert segments.read_submission(str(path)) == ranking.ranked()
+    with pytest.raises(ValueError, match="class 7 of the segment classes is beyond"):
+        segments.Ranking([7], num_classes=5)
+
+
+def test_the_shipped_segment_classes_are_the_starters_1000():
+    ids = segments.read_label_ids()
+    assert len(ids) == 1000 and ids[:3] == [3, 7, 8] and max(ids) < readers.NUM_CLASSES
