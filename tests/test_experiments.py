@@ -171,3 +171,47 @@ def test_frontier_twin_table_puts_each_point_beside_its_twins():
     assert frontier.close_calls(rows, 0.01) == [("circulant_gating", "2M"),
                                                 ("circulant_gating/low_rank", "2M"),
                                                 ("low_rank", "2M")]
+
+
+def test_megabyte_points_fit_their_uint8_budget_and_each_budget_takes_the_best_bundle(tmp_path):
+    frontier = frontier_module()
+    for name, budget in (("low_rank", "1MB"), ("circulant_gating", "4MB"), ("moe", "16MB")):
+        settings = frontier.MB_FAMILIES[name].budgets[budget]
+        fixed, key = settings
+        point = frontier.sized(fixed, key, frontier.MB_BUDGETS[budget], frontier.bundle_mb)
+        assert frontier.bundle_mb(point) <= frontier.MB_BUDGETS[budget], (name, point)
+        if key != "moe_num_mixtures":  # the next size would not fit
+            assert frontier.bundle_mb({**point, key: point[key] + 1}) > \
+                frontier.MB_BUDGETS[budget]
+    rows = [{"family": family, "budget": budget, "point": "p", "seed": seed,
+             "precision": precision, "bundle_mb": mb, "gap": gap, "weights": 10}
+            for family, budget, seed, precision, mb, gap in (
+                ("dense", "1MB", 0, "float32", 3.0, 0.700),
+                ("dense", "1MB", 0, "uint8", 0.8, 0.699),
+                ("low_rank", "1MB", 0, "float32", 3.1, 0.710),
+                ("low_rank", "1MB", 0, "uint8", 0.9, 0.705),
+                ("low_rank+distilled", "1MB", 0, "uint8", 0.9, 0.712))]
+    best = frontier.mb_best(rows)
+    assert best[("1MB", "dense")][:2] == (0.699, 0.8)  # the float32 bundle is over 1 MB
+    assert best[("4MB", "low_rank")][:2] == (0.710, 3.1)
+    assert ("0.25MB", "dense") not in best
+    # Within 0.01 of the distilled student (0.712): low rank (0.705, 0.710), not dense (0.699).
+    assert frontier.mb_close_calls(rows, 0.01) == {("low_rank", "p"),
+                                                   ("low_rank+distilled", "p")}
+    assert "| low_rank (uint8) | 1MB | p | 0.7050 (1 seed) | 0.7120 (1 seed) | +0.0070 |" in \
+        frontier.distillation_table(rows)
+    assert "-0.0050 (0.9 MB)" in frontier.precision_table(rows)
+    frontier.mb_plot(rows, tmp_path / "mb.png")
+    assert (tmp_path / "mb.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_reused_rows_count_as_finished_runs_of_the_same_flags_and_seed(tmp_path):
+    frontier = frontier_module()
+    earlier = tmp_path / "frontier.jsonl"
+    earlier.write_text(json.dumps({"family": "dense", "budget": "0.5M", "point": "h=98",
+                                   "seed": 0, "gap": 0.68, "flags": ["--bottleneck_size=98"]})
+                       + "\n" + json.dumps({"family": "x", "budget": "0.5M", "gap": None,
+                                            "seed": None, "flags": None}) + "\n")
+    reused = frontier.read_reused([str(earlier)])
+    assert list(reused) == [(("--bottleneck_size=98",), 0)]
+    assert reused[(("--bottleneck_size=98",), 0)]["reused_from"] == "frontier.jsonl"
