@@ -195,9 +195,9 @@ def best_checkpoint(train_dir):
 def load(train_dir, checkpoint=None):
     """(model, reader, model_flags, checkpoint path) of the given checkpoint ("best": the best
     validation's, --keep_best_checkpoint) or else the newest that restores."""
+    model_flags = model_flags_file.read(train_dir)
     if checkpoint == BEST:
         checkpoint = best_checkpoint(train_dir)
-    model_flags = model_flags_file.read(train_dir)
     reader = make_reader(model_flags)
     model = build_model(model_flags, reader)
     checkpoint = restore_newest(lambda path: restore(model, path), train_dir,
