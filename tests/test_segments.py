@@ -5,6 +5,7 @@ CSV."""
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import run_tool
 from records import frame_example, write
 
 import losses
@@ -155,3 +156,24 @@ def test_the_ranking_keeps_each_segments_top_classes_and_caps_each_class(tmp_pat
 def test_the_shipped_segment_classes_are_the_starters_1000():
     ids = segments.read_label_ids()
     assert len(ids) == 1000 and ids[:3] == [3, 7, 8] and max(ids) < readers.NUM_CLASSES
+
+
+def test_segment_eval_scores_a_submission_csv_as_the_brute_force_does(tmp_path):
+    rated = ([3, 7, 3], [0, 0, 10], [1, 0, 1])
+    path = write(tmp_path / "validate.tfrecord", [
+        frame_example(b"vid1", None, *frames(12), segments=rated),
+        frame_example(b"vid3", None, *frames(8), segments=([7, 3], [5, 5], [1, 0]))])
+    csv = tmp_path / "segments.csv"
+    csv.write_text("Class,Segments\n3,vid3:5 vid1:10 vid9:0 vid1:0\n7,vid1:0 vid3:5\n5,\n")
+    ratings = {("vid1:0", 3): 1, ("vid1:0", 7): 0, ("vid1:10", 3): 1, ("vid3:5", 7): 1,
+               ("vid3:5", 3): 0}
+    submission = {3: ["vid3:5", "vid1:10", "vid9:0", "vid1:0"], 7: ["vid1:0", "vid3:5"], 5: []}
+    for top_n in (0, 2):
+        done = run_tool("segment_eval.py", f"--submission_file={csv}",
+                        f"--eval_data_pattern={path}", "--num_classes=12", f"--top_n={top_n}")
+        expected = brute_force_map(submission, ratings, top_n)
+        assert f"| segment MAP@{top_n or 'all'} {expected:.6f}" in done.stdout, done.stdout
+        assert "5 rated (segment, class) pairs; 2 of the 3 submitted classes" in done.stdout
+    bad = run_tool("segment_eval.py", f"--submission_file={csv}",
+                   f"--eval_data_pattern={csv}", check=False)
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
