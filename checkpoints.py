@@ -16,16 +16,18 @@ BEST = "best"  # train_dir/best/: the checkpoint of the best validation (--keep_
 BEST_FILE = "best.json"
 
 
-def make_reader(model_flags, trained=True):
+def make_reader(model_flags, trained=True, segments=None):
     """The model's reader; frame-level frames stay quantized (our frame models dequantize the
     frames they sample, which gives the same values for a quarter of the input bytes).
+    segments: "rated" or "all", readers.FrameReader's (segment-level records).
 
     trained: the model exists already, so data of the other level is the wrong data (not a
     flag to change, as when training starts).
     """
     reader = readers.make_reader(model_flags["frame_features"], model_flags["num_classes"],
                                  model_flags["feature_names"], model_flags["feature_sizes"],
-                                 model_flags["max_frames"], quantized=True)
+                                 model_flags["max_frames"], quantized=True,
+                                 segments=segments)
     if trained:
         level, other = ("frame", "video") if model_flags["frame_features"] else ("video", "frame")
         reader.missing_feature_hint = (f" ({other}-level data? this model reads {level}-level "

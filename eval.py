@@ -1,12 +1,19 @@
 """Evaluate the checkpoints of a train_dir: GAP@k, hit@1, PERR, mean AP, loss.
 
     python eval.py --train_dir=/tmp/yt8m_model --eval_data_pattern='validate*.tfrecord' --run_once
+    python eval.py --train_dir=/tmp/frame_model --eval_data_pattern='validate*.tfrecord' \
+        --run_once --segment_labels
+
+--segment_labels evaluates a frame-level model on segment-rated records (2019): each rated
+5-frame segment scored, GAP and hit@1 over them with the unrated classes at 0 (the starter's
+eval), and the segment MAP (segment_eval.py's) of the ranking a submission would list.
 
 The model and its input come from train_dir/model_flags.json. Without --run_once it watches
 train_dir and evaluates each new checkpoint once, as training writes them. Results go to
 train_dir/eval_results.jsonl (one line per checkpoint step) and TensorBoard (train_dir/eval).
 """
 
+import functools
 import json
 import os
 import time
@@ -23,6 +30,7 @@ import eval_util  # noqa: E402
 import losses  # noqa: E402
 import model_flags  # noqa: E402
 import readers  # noqa: E402
+import segments  # noqa: E402
 
 flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The train_dir of train.py.")
 flags.DEFINE_string("eval_data_pattern", "", "Comma-separated globs of labelled TFRecords.")
@@ -34,7 +42,13 @@ flags.DEFINE_integer("poll_seconds", 30, "How often to look for a new checkpoint
 flags.DEFINE_bool("mean_ap", False, "Also report mAP(all): the mean AP over the classes with "
                   "positives, each ranking every video (keeps every prediction in memory). "
                   "MAP, the starter's figure, is always reported.")
-flags.DEFINE_bool("segment_labels", False, "Not supported: the 2019 segment-rating task.")
+flags.DEFINE_bool("segment_labels", False, "Segment-rated records (2019): GAP and hit@1 over "
+                  "the rated 5-frame segments (unrated classes scored 0) and the segment MAP "
+                  "of the per-class ranking a submission of them would list.")
+flags.DEFINE_string("segment_label_ids_file", segments.LABEL_IDS_FILE, "--segment_labels: the "
+                    "classes ranked (the starter's 1,000 rated classes).")
+flags.DEFINE_integer("segment_max_pred", segments.MAX_PREDICTIONS, "--segment_labels: segments "
+                     "ranked per class (Kaggle's MAP@100,000).")
 FLAGS = flags.FLAGS
 RESULTS_FILE = "eval_results.jsonl"
 
@@ -59,15 +73,16 @@ def wait_for_first_checkpoint(train_dir):
 
 
 def run():
-    if FLAGS.segment_labels:
-        raise ValueError("--segment_labels (the 2019 segment-rating task) is not supported")
     if not FLAGS.eval_data_pattern:
         raise ValueError("--eval_data_pattern is required")
     files = readers.resolve_files(FLAGS.eval_data_pattern)
     if not FLAGS.run_once:
         wait_for_first_checkpoint(FLAGS.train_dir)
     description = model_flags.read(FLAGS.train_dir)
-    reader = checkpoints.make_reader(description)
+    reader = checkpoints.make_reader(description,
+                                     segments="rated" if FLAGS.segment_labels else None)
+    label_ids = segments.read_label_ids(FLAGS.segment_label_ids_file) \
+        if FLAGS.segment_labels else None
     readers.check_release(files, description["num_classes"])
     model = checkpoints.build_model(description, reader)
     loss_fn = losses.get_loss(description["label_loss"])
@@ -96,12 +111,22 @@ def run():
             step = checkpoints.step_of(latest)
             printer = utils.ProgressPrinter(utils.Progress(videos, estimated=not exact))
             print(f"evaluating {latest} on {len(files)} files", flush=True)
+            ranking = rated = None
+            if label_ids is not None:
+                ranking = segments.Ranking(label_ids, description["num_classes"],
+                                           FLAGS.segment_max_pred)
+                rated = segments.RatedSegments()
             try:
-                results = eval_util.evaluate(model, reader, files, loss_fn, FLAGS.batch_size,
-                                             FLAGS.top_k, FLAGS.mean_ap, FLAGS.num_readers,
-                                             on_batch=printer.update)
+                results = eval_util.evaluate(
+                    model, reader, files, loss_fn, FLAGS.batch_size, FLAGS.top_k, FLAGS.mean_ap,
+                    FLAGS.num_readers, on_batch=printer.update,
+                    on_predictions=functools.partial(segments.add_rated, ranking, rated)
+                    if ranking else None)
             finally:
                 printer.close()
+            if ranking is not None:
+                results["segment_map"], results["segment_classes"] = segments.segment_map(
+                    ranking.ranked(), rated, FLAGS.segment_max_pred)
             if not results["labelled"]:
                 raise ValueError(f"no video of {FLAGS.eval_data_pattern} has labels")
             report(step, results, writer)
@@ -120,14 +145,18 @@ def run():
 
 def report(step, results, writer):
     extra = f" | mAP(all) {results['map_all']:.4f}" if "map_all" in results else ""
-    print(f"step {step}: {results['videos']:,} videos | GAP@{FLAGS.top_k} {results['gap']:.4f} | "
+    if "segment_map" in results:
+        extra += (f" | segment MAP@{FLAGS.segment_max_pred:,} {results['segment_map']:.6f} "
+                  f"({results['segment_classes']} classes with rated positives)")
+    what = "rated segments" if "segment_map" in results else "videos"
+    print(f"step {step}: {results['videos']:,} {what} | GAP@{FLAGS.top_k} {results['gap']:.4f} | "
           f"hit@1 {results['hit_at_one']:.4f} | PERR {results['perr']:.4f} | "
           f"MAP {results['map']:.4f}{extra} | "
           f"loss {results['loss']:.4f} | {results['seconds']:.0f}s", flush=True)
     with tf.io.gfile.GFile(os.path.join(FLAGS.train_dir, RESULTS_FILE), "a") as out:
         out.write(json.dumps(dict(results, step=step)) + "\n")
     with writer.as_default():
-        for name in ("gap", "hit_at_one", "perr", "map", "map_all", "loss"):
+        for name in ("gap", "hit_at_one", "perr", "map", "map_all", "segment_map", "loss"):
             if name in results:
                 tf.summary.scalar(f"eval/{name}", results[name], step=step)
     writer.flush()

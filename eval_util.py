@@ -175,11 +175,14 @@ class EvaluationMetrics:
 
 
 def evaluate(model, reader, files, loss_fn, batch_size, top_k=20, mean_ap=False, num_readers=8,
-             on_batch=None, jit_compile=False):
+             on_batch=None, jit_compile=False, on_predictions=None):
     """Metrics of a Keras model over every video of `files`, each counted exactly once.
 
     on_batch(videos so far) is called after each batch (for progress); jit_compile: the
-    prediction step compiled by XLA.
+    prediction step compiled by XLA. Rated segments (batches with label_weights) are scored as
+    the starter scores them: the probabilities of the unrated classes taken as 0, the loss
+    over the rated ones. on_predictions(batch, probabilities) sees each batch's probabilities
+    (numpy) as the model gave them.
     """
     import tensorflow as tf
 
@@ -191,8 +194,12 @@ def evaluate(model, reader, files, loss_fn, batch_size, top_k=20, mean_ap=False,
     with reader.reraise_data_errors(files):
         for batch in reader.dataset(files, batch_size, num_readers=num_readers):
             probabilities = predict(readers.model_inputs(batch))
-            metrics.add(probabilities.numpy(), batch["labels"].numpy(),
-                        loss_fn(probabilities, batch["labels"]).numpy())
+            weights = batch.get("label_weights")
+            scored = probabilities if weights is None else probabilities * weights
+            metrics.add(scored.numpy(), batch["labels"].numpy(),
+                        loss_fn(probabilities, batch["labels"], weights).numpy())
+            if on_predictions:
+                on_predictions({k: v.numpy() for k, v in batch.items()}, probabilities.numpy())
             if on_batch:
                 on_batch(metrics.videos)
     if not metrics.videos:

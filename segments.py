@@ -55,15 +55,18 @@ def segment_name(video_id, start):
 class Ranking:
     """Each class's segments by descending score, at most `max_predictions` a class: what a
     submission lists. Segments come in batches; each enters the lists of its top
-    `classes_per_segment` classes among `label_ids`. Ties are ordered by the segments' order
-    of arrival. Memory: at most two arrays of 2 x max_predictions entries a class."""
+    `classes_per_segment` classes among `label_ids` (those below num_classes). Ties are ordered
+    by the segments' order of arrival. Memory: at most two arrays of 2 x max_predictions
+    entries a class."""
 
     def __init__(self, label_ids, num_classes, max_predictions=MAX_PREDICTIONS,
                  classes_per_segment=CLASSES_PER_SEGMENT):
-        self.label_ids = np.asarray(label_ids, np.int64)
-        if self.label_ids.size and self.label_ids.max() >= num_classes:
-            raise ValueError(f"class {self.label_ids.max()} of the segment classes is beyond "
-                             f"the model's {num_classes} classes")
+        ids = np.asarray(label_ids, np.int64)
+        self.label_ids = ids[ids < num_classes]  # a model of fewer classes (generated data)
+        if not self.label_ids.size:
+            raise ValueError(f"no class of the segment classes is below the model's "
+                             f"{num_classes} classes: give --segment_label_ids_file of its "
+                             "classes")
         self.max_predictions = int(max_predictions)
         self.per_segment = min(int(classes_per_segment), self.label_ids.size)
         self.names = []  # segment names, in order of arrival
@@ -194,6 +197,15 @@ def segment_map(ranked, rated, top_n=MAX_PREDICTIONS):
         return 0.0, 0
     return float(np.mean([average_precision(ranked[c], rated, c, top_n) for c in classes])), \
         len(classes)
+
+
+def add_rated(ranking, rated, batch, probabilities):
+    """A batch of rated segments (numpy, FrameReader(segments="rated")): its segments into the
+    ranking, its ratings into `rated`."""
+    names = [segment_name(v, s) for v, s in zip(batch["id"], batch["start"])]
+    ranking.add(names, probabilities)
+    rows, classes = np.nonzero(batch["label_weights"])
+    rated.add([names[r] for r in rows], classes, batch["labels"][rows, classes])
 
 
 def rated_segments(reader, files, batch_size=256, num_readers=8):

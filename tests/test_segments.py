@@ -149,7 +149,9 @@ def test_the_ranking_keeps_each_segments_top_classes_and_caps_each_class(tmp_pat
     assert segments.write_submission(str(path), ranking) == 3
     assert path.read_text() == ("Class,Segments\n1,b:0 c:5\n3,c:5 b:0\n4,d:0 a:0\n")
     assert segments.read_submission(str(path)) == ranking.ranked()
-    with pytest.raises(ValueError, match="class 7 of the segment classes is beyond"):
+    assert list(segments.Ranking([1, 7], num_classes=5).label_ids) == [1]
+    with pytest.raises(ValueError, match="no class of the segment classes is below the model's "
+                                         "5 classes"):
         segments.Ranking([7], num_classes=5)
 
 
@@ -177,3 +179,50 @@ def test_segment_eval_scores_a_submission_csv_as_the_brute_force_does(tmp_path):
     bad = run_tool("segment_eval.py", f"--submission_file={csv}",
                    f"--eval_data_pattern={csv}", check=False)
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_eval_scores_rated_segments_as_a_submission_of_them_would_score(generated_data,
+                                                                        tmp_path):
+    """eval.py --segment_labels: its segment MAP equals the brute-force metric of the ranking
+    built here from the model's own probabilities (each segment's top 20 rated classes, each
+    class by descending score), and its GAP takes the unrated classes as 0."""
+    import checkpoints
+    import eval_util
+    import generate_data
+
+    structure = generate_data.HiddenStructure(50, seed=0)
+    rated_classes = {c for c in segments.read_label_ids() if c < 50}
+    validate = generate_data.write_shards(generate_data.synthetic_records(
+        structure, 60, 0, "segments", frame_level=True, min_frames=10, max_frames=40,
+        rated_classes=rated_classes), str(tmp_path), "segments", 1)
+    train_dir = tmp_path / "model"
+    run_tool("train.py", f"--train_dir={train_dir}",
+             f"--train_data_pattern={generated_data['frames']}", "--frame_features",
+             "--model=FrameLevelLogisticModel", "--num_classes=50", "--max_frames=40",
+             "--max_steps=10", "--batch_size=32")
+    done = run_tool("eval.py", f"--train_dir={train_dir}", f"--eval_data_pattern={validate[0]}",
+                    "--run_once", "--segment_labels")
+    model, _, description, _ = checkpoints.load(str(train_dir))
+    reader = checkpoints.make_reader(description, segments="rated")
+    ids = sorted(rated_classes)
+    scored, ratings, order = {c: [] for c in ids}, {}, 0
+    all_scores, all_labels = [], []
+    for batch in batches(reader, validate):
+        probabilities = model(readers.model_inputs(
+            {k: tf.constant(v) for k, v in batch.items()}), training=False).numpy()
+        all_scores.append(probabilities * batch["label_weights"])
+        all_labels.append(batch["labels"])
+        for row, (video, start) in enumerate(zip(batch["id"], batch["start"])):
+            name = f"{video.decode()}:{start}"
+            top = sorted(ids, key=lambda c: -probabilities[row, c])[:20]
+            for c in top:
+                scored[c].append((-probabilities[row, c], order, name))
+            order += 1
+            for c in np.flatnonzero(batch["label_weights"][row]):
+                ratings[(name, int(c))] = float(batch["labels"][row, c])
+    submission = {c: [name for _, _, name in sorted(found)] for c, found in scored.items()}
+    expected = brute_force_map(submission, ratings, 0)
+    assert f"segment MAP@100,000 {expected:.6f}" in done.stdout, done.stdout
+    metrics = eval_util.EvaluationMetrics(20)
+    metrics.add(np.concatenate(all_scores), np.concatenate(all_labels))
+    assert f"rated segments | GAP@20 {metrics.gap():.4f}" in done.stdout
