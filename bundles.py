@@ -5,14 +5,18 @@ write them; inference.py, ensemble.py and TensorFlow Serving read them as any Sa
 """
 
 import os
+import re
 import shutil
 import tarfile
 
 import tensorflow as tf
 from absl import flags
 
+import checkpoints
+import data_errors
 import model_flags
 import quantization
+import readers
 
 
 def define_flags():
@@ -172,6 +176,25 @@ def write(members, flags_folder, description, output_dir, output_tgz, top_k, pre
     size = os.path.getsize(output_tgz)
     refuse_over_budget(size, max_mb, f"the bundle {output_tgz}", [output_tgz, output_dir])
     print(f"bundled in {output_tgz} ({size / 2**20:.2f} MB)", flush=True)
+
+
+def serving_error(model_dir, err):
+    """One line (a DataError) for an exported model that failed on the records: the record and
+    what is wrong, and which level of records the model reads where its model_flags.json says
+    (data of the other level is the usual cause)."""
+    message = data_errors.error_message(err)
+    named = re.search(r"Name: ([^,]*), Feature: (\w+) \(data type: \w+\) is required but "
+                      r"could not be found", message)
+    if named:
+        what = f"{named[1]}: feature '{named[2]}' is missing"
+        if model_flags.exists(model_dir):
+            what += checkpoints.make_reader(model_flags.read(model_dir)).missing_feature_hint
+    else:
+        lines = [line for line in message.splitlines()
+                 if line.strip() and not line.startswith(("Graph execution", "Detected at",
+                                                          "<stack", "\t"))]
+        what = data_errors.first_line(lines[-1] if lines else message)
+    return readers.DataError(f"the exported model {model_dir} on these records: {what}")
 
 
 def safe_untar(tgz_path, target):

@@ -72,7 +72,10 @@ def load_model(path, untar_dir):
         serve = tf.saved_model.load(path).signatures["serving_default"]
 
         def predict_saved(serialized):
-            out = serve(serialized=serialized)
+            try:
+                out = serve(serialized=serialized)
+            except tf.errors.InvalidArgumentError as err:
+                raise bundles.serving_error(path, err) from None
             return out["video_id"], out["predictions"]
 
         return ModelInput(path, serve.structured_outputs["predictions"].shape[-1],

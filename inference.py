@@ -75,7 +75,10 @@ def saved_model_predictions(model_dir, files, top_k, batch_size, num_readers):
 
     def batches():
         for serialized in records:
-            out = serve(serialized=serialized)
+            try:
+                out = serve(serialized=serialized)
+            except tf.errors.InvalidArgumentError as err:
+                raise bundles.serving_error(model_dir, err) from None
             yield (out["video_id"].numpy(), out["class_indexes"].numpy()[:, :top_k],
                    out["class_scores"].numpy()[:, :top_k])
 

@@ -9,7 +9,7 @@ import tarfile
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import run_in_one_process
+from helpers import run_in_one_process, run_tool
 
 import bundles
 import checkpoints
@@ -216,3 +216,19 @@ def test_ensemble_writes_one_bundle_and_evaluates_a_bundle_alone(trained_dirs, t
     assert metrics["videos"] == 600 and metrics["inputs"] == [f"{tmp_path}/both.tgz"]
     assert mixed[0] == 1 and "records of both levels" in mixed[2]
     assert not (tmp_path / "mixed").exists()
+
+
+def test_an_exported_model_on_records_of_the_other_level_is_one_line_with_the_hint(
+        trained_dirs, tmp_path, generated_data):
+    exported = run_in_one_process("export_model", [[f"--train_dir={trained_dirs['a']}",
+                                                    f"--output_dir={tmp_path / 'video'}"]])
+    assert exported[0][0] == 0, exported
+    expected = (f"error: the exported model {tmp_path / 'video'} on these records: record 0: "
+                "feature 'mean_audio' is missing (frame-level data? this model reads video-level "
+                "records)")
+    for tool, model in (("inference.py", f"--saved_model_dir={tmp_path / 'video'}"),
+                        ("ensemble.py", f"--inputs={tmp_path / 'video'}")):
+        done = run_tool(tool, model, f"--input_data_pattern={generated_data['frames']}",
+                        f"--output_file={tmp_path / 'out.csv'}", check=False)
+        assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == expected, \
+            done.stderr[-1500:]
