@@ -566,12 +566,20 @@ def plot(rows, out):
                            key=lambda p: p[1])
         axes.plot(weights, gap, marker="*", markersize=14, color="black", fillstyle="none",
                   linestyle="none")
+    finish_plot(figure, axes, out, "weights (log scale)", "validation GAP@20 (best epoch)",
+                "Size-accuracy frontier, YouTube-8M 2018 video level (star: best per budget)", 8)
+
+
+def finish_plot(figure, axes, out, xlabel, ylabel, title, legend_size):
+    """A log-x frontier figure's labels, grid and legend, saved to `out`."""
+    import matplotlib.pyplot as plt
+
     axes.set_xscale("log")
-    axes.set_xlabel("weights (log scale)")
-    axes.set_ylabel("validation GAP@20 (best epoch)")
-    axes.set_title("Size-accuracy frontier, YouTube-8M 2018 video level (star: best per budget)")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
     axes.grid(alpha=0.3, which="both")
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=legend_size)
     figure.tight_layout()
     figure.savefig(out)
     plt.close(figure)
@@ -768,15 +776,9 @@ def mb_plot(rows, out):
                           if precision == "uint8" else None)
     for limit in MB_BUDGETS.values():
         axes.axvline(limit, color="grey", alpha=0.3, linewidth=0.8)
-    axes.set_xscale("log")
-    axes.set_xlabel("bundle MB (.tgz; log scale; o uint8, ^ float16, s float32)")
-    axes.set_ylabel("validation GAP@20 of the bundle")
-    axes.set_title("Size-accuracy frontier in megabytes, YouTube-8M 2018 video level")
-    axes.grid(alpha=0.3, which="both")
-    axes.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(out)
-    plt.close(figure)
+    finish_plot(figure, axes, out, "bundle MB (.tgz; log scale; o uint8, ^ float16, s float32)",
+                "validation GAP@20 of the bundle",
+                "Size-accuracy frontier in megabytes, YouTube-8M 2018 video level", 7)
 
 
 def mb_main(families, budgets):
