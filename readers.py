@@ -204,6 +204,7 @@ class _Reader:
         self.num_classes = int(num_classes)
         self.feature_names, self.feature_sizes = split_feature_spec(feature_names, feature_sizes)
         self.feature_dim = sum(self.feature_sizes)
+        self.segments = None  # FrameReader's: segment-rated records, "rated" or "all"
         self.label_hint = "; 2017 data? its 4,716 classes need --num_classes=4716" \
             if self.num_classes == NUM_CLASSES else ""
 
@@ -246,14 +247,13 @@ class _Reader:
         if shuffle:
             buffer = shuffle_buffer or max(10 * batch_size, 1024)
             records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-        segments = getattr(self, "segments", None)
-        if segments and keep_serialized:
+        if self.segments and keep_serialized:
             raise DataError("a teacher reads whole videos: distillation does not take "
                             "--segment_labels")
         if skipped is not None:
             batches = self._parse_tolerantly(records, skipped.records, parse).batch(
                 batch_size, drop_remainder=drop_remainder)
-        elif segments:  # a few videos at a time, then their segments into batches
+        elif self.segments:  # a few videos at a time, then their segments into batches
             batches = records.batch(_VIDEOS_PER_SEGMENT_PARSE).map(
                 parse, num_parallel_calls=parallel_calls, deterministic=True).unbatch()
             if shuffle:
@@ -496,8 +496,8 @@ class FrameReader(_Reader):
         with tf.control_dependencies([same]):
             row = tf.identity(rated[0].value_rowids())  # (N,) the video of each rating
             classes, starts, scores = (tf.identity(r.values) for r in rated)
-        data_errors.assert_all((classes >= 0) & (classes < self.num_classes),
-                               tf.gather(names, row),
+        known = (classes >= 0) & (classes < self.num_classes)
+        data_errors.assert_all(known, tf.gather(names, row),
                                f"segment label id outside [0, {self.num_classes})", classes)
         frames = tf.cast(tf.gather(videos["num_frames"], row), tf.int64)
         data_errors.assert_all((starts >= 0) & (starts < frames), tf.gather(names, row),
@@ -505,8 +505,7 @@ class FrameReader(_Reader):
                                f"max_frames={self.max_frames})", starts)
         keys, segment = tf.unique(row * _SEGMENT_KEY + starts)  # (S,), (N,)
         found = self._segments(videos, keys // _SEGMENT_KEY, keys % _SEGMENT_KEY)
-        at = tf.stack([tf.cast(segment, tf.int64), tf.where(
-            (classes >= 0) & (classes < self.num_classes), classes, 0)], axis=1)
+        at = tf.stack([tf.cast(segment, tf.int64), tf.where(known, classes, 0)], axis=1)
         shape = tf.stack([tf.size(keys, out_type=tf.int64), self.num_classes])
         found["labels"] = tf.scatter_nd(at, tf.cast(scores > 0, tf.float32), shape)
         found["label_weights"] = tf.minimum(tf.scatter_nd(at, tf.ones_like(scores), shape), 1.0)

@@ -3,8 +3,8 @@ of a segment submission, its Kaggle CSV and the segment metric.
 
 Records are frame-level `SequenceExample`s whose context holds `segment_labels`,
 `segment_start_times` (in frames: a frame is a second) and `segment_scores` (1 positive, 0
-negative): each entry rates one segment of SEGMENT_FRAMES frames for one class. Segments are
-named `<video id>:<start frame>`.
+negative): each entry rates one segment of readers.SEGMENT_FRAMES (5) frames for one class.
+Segments are named `<video id>:<start frame>`.
 
 The metric (the starter's segment_eval_inference.py, Kaggle's MAP@100,000): for each class of
 the submission, its list of segments in the submitted order, cut to the first top_n, keeps only
@@ -20,7 +20,6 @@ import numpy as np
 
 import utils
 
-SEGMENT_FRAMES = 5
 HEADER = "Class,Segments\n"
 MAX_PREDICTIONS = 100_000  # per class, as Kaggle's MAP@100,000
 CLASSES_PER_SEGMENT = 20  # each segment's top classes that enter the per-class lists
