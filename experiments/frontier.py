@@ -22,7 +22,8 @@ weights, log scale, a line per family, the best of each budget marked) and `fron
 table by budget, then each structured point against its twins). A run already finished in its
 folder is read again, not retrained; so is a run recorded in a --reuse file (an earlier
 frontier.jsonl, such as the ones in experiments/results/) with the same train.py flags and seed:
-its row is taken as it stands, marked with the file it came from.
+its row is taken as it stands, marked with the file it came from. With --megabytes, --reuse takes
+frontier_mb.jsonl files: a run's rows at every precision (its bundles were evaluated then).
 """
 
 import collections
@@ -202,9 +203,10 @@ flags.DEFINE_bool("twins", True, "Train each structured point's twins too.")
 flags.DEFINE_bool("no_train", False, "Train nothing: the table and plot of the runs finished "
                   "so far.")
 flags.DEFINE_float("close", 0.01, "Families within this GAP of a budget's best get a 2nd seed.")
-flags.DEFINE_list("reuse", [], "Earlier frontier.jsonl files whose runs count as finished: a "
-                  "row with the same model flags and seed is taken, not retrained (the first "
-                  "file that has it wins). The training settings of this script are assumed.")
+flags.DEFINE_list("reuse", [], "Earlier frontier.jsonl (--megabytes: frontier_mb.jsonl) files "
+                  "whose runs count as finished: a row with the same model flags and seed is "
+                  "taken, not retrained (the first file that has it wins). The training "
+                  "settings of this script are assumed.")
 flags.DEFINE_string("out_dir", os.path.join(runs.REPO, "out", "frontier"), "Where runs go.")
 FLAGS = flags.FLAGS
 
@@ -407,25 +409,29 @@ def train_args(flags_of_run, seed):
 
 
 _FOLDERS = {}  # train.py arguments -> the folder of their run (a twin can be another point)
-_REUSED = {}  # (model flags, seed) -> an earlier row
+_REUSED = {}  # (model flags, seed) -> an earlier run's rows (the MB frontier's: one per precision)
 _TEACHER_DIRS = []  # the train_dirs of the MB frontier's teachers, for TEACHERS in a flag
 
 
 def read_reused(paths):
-    """{(model flags, seed): row} of the finished runs in these frontier.jsonl files."""
+    """{(model flags, seed): [row, ...]} of the finished runs in these frontier.jsonl (or
+    frontier_mb.jsonl) files; the first file that has a run wins."""
     found = {}
     for path in paths:
         try:
             with open(path) as f:
                 rows = [json.loads(line) for line in f if line.strip()]
         except (OSError, ValueError) as e:
-            raise SystemExit(f"error: --reuse {path}: {e}; give frontier.jsonl files "
-                             "written by this script") from None
+            raise SystemExit(f"error: --reuse {path}: {e}; give frontier.jsonl (or, with "
+                             "--megabytes, frontier_mb.jsonl) files written by this script"
+                             ) from None
+        here = collections.defaultdict(list)
         for row in rows:
             if row.get("gap") is not None and row.get("flags"):
-                found.setdefault((tuple(row["flags"]), row["seed"]),
-                                 {**row, "reused_from": row.get("reused_from")
-                                  or os.path.basename(path)})
+                here[(tuple(row["flags"]), row["seed"])].append(
+                    {**row, "reused_from": row.get("reused_from") or os.path.basename(path)})
+        for key, rows_of_run in here.items():
+            found.setdefault(key, rows_of_run)
     return found
 
 
@@ -434,7 +440,7 @@ def train(family, budget, name, model_flags, seed):
     again); its row for frontier.jsonl."""
     reused = _REUSED.get((tuple(model_flags), seed))
     if reused:
-        return {**reused, "family": family, "budget": budget, "point": name}
+        return {**reused[0], "family": family, "budget": budget, "point": name}
     args = train_args([f.replace(TEACHERS, ",".join(_TEACHER_DIRS)) for f in model_flags], seed)
     folder = _FOLDERS.setdefault(tuple(args), os.path.join(
         FLAGS.out_dir, "runs", family.replace("/", "_as_"), budget,
@@ -794,7 +800,12 @@ def mb_main(families, budgets):
             _TEACHER_DIRS[:] = found
 
     def trained(point, seed):
-        row = train(*point[:3], [*point[3], "--keep_best_checkpoint"], seed=seed)
+        model_flags = [*point[3], "--keep_best_checkpoint"]
+        reused = _REUSED.get((tuple(model_flags), seed))
+        if reused and all("precision" in r for r in reused):  # bundles evaluated then
+            return [{**row, "family": point[0], "budget": point[1], "point": point[2]}
+                    for row in reused]
+        row = train(*point[:3], model_flags, seed=seed)
         if row is None:
             return []
         return bundles_of(row, os.path.join(FLAGS.out_dir, row["run"]))
@@ -826,15 +837,12 @@ def main(argv):
     if unknown:
         raise SystemExit(f"error: unknown family or budget {unknown}; families: "
                          f"{', '.join(known_families)}; budgets: {', '.join(known_budgets)}")
-    if FLAGS.megabytes and FLAGS.reuse:
-        raise SystemExit("error: --reuse is for the weight frontier: the MB frontier exports "
-                         "each run's checkpoint, which an earlier row does not have")
     if not os.path.isdir(os.path.join(utils.shared_data_dir(), "yt8m-2018-video")):
         raise SystemExit(f"error: no yt8m-2018-video in {utils.shared_data_dir()}; set "
                          "YT8M_SHARED_DATA to the folder of the real YouTube-8M files")
+    _REUSED.update(read_reused(FLAGS.reuse))
     if FLAGS.megabytes:
         return mb_main(families, budgets)
-    _REUSED.update(read_reused(FLAGS.reuse))
     started = time.time()
     todo, misfits = points(families, budgets, FLAGS.twins)
     print(f"{len(todo)} points: " + "; ".join(f"{f} {b} {n}" for f, b, n, _ in todo), flush=True)

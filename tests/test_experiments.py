@@ -214,4 +214,16 @@ def test_reused_rows_count_as_finished_runs_of_the_same_flags_and_seed(tmp_path)
                                             "seed": None, "flags": None}) + "\n")
     reused = frontier.read_reused([str(earlier)])
     assert list(reused) == [(("--bottleneck_size=98",), 0)]
-    assert reused[(("--bottleneck_size=98",), 0)]["reused_from"] == "frontier.jsonl"
+    assert reused[(("--bottleneck_size=98",), 0)][0]["reused_from"] == "frontier.jsonl"
+
+
+def test_an_mb_run_is_reused_with_its_rows_at_every_precision(tmp_path):
+    frontier = frontier_module()
+    earlier = tmp_path / "frontier_mb.jsonl"
+    run = {"family": "dense", "budget": "1MB", "point": "h=9", "seed": 0,
+           "flags": ["--bottleneck_size=9", "--keep_best_checkpoint"]}
+    earlier.write_text("".join(json.dumps({**run, "precision": p, "gap": g}) + "\n"
+                               for p, g in (("float32", 0.70), ("uint8", 0.69))))
+    reused = frontier.read_reused([str(earlier)])
+    assert [(r["precision"], r["gap"]) for r in reused[(tuple(run["flags"]), 0)]] == \
+        [("float32", 0.70), ("uint8", 0.69)]
