@@ -4,6 +4,7 @@ as a folder and optionally a .tgz, refused over a size budget. export_model.py a
 write them; inference.py, ensemble.py and TensorFlow Serving read them as any SavedModel.
 """
 
+import copy
 import os
 import re
 import shutil
@@ -44,6 +45,7 @@ def precision_of(values):
 
 
 FLOAT32 = quantization.WeightPrecision()  # the weights as trained
+SEGMENTS_SIGNATURE = "segments"  # frame-level exports: every 5-frame segment scored
 
 
 class _Held:
@@ -85,19 +87,46 @@ class ServingModule(tf.Module):
                               for i, (model, _, _) in enumerate(members)]
         self.top_k = min(top_k, min(reader.num_classes for reader in self.readers))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="serialized")])
-    def serve(self, serialized):
-        predictions, ids = 0.0, None
-        for i, reader in enumerate(self.readers):
+    def _mean_probabilities(self, readers_of_members, serialized):
+        """(the members' weighted mean probabilities [N, classes], the first member's batch)
+        of the records as each reader parses them."""
+        predictions, first = 0.0, None
+        for i, reader in enumerate(readers_of_members):
             batch = reader.parse(serialized)
-            ids = batch["id"] if ids is None else ids
+            first = batch if first is None else first
             probabilities, _ = self.held[i].model.stateless_call(
                 [w.value() for w in self.trainable[i]], [w.value() for w in self.non_trainable[i]],
                 batch, training=False)
             predictions += self.shares[i] * tf.cast(probabilities, tf.float32)
+        return predictions, first
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="serialized")])
+    def serve(self, serialized):
+        predictions, batch = self._mean_probabilities(self.readers, serialized)
         scores, indexes = tf.math.top_k(predictions, self.top_k)
-        return {"video_id": ids, "class_indexes": indexes, "class_scores": scores,
+        return {"video_id": batch["id"], "class_indexes": indexes, "class_scores": scores,
                 "predictions": predictions}
+
+    def serve_segments(self, serialized):
+        """Frame-level members: every video of the records cut into 5-frame segments (from
+        frame 0), each scored: video_id and segment_start [S], predictions [S, classes]."""
+        segment_readers = []
+        for reader in self.readers:
+            reader = copy.copy(reader)
+            reader.segments = "all"
+            segment_readers.append(reader)
+        predictions, batch = self._mean_probabilities(segment_readers, serialized)
+        return {"video_id": batch["id"], "segment_start": batch["start"],
+                "predictions": predictions}
+
+    def signatures(self):
+        """serving_default, and for frame-level members "segments" (inference.py
+        --segment_labels)."""
+        found = {"serving_default": self.serve}
+        if all(isinstance(reader, readers.FrameReader) for reader in self.readers):
+            found[SEGMENTS_SIGNATURE] = tf.function(self.serve_segments, input_signature=[
+                tf.TensorSpec([None], tf.string, name="serialized")])
+        return found
 
 
 def export(model, reader, output_dir, top_k=20, precision=FLOAT32):
@@ -109,7 +138,7 @@ def export_members(members, output_dir, top_k=20, precision=FLOAT32):
     """Write one SavedModel that serves the weighted mean of (model, reader, weight) members
     (weights summing to 1); returns its size on disk in bytes."""
     module = ServingModule(members, top_k, precision)
-    tf.saved_model.save(module, output_dir, signatures={"serving_default": module.serve})
+    tf.saved_model.save(module, output_dir, signatures=module.signatures())
     return folder_size(output_dir)
 
 

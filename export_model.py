@@ -6,6 +6,9 @@
 The `serving_default` signature takes a [N] string tensor of serialized `tf.train.Example`s
 (video level) or `SequenceExample`s (frame level), as the model was trained on, and returns
 `video_id` [N], `class_indexes` and `class_scores` [N, top_k], and `predictions` [N, classes].
+A frame-level model's export has a second signature, `segments` (inference.py
+--segment_labels): the same records cut into 5-frame segments from frame 0, returning `video_id`
+and `segment_start` [S] and `predictions` [S, classes].
 Compact models export their structured vectors, not dense matrices. --quantize=float16 or uint8
 stores each tensor of at least --quantize_min_elements values in 16 bits, or as uint8 indices
 into its own codebook of 256 values (uniform or k-means), decoded inside the graph: readers of

@@ -265,6 +265,18 @@ class _Reader:
             batches = batches.map(parse, num_parallel_calls=parallel_calls, deterministic=True)
         return batches.prefetch(tf.data.AUTOTUNE)
 
+    def estimate_examples(self, files, sample=256):
+        """(examples a pass over `files` yields, exact?): the records (estimate_records); for
+        segments, the records times the mean segments of the first `sample` records."""
+        records, exact = estimate_records(files)
+        if not self.segments or not records:
+            return records, exact
+        with self.reraise_data_errors(files):
+            first = next(iter(tf.data.TFRecordDataset(list(files)).take(sample).batch(sample)))
+            found = int(tf.size(self.parse(first)["start"]))
+        read = int(tf.size(first))
+        return round(records * found / read), exact and read == records
+
     def _parse_tolerantly(self, records, skipped, parse):
         """Records -> parsed examples, dropping those that fail; `skipped` counts them.
 

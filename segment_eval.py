@@ -42,9 +42,9 @@ def run():
                          "the segment-rated validate records (segment_labels, "
                          "segment_start_times, segment_scores)")
     value, classes = segments.segment_map(submission, rated, FLAGS.top_n)
+    cut = f"{FLAGS.top_n:,}" if FLAGS.top_n else "all"
     print(f"{len(rated):,} rated (segment, class) pairs; {classes} of the {len(submission)} "
-          f"submitted classes have rated positives | segment MAP@{FLAGS.top_n or 'all'} "
-          f"{value:.6f}")
+          f"submitted classes have rated positives | segment MAP@{cut} {value:.6f}")
 
 
 if __name__ == "__main__":

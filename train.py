@@ -2,6 +2,8 @@
 
     python train.py --train_data_pattern='data/train*.tfrecord' --frame_features \\
         --model=TwoStreamModel --compact_layers=fc,moe --train_dir=/tmp/yt8m_model
+    python train.py --train_data_pattern='data/validate*.tfrecord' --segment_labels \\
+        --init_from=/tmp/yt8m_model --train_dir=/tmp/yt8m_segments
 
 One device, all local GPUs (MirroredStrategy), or several machines (MultiWorkerMirroredStrategy,
 from the standard TF_CONFIG variable). Checkpoints go to train_dir every --checkpoint_steps, at
@@ -45,7 +47,6 @@ flags.DEFINE_integer("export_model_steps", 1000, "Does nothing (accepted for the
                      "command lines): export with export_model.py.")
 flags.DEFINE_bool("log_device_placement", False, "Not supported (accepted for the starter's "
                   "command lines, ignored with a warning).")
-flags.DEFINE_bool("segment_labels", False, "Not supported: the 2019 segment-rating task.")
 
 
 def config_fields():
@@ -195,9 +196,6 @@ def warn_about_unused_flags(settings):
 def run():
     if not FLAGS.train_data_pattern:
         raise ValueError("--train_data_pattern is required")
-    if FLAGS.segment_labels:
-        raise ValueError("--segment_labels (the 2019 segment-rating task) is not supported: "
-                         "train on video-level labels without it")
     if FLAGS.cpu_devices > 1:
         trainer.split_cpu(FLAGS.cpu_devices)  # before the records are read
     files = readers.resolve_files(FLAGS.train_data_pattern)
@@ -207,6 +205,12 @@ def run():
     if resuming and model_flags.exists(FLAGS.train_dir):
         settings = resumed_settings(model_flags.read(FLAGS.train_dir), files,
                                     model_flags.path_in(FLAGS.train_dir))
+    elif FLAGS.init_from:  # a new run of the model there
+        if not model_flags.exists(FLAGS.init_from):
+            raise ValueError(f"--init_from={FLAGS.init_from}: no model_flags.json there; give "
+                             "the train_dir of a train.py run")
+        settings = resumed_settings(model_flags.read(FLAGS.init_from), files,
+                                    model_flags.path_in(FLAGS.init_from))
     else:
         settings = model_settings(files)
     readers.check_release(files, settings["num_classes"])

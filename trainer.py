@@ -95,8 +95,17 @@ class TrainConfig:
     skip_corrupt_records: bool = option(
         False, "Drop unreadable records and the damaged ends of files instead of stopping; "
                "counts are printed with the progress.", DATA)
+    segment_labels: bool = option(
+        False, "Segment-rated frame-level records (2019): one example per rated 5-frame "
+               "segment, the loss on its rated classes alone (the others count neither as "
+               "positives nor as negatives); validation on rated segments too.", DATA)
     start_new_model: bool = option(False, "Start afresh (old checkpoints are moved aside).",
                                    TRAINING)
+    init_from: str = option(
+        "", "A new run starts from the weights of this train_dir's newest checkpoint (the "
+            "moving average where it kept one; a fresh optimizer), its model flags taken from "
+            "there: e.g. a video-level frame model fine-tuned with --segment_labels. A run "
+            "that has checkpoints of its own resumes from them instead.", TRAINING)
     batch_size: int = option(1024, "Global batch size, whatever the number of devices.",
                              TRAINING)
     num_epochs: int = option(5, "Passes over the training data in this run (a resumed run "
@@ -209,7 +218,18 @@ class TrainConfig:
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"--ema_decay must be at least 0 and below 1, got "
                              f"{self.ema_decay:g}")
-        losses.get_loss(self.model_flags["label_loss"], self.label_smoothing)
+        loss = losses.get_loss(self.model_flags["label_loss"], self.label_smoothing)
+        if self.segment_labels:
+            if not self.model_flags["frame_features"]:
+                raise ValueError("--segment_labels trains a frame-level model on segment-rated "
+                                 "frame-level records: add --frame_features and a frame model")
+            if not loss.takes_weights:
+                raise ValueError(f"--segment_labels: {self.model_flags['label_loss']} cannot "
+                                 "leave the unrated classes out; use --label_loss="
+                                 "CrossEntropyLoss or HingeLoss")
+            if self.teacher:
+                raise ValueError("--segment_labels with --teacher: a teacher scores whole "
+                                 "videos, not rated segments; train on segments without one")
 
     def holdout(self):
         """(fold, folds) of --holdout_fold, or None."""
@@ -342,7 +362,8 @@ class Trainer:
         self.out_dir = self.train_dir if self.chief else utils.prepare_dir(os.path.join(
             self.train_dir, "workers", str(self.strategy.cluster_resolver.task_id)))
         self.files = readers.resolve_files(c.train_data_pattern)
-        self.reader = checkpoints.make_reader(c.model_flags, trained=False)
+        self.reader = checkpoints.make_reader(c.model_flags, trained=False,
+                                              segments="rated" if c.segment_labels else None)
         self.loss_fn = losses.get_loss(c.model_flags["label_loss"], c.label_smoothing)
         keras.utils.set_random_seed(c.seed)
         policy = keras.mixed_precision.global_policy()
@@ -455,7 +476,8 @@ class Trainer:
         c = self.config
         with tf.GradientTape(persistent=len(self.appliers) > 1) as tape:
             probabilities = tf.cast(self.model(batch, training=True), tf.float32)
-            per_example = self.loss_fn(probabilities, batch["labels"])
+            # Rated segments: label_weights [B, C], 1 at each segment's rated classes.
+            per_example = self.loss_fn(probabilities, batch["labels"], batch.get("label_weights"))
             if "soft_targets" in batch:
                 per_example = (1.0 - c.distillation_weight) * per_example + \
                     c.distillation_weight * distillation.soft_cross_entropy(
@@ -580,7 +602,9 @@ class Trainer:
         latest = self._restore(tf.train.Checkpoint(
             model=self.model, **self.optimizers,
             **(averaging if checkpoints.AVERAGED in self.saved else {})))
-        if latest is None:
+        if latest is None and c.init_from:
+            self._initialize_from(c.init_from)
+        elif latest is None:
             self._before_first_step()
         if self.averaged is not None:
             self._start_average(latest)
@@ -659,6 +683,15 @@ class Trainer:
         print(f"resumed from {latest} at step {int(self.optimizer.iterations.numpy())}")
         return latest
 
+    def _initialize_from(self, train_dir):
+        """A new run's weights (and average) from another run's newest checkpoint."""
+        path = checkpoints.restore_newest(
+            lambda p: checkpoints.restore(self.model, p), train_dir)
+        if self.averaged is not None:
+            for average, weight in zip(self.averaged.weights, self.model.weights):
+                average.assign(weight)
+        print(f"--init_from: the weights of {path}", flush=True)
+
     def _start_average(self, latest):
         """The average's decay (the one given, else the checkpoint's) and where it starts."""
         c = self.config
@@ -696,7 +729,8 @@ class Trainer:
         """The Progress of this run, to its last step: the end of its epochs (estimated from a
         sample of the files where their records are not counted) or max_steps."""
         c = self.config
-        self.videos, exact = readers.estimate_records(self.files)
+        # videos, or rated segments (estimated from a sample of records)
+        self.videos, exact = self.reader.estimate_examples(self.files)
         if c.holdout():  # about (K - 1) / K of the videos are trained on
             folds = c.holdout()[1]
             self.videos, exact = round(self.videos * (folds - 1) / folds), False
@@ -764,7 +798,8 @@ class Trainer:
         results = eval_util.evaluate(self.evaluated_model, self.reader, files, self.loss_fn,
                                      self.config.batch_size, num_readers=self.config.num_readers,
                                      jit_compile=self.config.jit_compile)
-        print(f"validation at step {step}: {results['videos']:,} videos | GAP {results['gap']:.4f} "
+        what = "rated segments" if self.reader.segments else "videos"
+        print(f"validation at step {step}: {results['videos']:,} {what} | GAP {results['gap']:.4f} "
               f"| hit@1 {results['hit_at_one']:.4f} | PERR {results['perr']:.4f} | "
               f"loss {results['loss']:.4f} | {results['seconds']:.0f}s", flush=True)
         for name in ("gap", "hit_at_one", "perr", "loss"):

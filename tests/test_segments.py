@@ -5,7 +5,7 @@ CSV."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import run_tool
+from helpers import run_in_one_process, run_tool
 from records import frame_example, write
 
 import losses
@@ -226,3 +226,120 @@ def test_eval_scores_rated_segments_as_a_submission_of_them_would_score(generate
     metrics = eval_util.EvaluationMetrics(20)
     metrics.add(np.concatenate(all_scores), np.concatenate(all_labels))
     assert f"rated segments | GAP@20 {metrics.gap():.4f}" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def frame_model(generated_data, tmp_path_factory):
+    """A frame-level model trained on video-level labels (generated, 50 classes)."""
+    train_dir = tmp_path_factory.mktemp("segments") / "video_model"
+    run_tool("train.py", f"--train_dir={train_dir}",
+             f"--train_data_pattern={generated_data['frames']}", "--frame_features",
+             "--model=FrameLevelLogisticModel", "--num_classes=50", "--max_frames=40",
+             "--num_epochs=10", "--batch_size=32")
+    return train_dir
+
+
+def test_inference_lists_each_class_by_descending_score_as_a_brute_force_ranking(frame_model,
+                                                                                tmp_path):
+    """inference.py --segment_labels on hand-built test records (both id keys, no ratings):
+    the file a brute-force ranking of the model's own probabilities writes, with the class
+    whitelist and the per-class cap; the exported model writes the same file."""
+    import checkpoints
+
+    rng = np.random.default_rng(0)
+
+    def noise(count):  # frames far apart: no near-ties between the segments' scores
+        return ([rng.integers(0, 256, 1024, np.uint8) for _ in range(count)],
+                [rng.integers(0, 256, 128, np.uint8) for _ in range(count)])
+
+    path = write(tmp_path / "test.tfrecord", [
+        frame_example(b"vid1", None, *noise(12)),
+        frame_example(b"old2", None, *noise(7), id_key="video_id"),
+        frame_example(b"vid3", None, *noise(5))])
+    whitelist = tmp_path / "classes.csv"
+    whitelist.write_text("Index\n7\n1\n3\n99\n")  # 99: past the model's 50 classes
+    common = [f"--input_data_pattern={path}", "--segment_labels",
+              f"--segment_label_ids_file={whitelist}", "--segment_max_pred=4"]
+    run_tool("inference.py", f"--train_dir={frame_model}", *common,
+             f"--output_file={tmp_path / 'segments.csv'}")
+
+    model, _, description, _ = checkpoints.load(str(frame_model))
+    reader = checkpoints.make_reader(description, segments="all")
+    scored = {c: [] for c in (1, 3, 7)}
+    names = []
+    for batch in batches(reader, [path]):
+        probabilities = model(readers.model_inputs(
+            {k: tf.constant(v) for k, v in batch.items()}), training=False).numpy()
+        for row, (video, start) in enumerate(zip(batch["id"], batch["start"])):
+            names.append(f"{video.decode()}:{start}")
+            for c in scored:  # 3 classes: every segment's top 20 holds all of them
+                scored[c].append((-float(probabilities[row, c]), len(names), names[-1]))
+    assert names == ["vid1:0", "vid1:5", "vid1:10", "old2:0", "old2:5", "vid3:0"]
+    expected = "Class,Segments\n" + "".join(
+        f"{c},{' '.join(name for _, _, name in sorted(scored[c])[:4])}\n" for c in (1, 3, 7))
+    assert (tmp_path / "segments.csv").read_text() == expected
+
+    run_tool("export_model.py", f"--train_dir={frame_model}",
+             f"--output_dir={tmp_path / 'export'}")
+    done = run_tool("inference.py", f"--saved_model_dir={tmp_path / 'export'}", *common,
+                    f"--output_file={tmp_path / 'exported.csv'}")
+    assert "wrote 3 classes (6 segments scored)" in done.stdout
+    assert (tmp_path / "exported.csv").read_text() == expected
+
+
+def test_fine_tuning_on_rated_segments_beats_the_video_level_start(frame_model, tmp_path):
+    """train.py --segment_labels --init_from: the video-level model fine-tuned on rated
+    segments scores a better segment MAP on other rated videos; inference.py's CSV scored by
+    segment_eval.py gives exactly eval.py's segment MAP."""
+    import generate_data
+
+    structure = generate_data.HiddenStructure(50, seed=0)  # the world of generated_data
+    rated_classes = {c for c in segments.read_label_ids() if c < 50}
+    shards = {split: generate_data.write_shards(generate_data.synthetic_records(
+        structure, count, 0, split, frame_level=True, min_frames=10, max_frames=40,
+        rated_classes=rated_classes), str(tmp_path), split, 1)[0]
+        for split, count in (("rated_train", 240), ("rated_validate", 80))}
+
+    def segment_map(train_dir):
+        done = run_tool("eval.py", f"--train_dir={train_dir}", "--run_once", "--segment_labels",
+                        f"--eval_data_pattern={shards['rated_validate']}")
+        return float(done.stdout.split("segment MAP@100,000 ")[1].split()[0])
+
+    tuned = tmp_path / "tuned"
+    done = run_tool("train.py", f"--train_dir={tuned}", f"--init_from={frame_model}",
+                    f"--train_data_pattern={shards['rated_train']}", "--segment_labels",
+                    f"--validation_data_pattern={shards['rated_validate']}", "--num_epochs=5",
+                    "--batch_size=32")
+    assert f"--init_from: the weights of {frame_model}" in done.stdout
+    assert "rated segments | GAP" in done.stdout  # validation counts segments
+    before, after = segment_map(frame_model), segment_map(tuned)
+    assert after > before + 0.01, (before, after)
+
+    csv = tmp_path / "segments.csv"
+    run_tool("inference.py", f"--train_dir={tuned}", "--segment_labels",
+             f"--input_data_pattern={shards['rated_validate']}", f"--output_file={csv}")
+    scored = run_tool("segment_eval.py", f"--submission_file={csv}",
+                      f"--eval_data_pattern={shards['rated_validate']}")
+    assert f"segment MAP@100,000 {after:.6f}" in scored.stdout, (after, scored.stdout)
+
+
+def test_segment_inference_refuses_what_it_cannot_score_in_one_line(frame_model, generated_data,
+                                                                    tmp_path):
+    video_dir = tmp_path / "video_model"
+    run_tool("train.py", f"--train_dir={video_dir}", "--max_steps=2", "--num_classes=50",
+             f"--train_data_pattern={generated_data['video']}")
+    run_tool("export_model.py", f"--train_dir={video_dir}", f"--output_dir={tmp_path / 'e'}")
+    data = f"--input_data_pattern={generated_data['frames'].split(',')[0]}"
+    cases = [([f"--train_dir={video_dir}"], "holds a video-level model; give a frame-level one"),
+             ([f"--saved_model_dir={tmp_path / 'e'}"], "has no 'segments' signature"),
+             ([f"--train_dir={frame_model}", "--segment_max_pred=0"],
+              "--segment_max_pred must be at least 1"),
+             ([f"--train_dir={frame_model}", f"--segment_label_ids_file={tmp_path}/none.csv"],
+              "none.csv: No such file or directory")]
+    arguments = [[*flags, data, f"--output_file={tmp_path / 'x.csv'}", "--segment_labels"]
+                 for flags, _ in cases]
+    for (_, expected), (code, _, stderr) in zip(cases, run_in_one_process("inference", arguments),
+                                                strict=True):
+        assert code == 1 and len(stderr.strip().splitlines()) == 1, stderr
+        assert expected in stderr, stderr
+    assert not (tmp_path / "x.csv").exists()

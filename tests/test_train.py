@@ -323,8 +323,10 @@ def test_bad_flags_end_in_one_line(data, tmp_path):
              ({"model": "MoeModel", "max_model_mb": 0.5}, "over --max_model_mb"),
              ({"batch_norm_momentum": 1.5}, "batch_norm_momentum must be in [0, 1)"),
              ({"circulant_learning_rate_scale": 0}, "must be positive"),
-             ({"segment_labels": True}, "--segment_labels (the 2019 segment-rating task) is "
-                                        "not supported")]
+             ({"segment_labels": True}, "--segment_labels trains a frame-level model on "
+                                        "segment-rated frame-level records: add "
+                                        "--frame_features"),
+             ({"init_from": str(tmp_path)}, "no model_flags.json there; give the train_dir")]
     arguments = [args_for(data, tmp_path / re.sub(r"\W", "_", expected), **flags)
                  for flags, expected in cases]
     for (flags, expected), (code, _, stderr) in zip(cases, train_in_one_process(arguments),
