@@ -499,22 +499,8 @@ class FrameReader(_Reader):
     def _rated_segments(self, videos, context, names):
         """One example per rated (video, start time): its 5 frames, the rated classes' scores
         as labels and a weight of 1 at each rated class."""
-        rated = [tf.RaggedTensor.from_sparse(context[k]) for k in
-                 ("segment_labels", "segment_start_times", "segment_scores")]
-        lengths = [r.row_lengths() for r in rated]
-        same = data_errors.assert_all(
-            tf.equal(lengths[0], lengths[1]) & tf.equal(lengths[0], lengths[2]), names,
-            "segment_labels, segment_start_times and segment_scores are of different lengths")
-        with tf.control_dependencies([same]):
-            row = tf.identity(rated[0].value_rowids())  # (N,) the video of each rating
-            classes, starts, scores = (tf.identity(r.values) for r in rated)
-        known = (classes >= 0) & (classes < self.num_classes)
-        data_errors.assert_all(known, tf.gather(names, row),
-                               f"segment label id outside [0, {self.num_classes})", classes)
-        frames = tf.cast(tf.gather(videos["num_frames"], row), tf.int64)
-        data_errors.assert_all((starts >= 0) & (starts < frames), tf.gather(names, row),
-                               f"segment start time past the video's end (its frames, at most "
-                               f"max_frames={self.max_frames})", starts)
+        row, classes, starts, scores, known = self._checked_ratings(
+            context, names, videos["num_frames"])
         keys, segment = tf.unique(row * _SEGMENT_KEY + starts)  # (S,), (N,)
         found = self._segments(videos, keys // _SEGMENT_KEY, keys % _SEGMENT_KEY)
         at = tf.stack([tf.cast(segment, tf.int64), tf.where(known, classes, 0)], axis=1)
@@ -524,6 +510,28 @@ class FrameReader(_Reader):
         found["labels"] = tf.minimum(found["labels"], 1.0)
         found["num_labels"] = tf.cast(tf.reduce_sum(found["labels"], axis=1), tf.int32)
         return found
+
+    def _checked_ratings(self, context, names, num_frames):
+        """(row, class, start, score [N]: each rating with the batch row of its record, and
+        whether its class is one of the model's), each bad rating failing the pipeline with its
+        record named: lists of different lengths, a class outside the classes, a start past
+        the record's num_frames [B]."""
+        rated = _rating_lists(context)
+        lengths = [r.row_lengths() for r in rated]
+        same = data_errors.assert_all(
+            tf.equal(lengths[0], lengths[1]) & tf.equal(lengths[0], lengths[2]), names,
+            "segment_labels, segment_start_times and segment_scores are of different lengths")
+        with tf.control_dependencies([same]):
+            row = tf.identity(rated[0].value_rowids())  # (N,) the record of each rating
+            classes, starts, scores = (tf.identity(r.values) for r in rated)
+        known = (classes >= 0) & (classes < self.num_classes)
+        data_errors.assert_all(known, tf.gather(names, row),
+                               f"segment label id outside [0, {self.num_classes})", classes)
+        frames = tf.cast(tf.gather(num_frames, row), tf.int64)
+        data_errors.assert_all((starts >= 0) & (starts < frames), tf.gather(names, row),
+                               f"segment start time past the video's end (its frames, at most "
+                               f"max_frames={self.max_frames})", starts)
+        return row, classes, starts, scores, known
 
     def _every_segment(self, videos):
         """Every video cut into 5-frame segments from frame 0 (the last one shorter), unrated."""
@@ -553,19 +561,35 @@ class FrameReader(_Reader):
         """Batches of the ratings alone (no frames decoded): id, start, class, score [N]."""
         spec = {k: v for k, v in self._context_spec().items() if k != "labels"}
 
+        # The frames' bytes are read (for each record's frame count), not decoded.
+        sequence_spec = {n: tf.io.FixedLenSequenceFeature([], tf.string)
+                         for n in self.feature_names}
+
         def parse(serialized):
-            context, _, _ = tf.io.parse_sequence_example(serialized, context_features=spec)
-            rated = [tf.RaggedTensor.from_sparse(context[k]) for k in
-                     ("segment_labels", "segment_start_times", "segment_scores")]
+            names = _default_names(serialized, None)
+            context, _, lengths = tf.io.parse_sequence_example(
+                serialized, context_features=spec, sequence_features=sequence_spec,
+                example_names=names)
+            num_frames = tf.minimum(tf.reduce_min(tf.stack(
+                [tf.cast(lengths[n], tf.int32) for n in self.feature_names]), axis=0),
+                self.max_frames)
+            row, classes, starts, scores, _ = self._checked_ratings(context, names, num_frames)
             ids = tf.where(tf.strings.length(context["id"]) > 0, context["id"],
                            context["video_id"])
-            return {"id": tf.gather(ids, rated[0].value_rowids()), "start": rated[1].values,
-                    "class": rated[0].values, "score": rated[2].values}
+            return {"id": tf.gather(ids, row), "start": starts, "class": classes,
+                    "score": scores}
 
         records = tf.data.Dataset.from_tensor_slices(list(files)).interleave(
             tf.data.TFRecordDataset, cycle_length=max(1, num_readers),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return records.batch(batch_size).map(parse).prefetch(tf.data.AUTOTUNE)
+
+
+def _rating_lists(context):
+    """The ratings of parsed segment-rated contexts: segment_labels, segment_start_times and
+    segment_scores, each a [B, None] RaggedTensor (one row per record)."""
+    return [tf.RaggedTensor.from_sparse(context[k])
+            for k in ("segment_labels", "segment_start_times", "segment_scores")]
 
 
 def make_reader(frame_features, num_classes=NUM_CLASSES, feature_names=None, feature_sizes=None,

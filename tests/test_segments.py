@@ -73,10 +73,12 @@ def test_bad_ratings_are_one_line_naming_the_record(tmp_path, rated, fragment):
     path = write(tmp_path / "bad.tfrecord", [
         frame_example(b"ok", None, *frames(10), segments=([1], [0], [1])),
         frame_example(b"bad", None, *frames(10), segments=rated)])
-    with pytest.raises(readers.DataError) as caught:
-        batches(readers.FrameReader(12, max_frames=20, segments="rated"), [path])
-    message = str(caught.value)
-    assert "\n" not in message and "bad.tfrecord record 1" in message and fragment in message
+    reader = readers.FrameReader(12, max_frames=20, segments="rated")
+    for read in (batches, segments.rated_segments):  # frames decoded; the ratings alone
+        with pytest.raises(readers.DataError) as caught:
+            read(reader, [path])
+        message = str(caught.value)
+        assert "\n" not in message and "bad.tfrecord record 1" in message and fragment in message
 
 
 def test_the_masked_loss_leaves_the_unrated_classes_out():
