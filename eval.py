@@ -10,7 +10,8 @@ eval), and the segment MAP (segment_eval.py's) of the ranking a submission would
 
 The model and its input come from train_dir/model_flags.json. Without --run_once it watches
 train_dir and evaluates each new checkpoint once, as training writes them. Results go to
-train_dir/eval_results.jsonl (one line per checkpoint step) and TensorBoard (train_dir/eval).
+train_dir/eval_results.jsonl (one line per checkpoint step) and TensorBoard (train_dir/eval), or
+to --results_dir.
 """
 
 import functools
@@ -49,6 +50,8 @@ flags.DEFINE_string("segment_label_ids_file", segments.LABEL_IDS_FILE, "--segmen
                     "classes ranked (the starter's 1,000 rated classes).")
 flags.DEFINE_integer("segment_max_pred", segments.MAX_PREDICTIONS, "--segment_labels: segments "
                      "ranked per class (Kaggle's MAP@100,000).")
+flags.DEFINE_string("results_dir", "", "Where eval_results.jsonl and the TensorBoard events "
+                    "(eval/) go (default: --train_dir): for a train_dir eval.py may only read.")
 FLAGS = flags.FLAGS
 RESULTS_FILE = "eval_results.jsonl"
 
@@ -72,10 +75,23 @@ def wait_for_first_checkpoint(train_dir):
         time.sleep(FLAGS.poll_seconds)
 
 
+def results_dir():
+    """The folder of eval_results.jsonl and eval/, checked writable before any work."""
+    folder = FLAGS.results_dir or FLAGS.train_dir
+    try:
+        utils.prepare_dir(os.path.join(folder, "eval"))
+    except ValueError as err:
+        if FLAGS.results_dir:
+            raise
+        raise ValueError(f"{err}; give --results_dir=FOLDER for eval.py's results") from None
+    return folder
+
+
 def run():
     if not FLAGS.eval_data_pattern:
         raise ValueError("--eval_data_pattern is required")
     files = readers.resolve_files(FLAGS.eval_data_pattern)
+    out_dir = results_dir()
     if not FLAGS.run_once:
         wait_for_first_checkpoint(FLAGS.train_dir)
     description = model_flags.read(FLAGS.train_dir)
@@ -86,9 +102,10 @@ def run():
     readers.check_release(files, description["num_classes"])
     model = checkpoints.build_model(description, reader)
     loss_fn = losses.get_loss(description["label_loss"])
-    writer = tf.summary.create_file_writer(os.path.join(FLAGS.train_dir, "eval"))
-    done = evaluated_steps(FLAGS.train_dir)
-    videos, exact = readers.estimate_records(files)
+    writer = tf.summary.create_file_writer(os.path.join(out_dir, "eval"))
+    done = evaluated_steps(out_dir)
+    with reader.reraise_data_errors(files):
+        examples, exact = reader.estimate_examples(files)  # videos, or rated segments
     checkpoints.warn_if_index_lost(FLAGS.train_dir, checkpoints.candidates(FLAGS.train_dir))
     waiting_after = None  # the step the last "waiting" line named
     passed_over = set()  # damaged checkpoints, named once
@@ -109,7 +126,8 @@ def run():
             passed_over.update(paths[:paths.index(latest)] if latest else paths)
         if paths and latest:
             step = checkpoints.step_of(latest)
-            printer = utils.ProgressPrinter(utils.Progress(videos, estimated=not exact))
+            printer = utils.ProgressPrinter(utils.Progress(examples, estimated=not exact),
+                                            "rated segments" if reader.segments else "videos")
             print(f"evaluating {latest} on {len(files)} files", flush=True)
             ranking = rated = None
             if label_ids is not None:
@@ -128,8 +146,10 @@ def run():
                 results["segment_map"], results["segment_classes"] = segments.segment_map(
                     ranking.ranked(), rated, FLAGS.segment_max_pred)
             if not results["labelled"]:
-                raise ValueError(f"no video of {FLAGS.eval_data_pattern} has labels")
-            report(step, results, writer)
+                hint = " (segment-rated records? add --segment_labels)" if \
+                    description["frame_features"] and not FLAGS.segment_labels else ""
+                raise ValueError(f"no video of {FLAGS.eval_data_pattern} has labels{hint}")
+            report(step, results, writer, out_dir)
             done.add(step)
         if FLAGS.run_once:
             return
@@ -143,7 +163,7 @@ def run():
         time.sleep(FLAGS.poll_seconds)
 
 
-def report(step, results, writer):
+def report(step, results, writer, out_dir):
     extra = f" | mAP(all) {results['map_all']:.4f}" if "map_all" in results else ""
     if "segment_map" in results:
         extra += (f" | segment MAP@{FLAGS.segment_max_pred:,} {results['segment_map']:.6f} "
@@ -153,7 +173,7 @@ def report(step, results, writer):
           f"hit@1 {results['hit_at_one']:.4f} | PERR {results['perr']:.4f} | "
           f"MAP {results['map']:.4f}{extra} | "
           f"loss {results['loss']:.4f} | {results['seconds']:.0f}s", flush=True)
-    with tf.io.gfile.GFile(os.path.join(FLAGS.train_dir, RESULTS_FILE), "a") as out:
+    with tf.io.gfile.GFile(os.path.join(out_dir, RESULTS_FILE), "a") as out:
         out.write(json.dumps(dict(results, step=step)) + "\n")
     with writer.as_default():
         for name in ("gap", "hit_at_one", "perr", "map", "map_all", "segment_map", "loss"):

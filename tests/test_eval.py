@@ -49,3 +49,23 @@ def test_watching_evaluates_each_checkpoint_once(generated_data, tmp_path):
                                                for line in err.splitlines())
     assert "waiting for a checkpoint after step 15" in out
     assert re.search(r"^videos 64/600 \(11%\)$", out, re.M)  # progress, not on a terminal
+
+
+def test_a_train_dir_eval_cannot_write_in_is_one_line_and_results_dir_writes_elsewhere(
+        generated_data, tmp_path):
+    from helpers import run_in_one_process, run_tool
+
+    train_dir = tmp_path / "train"
+    run_tool("train.py", f"--train_dir={train_dir}", "--num_classes=50", "--max_steps=2",
+             f"--train_data_pattern={generated_data['video']}")
+    (train_dir / "eval").write_text("")  # where eval.py's events would go: not a folder
+    data = f"--eval_data_pattern={generated_data['video']}"
+    elsewhere = tmp_path / "results"
+    (code, _, stderr), (ok, out, _) = run_in_one_process("eval", [
+        [f"--train_dir={train_dir}", data, "--run_once"],
+        [f"--train_dir={train_dir}", data, "--run_once", f"--results_dir={elsewhere}"]])
+    assert code == 1 and len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.strip().endswith("give --results_dir=FOLDER for eval.py's results"), stderr
+    assert ok == 0 and "step 2: 600 videos" in out, out
+    assert json.loads((elsewhere / "eval_results.jsonl").read_text())["step"] == 2
+    assert (elsewhere / "eval").is_dir() and not (train_dir / "eval_results.jsonl").exists()
