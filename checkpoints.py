@@ -129,13 +129,14 @@ def restore_newest(restore, train_dir, paths=None):
 def move_aside(paths, train_dir):
     """Checkpoints (their .index and .data-* files) into train_dir/damaged/: a damaged one newer
     than the checkpoint a run resumed from would otherwise come first again after a crash."""
+    if not paths:
+        return
     folder = os.path.join(train_dir, "damaged")
     tf.io.gfile.makedirs(folder)
     for path in paths:
         for name in tf.io.gfile.glob(path + ".*"):
             tf.io.gfile.rename(name, os.path.join(folder, os.path.basename(name)), overwrite=True)
-    if paths:
-        print(f"moved {len(paths)} damaged checkpoint(s) to {folder}", flush=True)
+    print(f"moved {len(paths)} damaged checkpoint(s) to {folder}", flush=True)
 
 
 AVERAGED = "averaged_model"  # the checkpoint's moving average of the weights (--ema_decay)

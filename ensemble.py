@@ -103,7 +103,12 @@ def read_submission(path):
             if header != inference.HEADER.strip().split(","):
                 raise ValueError(f"{path}: not a submission (the first line must be "
                                  f"{inference.HEADER.strip()!r})")
+            first_line = {}
             for line, row in enumerate(table, start=2):
+                if row and row[0] in first_line:
+                    raise ValueError(f"{path} line {line}: video {row[0]} is listed twice (line "
+                                     f"{first_line[row[0]]} too); give one row per video")
+                first_line[row[0] if row else ""] = line
                 pairs = row[1].split() if len(row) == 2 else None
                 if not pairs or len(pairs) % 2:
                     raise ValueError(f"{path} line {line}: expected 'id,class score class "
@@ -119,6 +124,22 @@ def read_submission(path):
     if not rows:
         raise ValueError(f"{path} has no videos")
     return rows
+
+
+def check_same_videos(paths, tables):
+    """Submissions of the same test set: none without a video in common with the first (the
+    2017 and 2018 test sets, say), and a warning for videos some of them lack (scored 0)."""
+    if len(tables) < 2:
+        return
+    first = set(tables[0])
+    for path, rows in zip(paths[1:], tables[1:]):
+        common = first & set(rows)
+        if not common:
+            raise ValueError(f"{path} and {paths[0]} have no video in common: submissions of "
+                             "different test sets (2017 and 2018?) cannot be averaged")
+        if len(common) < max(len(first), len(rows)):
+            utils.warn(f"{path} and {paths[0]} share {len(common):,} videos of {len(rows):,} "
+                       f"and {len(first):,}: a video missing from a submission scores 0 there")
 
 
 def add_submissions(scores, ids, submissions, num_classes):
@@ -227,6 +248,8 @@ def run():
         else:
             untar = os.path.join(FLAGS.untar_model_dir, f"ensemble-{index}")
             models.append((weight, load_model(path, untar)))
+    check_same_videos([path for path in inputs if path.endswith(".csv")],
+                      [rows for _, rows in submissions])
     started = time.time()
     metrics = eval_util.EvaluationMetrics(FLAGS.top_k)
     pattern, files = FLAGS.input_data_pattern, []

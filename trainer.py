@@ -12,6 +12,7 @@ line), validation.jsonl, TensorBoard events. Non-chief workers of a multi-worker
 theirs to train_dir/workers/<index>.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -362,7 +363,11 @@ class Trainer:
         self.out_dir = self.train_dir if self.chief else utils.prepare_dir(os.path.join(
             self.train_dir, "workers", str(self.strategy.cluster_resolver.task_id)))
         self.files = readers.resolve_files(c.train_data_pattern)
-        self.reader = checkpoints.make_reader(c.model_flags, trained=False,
+        # A run that goes on (or starts from another's weights) has its level from
+        # model_flags.json: data of the other level is the wrong data, not a flag to drop.
+        goes_on = bool(c.init_from) or (not c.start_new_model
+                                        and bool(checkpoints.candidates(self.train_dir)))
+        self.reader = checkpoints.make_reader(c.model_flags, trained=goes_on,
                                               segments="rated" if c.segment_labels else None)
         self.loss_fn = losses.get_loss(c.model_flags["label_loss"], c.label_smoothing)
         keras.utils.set_random_seed(c.seed)
@@ -397,6 +402,7 @@ class Trainer:
         self.registered_model = build_model is None
         self.teacher = None
         self.best = None  # checkpoints.BestCheckpoint, at the first validation
+        self.validated_at = None  # the step of the last validation
         paths, weights = c.teachers()
         if paths:
             with self.strategy.scope():
@@ -563,8 +569,9 @@ class Trainer:
         return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
 
     def write_summary(self):
-        """Print the model summary and the memory training will need; write them as text and
-        JSON (chief); check the budget."""
+        """Print the model summary and the memory training will need, and check the budget;
+        the text and JSON files (chief) are kept for write_summary_files, once a step has run
+        (a run that fails before leaves those of the run before)."""
         name = self.config.model_flags["model"] if self.registered_model else self.model.name
         per_device = max(1, self.config.batch_size // self.strategy.num_replicas_in_sync)
         memory = model_summary.training_memory(
@@ -574,15 +581,19 @@ class Trainer:
         summary = (model_summary.format_summary(self.model, name) + "\n"
                    + model_summary.format_memory(memory, per_device))
         print(summary, flush=True)
-        if self.chief:
-            utils.atomic_write(os.path.join(self.train_dir, "model_summary.txt"), summary + "\n")
-            rows, totals = model_summary.summarize(self.model)
-            utils.atomic_write(os.path.join(self.train_dir, SUMMARY_FILE), json.dumps({
-                "model": name, **totals, "expected_memory_bytes": memory,
-                "batch_per_device": per_device,
-                "layers": [{"path": path, "kind": kind, "weights": weights, "dense": dense}
-                           for path, kind, weights, dense in rows]}, indent=1))
+        rows, totals = model_summary.summarize(self.model)
+        self.summary_files = {"model_summary.txt": summary + "\n", SUMMARY_FILE: json.dumps({
+            "model": name, **totals, "expected_memory_bytes": memory,
+            "batch_per_device": per_device,
+            "layers": [{"path": path, "kind": kind, "weights": weights, "dense": dense}
+                       for path, kind, weights, dense in rows]}, indent=1)}
         model_summary.check_budget(self.model, self.config.max_model_mb)
+
+    def write_summary_files(self):
+        if self.chief:
+            for name, text in self.summary_files.items():
+                utils.atomic_write(os.path.join(self.train_dir, name), text)
+        self.summary_files = None
 
     def run(self):
         """Train until max_steps, num_epochs or a signal; returns the signal number (0: none)."""
@@ -618,55 +629,76 @@ class Trainer:
         validation = readers.resolve_files(c.validation_data_pattern) \
             if c.validation_data_pattern else None
         stop = utils.StopRequests()
-        writer = tf.summary.create_file_writer(self.out_dir)
+        summaries = contextlib.ExitStack()  # TensorBoard's writer, once a step has run
         step = start_step = int(self.optimizer.iterations.numpy())
         progress = self._progress(start_step)
         log = ProgressLog(os.path.join(self.out_dir, TRAIN_LOG_FILE), start_step)
 
-        # -- the loop: rounds of steps, each ending at a step that logs, saves, validates or is
-        # the last (or after steps_per_loop steps) --
-        outputs = None
-        with self.reader.reraise_data_errors(self.files), stop, writer.as_default():
-            iterator = iter(batches)
-            while c.max_steps is None or step < c.max_steps:
-                steps = self.steps_in_round(step, start_step, bool(validation))
-                log_now, save_now, validate_now = self.due(step + steps, start_step,
-                                                           bool(validation))
-                done, last = self.advance(iterator, steps, with_outputs=log_now or save_now)
-                step += done  # counted here: reading the iterations would wait for the device
-                outputs = last or outputs
-                if done < steps:  # the data ended
-                    break
-                if log_now:
-                    self._log(log, step, outputs, progress, skipped)
-                if stop.requested:
-                    print(f"signal {stop.requested}: saving and stopping", flush=True)
-                if save_now or stop.requested:
-                    finite(outputs[0], step)  # never save weights gone NaN
-                    saver.save(step)
-                if validate_now:
-                    self.validate(validation, step)
-                if stop.requested:
-                    break
-            if step == start_step and not stop.requested and (c.max_steps is None
-                                                             or step < c.max_steps):
-                raise readers.no_records(self.files)
-            if outputs is not None:
-                finite(outputs[0], step)
-            saver.save(step)
+        with summaries:
+            # -- the loop: rounds of steps, each ending at a step that logs, saves, validates or is
+            # the last (or after steps_per_loop steps) --
+            outputs = None
+            with self.reader.reraise_data_errors(self.files), stop:
+                iterator = iter(batches)
+                while c.max_steps is None or step < c.max_steps:
+                    steps = self.steps_in_round(step, start_step, bool(validation))
+                    log_now, save_now, validate_now = self.due(step + steps, start_step,
+                                                               bool(validation))
+                    done, last = self.advance(iterator, steps, with_outputs=log_now or save_now)
+                    step += done  # counted here: reading the iterations would wait for the device
+                    outputs = last or outputs
+                    if done:
+                        self._open_summaries(summaries)
+                    if done < steps:  # the data ended
+                        break
+                    if log_now:
+                        self._log(log, step, outputs, progress, skipped)
+                    if stop.requested:
+                        print(f"signal {stop.requested}: saving and stopping", flush=True)
+                    if save_now or stop.requested:
+                        finite(outputs[0], step)  # never save weights gone NaN
+                        saver.save(step)
+                    if validate_now:
+                        self.validate(validation, step)
+                    if stop.requested:
+                        break
+                if step == start_step and not stop.requested and (c.max_steps is None
+                                                                 or step < c.max_steps):
+                    raise readers.no_records(self.files)
+                if outputs is not None:
+                    finite(outputs[0], step)
+                saver.save(step)
+            self._open_summaries(summaries)  # no step ran (max_steps reached): validation's
 
-        # -- the end: a last validation, and why the run stopped --
-        if validation and step % c.validation_steps != 0 and not stop.requested:
-            self.validate(validation, step)
-        if stop.requested:
-            reason = f"stopped by signal {stop.requested}"
-        elif c.max_steps is not None and step >= c.max_steps:
-            reason = f"--max_steps={c.max_steps} reached"
-        else:
-            reason = f"--num_epochs={c.num_epochs} done"
-        print(f"done at step {step} ({reason}): {self.train_dir}{skip_note(skipped)}",
-              flush=True)
-        return stop.requested
+            # -- the end: a last validation, and why the run stopped --
+            # The end validates, unless a validation came within a tenth of the interval
+            # (an epoch that ends a step after a validation step: the same weights, nearly).
+            recent = self.validated_at is not None and \
+                step - self.validated_at <= c.validation_steps // 10
+            if validation and step % c.validation_steps != 0 and not stop.requested:
+                if recent:
+                    print(f"validated at step {self.validated_at}, {step - self.validated_at} "
+                          "step(s) before the end: not again", flush=True)
+                else:
+                    self.validate(validation, step)
+            if stop.requested:
+                reason = f"stopped by signal {stop.requested}"
+            elif c.max_steps is not None and step >= c.max_steps:
+                reason = f"--max_steps={c.max_steps} reached"
+            else:
+                reason = f"--num_epochs={c.num_epochs} done"
+            print(f"done at step {step} ({reason}): {self.train_dir}{skip_note(skipped)}",
+                  flush=True)
+            return stop.requested
+
+    def _open_summaries(self, summaries):
+        """Once: the summary files of write_summary, and TensorBoard's writer as the default
+        until `summaries` (an ExitStack) closes. A run that fails before its first step leaves
+        no empty event file and the summary files of the run before."""
+        if self.summary_files is None:
+            return
+        self.write_summary_files()
+        summaries.enter_context(tf.summary.create_file_writer(self.out_dir).as_default())
 
     def _restore(self, checkpoint):
         """Restore the newest checkpoint of train_dir that can be read (the damaged ones newer
@@ -794,6 +826,7 @@ class Trainer:
             tf.summary.scalar(f"train/{name}", v[name], step=v["step"])
 
     def validate(self, files, step):
+        self.validated_at = step
         self.sync_average()
         results = eval_util.evaluate(self.evaluated_model, self.reader, files, self.loss_fn,
                                      self.config.batch_size, num_readers=self.config.num_readers,

@@ -115,17 +115,26 @@ def test_ensembles_of_submissions(tmp_path):
     a.write_text("VideoId,LabelConfidencePairs\nv1,3 0.9 5 0.5\nv2,1 0.8\n")
     b.write_text("VideoId,LabelConfidencePairs\nv2,1 0.4 2 0.6\nv3,7 1\n")
     output = tmp_path / "mean.csv"
-    run_tool("ensemble.py", f"--inputs={a},{b}", "--weights=3,1", f"--output_file={output}",
-             "--top_k=2")
+    done = run_tool("ensemble.py", f"--inputs={a},{b}", "--weights=3,1",
+                    f"--output_file={output}", "--top_k=2")
+    assert f"{b} and {a} share 1 videos of 2 and 2: a video missing from a submission scores " \
+        "0 there" in done.stderr
     assert output.read_text() == ("VideoId,LabelConfidencePairs\n"
                                   "v1,3 0.675 5 0.375\n"
                                   "v2,1 0.7 2 0.15\n"
                                   "v3,7 0.25\n")
     bad = tmp_path / "bad.csv"
     bad.write_text("VideoId,LabelConfidencePairs\nv1,3 0.9 5\n")
+    twice = tmp_path / "twice.csv"
+    twice.write_text("VideoId,LabelConfidencePairs\nv1,3 0.9\nv2,1 0.5\nv1,4 0.2\n")
+    other = tmp_path / "other.csv"  # another test set: no video in common
+    other.write_text("VideoId,LabelConfidencePairs\nABCDEFGHIJK,3 0.9\n")
     for args, expected in [((f"--inputs={a},{b}", "--weights=1"),
                             "--weights needs 2 non-negative numbers"),
                            ((f"--inputs={a},{bad}",), "bad.csv line 2: expected"),
+                           ((f"--inputs={a},{twice}",),
+                            "twice.csv line 4: video v1 is listed twice (line 2 too)"),
+                           ((f"--inputs={a},{other}",), "have no video in common"),
                            ((f"--inputs={a},{tmp_path}",), "is neither a submission")]:
         done = run_tool("ensemble.py", *args, f"--output_file={tmp_path / 'never.csv'}",
                         check=False)

@@ -370,3 +370,18 @@ def test_help_groups_the_flags_and_says_what_each_setting_means():
     assert ("sites embedding, fc, bottleneck, moe, moe_gates, moe_experts, classifier, gating"
             in flowing) and "kinds dense, circulant, low_rank, monarch" in flowing
     assert "Model setting" not in details  # every setting has a meaning of its own
+
+
+def test_a_resumed_run_on_data_of_the_other_level_fails_saying_so_and_changes_nothing(data,
+                                                                                      tmp_path):
+    ok(train(args_for(data, tmp_path, frame=True, model="FrameLevelLogisticModel",
+                      max_steps=2)))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    done = train([f"--train_dir={tmp_path}", f"--train_data_pattern={data['video']}",
+                  "--max_steps=4"])  # the level comes from model_flags.json, not a flag
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and "this model reads frame-level records" in last, last
+    assert "--frame_features" not in last
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert after == before  # no event file, model_summary.txt as it was
+    assert not (tmp_path / "damaged").exists()

@@ -419,3 +419,16 @@ def test_the_best_validation_checkpoint_is_kept_and_loads_as_validated(generated
     trainer.Trainer(config_for(generated_data, tmp_path / "plain", max_steps=1)).run()
     with pytest.raises(ValueError, match="has no best checkpoint .* --keep_best_checkpoint"):
         checkpoints.load(str(tmp_path / "plain"), "best")
+
+
+def test_the_end_validates_unless_a_validation_came_just_before(generated_data, tmp_path,
+                                                                capsys):
+    config = dict(validation_data_pattern=generated_data["video"], validation_steps=20)
+    for steps in (21, 25):
+        trainer.Trainer(config_for(generated_data, tmp_path / str(steps), max_steps=steps,
+                                   **config)).run()
+    steps_of = {n: [json.loads(line)["step"] for line in
+                    (tmp_path / str(n) / "validation.jsonl").read_text().splitlines()]
+                for n in (21, 25)}
+    assert steps_of == {21: [20], 25: [20, 25]}
+    assert "validated at step 20, 1 step(s) before the end: not again" in capsys.readouterr().out
