@@ -345,3 +345,49 @@ def test_segment_inference_refuses_what_it_cannot_score_in_one_line(frame_model,
         assert code == 1 and len(stderr.strip().splitlines()) == 1, stderr
         assert expected in stderr, stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+SMALL_FRAME_SETTINGS = dict(
+    video_clusters=16, audio_clusters=8, fc_size=16, iterations=10, moe_num_mixtures=2,
+    dbof_cluster_size=16, dbof_hidden_size=16, netvlad_cluster_size=4, netvlad_hidden_size=16,
+    fv_cluster_size=4, fv_hidden_size=16, lstm_cells=16, lstm_layers=1, gru_cells=16,
+    gru_layers=1)
+
+
+def frame_model_names():
+    import frame_level_models
+    import models
+
+    return [n for n in models.model_names()
+            if issubclass(models.get_model_class(n), frame_level_models.FrameModel)]
+
+
+@pytest.mark.parametrize("name", frame_model_names())
+def test_every_frame_model_scores_5_frame_segments(tmp_path, name):
+    """Sampling and pooling on segments of 5 frames and of fewer (a video's last one), in
+    training and inference: probabilities of the right shape, finite, in [0, 1], and a
+    segment's scores do not depend on the other segments of its batch."""
+    import checkpoints
+    import model_flags
+    import models
+
+    settings = {k: v for k, v in SMALL_FRAME_SETTINGS.items() if k in models.given_settings(name)}
+    description = model_flags.describe(name, num_classes=12, frame_features=True, max_frames=20,
+                                       **settings)
+    reader = checkpoints.make_reader(description, segments="all")
+    model = checkpoints.build_model(description, reader)
+    rng = np.random.default_rng(1)
+    path = write(tmp_path / "test.tfrecord", [frame_example(
+        b"v%d" % i, None, [rng.integers(0, 256, 1024, np.uint8) for _ in range(n)],
+        [rng.integers(0, 256, 128, np.uint8) for _ in range(n)]) for i, n in enumerate((12, 5))])
+    batch = {k: tf.constant(v) for k, v in batches(reader, [path])[0].items()}
+    assert batch["num_frames"].numpy().tolist() == [5, 5, 2, 5]
+    for training in (False, True):
+        probabilities = model(readers.model_inputs(batch), training=training).numpy()
+        assert probabilities.shape == (4, 12)
+        assert np.isfinite(probabilities).all()
+        assert (probabilities >= 0).all() and (probabilities <= 1).all()
+    alone = model(readers.model_inputs({k: v[2:3] for k, v in batch.items()}),
+                  training=False).numpy()
+    together = model(readers.model_inputs(batch), training=False).numpy()
+    np.testing.assert_allclose(alone[0], together[2], rtol=1e-5, atol=1e-6)
