@@ -161,6 +161,8 @@ def check_writable(path, flag):
     if "://" in path:
         return
     folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"--{flag}={path}: {folder} is a file, not a folder")
     if not os.path.isdir(folder):
         raise ValueError(f"--{flag}={path}: the folder {folder} does not exist; create it first")
     if not os.access(folder, os.W_OK):

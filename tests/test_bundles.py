@@ -232,3 +232,15 @@ def test_an_exported_model_on_records_of_the_other_level_is_one_line_with_the_hi
                         f"--output_file={tmp_path / 'out.csv'}", check=False)
         assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == expected, \
             done.stderr[-1500:]
+
+
+def test_an_output_place_that_cannot_be_written_is_named_before_any_work(tmp_path, monkeypatch):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    with pytest.raises(ValueError, match=r"--output_tgz=.*/file/x.tgz: .*/file is a file, not a "
+                                         "folder$"):
+        bundles.check_writable(str(a_file / "x.tgz"), "output_tgz")
+    monkeypatch.setattr(bundles.os, "access", lambda path, mode: False)  # root writes anywhere
+    with pytest.raises(ValueError, match=r"--output_dir=.*/out: .* is not writable; choose "
+                                         "another place$"):
+        bundles.check_writable(str(tmp_path / "out"), "output_dir")
