@@ -19,7 +19,8 @@ Writes results.jsonl (one JSON object a measurement) and summary.txt under the f
    saying why where TensorFlow keeps no count).
 
 Aimed at under 8 minutes on one GPU at the defaults (not measured: this project has had no
-GPU; see README, "GPUs"). --smoke runs every part at tiny sizes in about a minute on a CPU.
+GPU; see README, "GPUs"). --smoke runs every part at tiny sizes in about two minutes on a
+2-core CPU.
 """
 
 import json

@@ -172,6 +172,7 @@ def trained_dirs(generated_data, tmp_path_factory):
     return folders
 
 
+@pytest.mark.slow  # TensorFlow processes
 def test_uint8_bundle_is_smaller_and_an_over_budget_one_is_refused(trained_dirs, tmp_path):
     trained = f"--train_dir={trained_dirs['a']}"
     exports = run_in_one_process("export_model", [
@@ -197,6 +198,7 @@ def test_uint8_bundle_is_smaller_and_an_over_budget_one_is_refused(trained_dirs,
                                      "/nonexistent does not exist; create it first")
 
 
+@pytest.mark.slow  # TensorFlow processes
 def test_ensemble_writes_one_bundle_and_evaluates_a_bundle_alone(trained_dirs, tmp_path,
                                                                  generated_data):
     made, scored, mixed = run_in_one_process("ensemble", [
@@ -218,6 +220,7 @@ def test_ensemble_writes_one_bundle_and_evaluates_a_bundle_alone(trained_dirs, t
     assert not (tmp_path / "mixed").exists()
 
 
+@pytest.mark.slow  # TensorFlow processes
 def test_an_exported_model_on_records_of_the_other_level_is_one_line_with_the_hint(
         trained_dirs, tmp_path, generated_data):
     exported = run_in_one_process("export_model", [[f"--train_dir={trained_dirs['a']}",

@@ -58,6 +58,7 @@ def records(generated_data, count=64):
     return next(iter(tf.data.TFRecordDataset(generated_data["video"].split(",")).batch(count)))
 
 
+@pytest.mark.slow  # TensorFlow processes
 def test_a_teachers_predictions_are_its_own_evaluations(generated_data, teachers, tmp_path):
     serialized = records(generated_data)
     model, reader, _, _ = checkpoints.load(str(teachers / "moe"))
@@ -167,6 +168,7 @@ def test_a_training_step_mixes_the_label_loss_and_the_soft_loss(generated_data, 
     assert float(loss) == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.slow  # TensorFlow processes
 def test_a_distilled_run_trains_and_bad_teachers_are_one_line(generated_data, teachers,
                                                               tmp_path):
     trained = [f"--train_dir={tmp_path / 'student'}",

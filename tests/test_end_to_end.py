@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import run_tool
+from helpers import run_in_one_process, run_tool
 
 import average_precision_calculator
 import bundles
@@ -115,31 +115,31 @@ def test_ensembles_of_submissions(tmp_path):
     a.write_text("VideoId,LabelConfidencePairs\nv1,3 0.9 5 0.5\nv2,1 0.8\n")
     b.write_text("VideoId,LabelConfidencePairs\nv2,1 0.4 2 0.6\nv3,7 1\n")
     output = tmp_path / "mean.csv"
-    done = run_tool("ensemble.py", f"--inputs={a},{b}", "--weights=3,1",
-                    f"--output_file={output}", "--top_k=2")
-    assert f"{b} and {a} share 1 videos of 2 and 2: a video missing from a submission scores " \
-        "0 there" in done.stderr
-    assert output.read_text() == ("VideoId,LabelConfidencePairs\n"
-                                  "v1,3 0.675 5 0.375\n"
-                                  "v2,1 0.7 2 0.15\n"
-                                  "v3,7 0.25\n")
     bad = tmp_path / "bad.csv"
     bad.write_text("VideoId,LabelConfidencePairs\nv1,3 0.9 5\n")
     twice = tmp_path / "twice.csv"
     twice.write_text("VideoId,LabelConfidencePairs\nv1,3 0.9\nv2,1 0.5\nv1,4 0.2\n")
     other = tmp_path / "other.csv"  # another test set: no video in common
     other.write_text("VideoId,LabelConfidencePairs\nABCDEFGHIJK,3 0.9\n")
-    for args, expected in [((f"--inputs={a},{b}", "--weights=1"),
-                            "--weights needs 2 non-negative numbers"),
-                           ((f"--inputs={a},{bad}",), "bad.csv line 2: expected"),
-                           ((f"--inputs={a},{twice}",),
-                            "twice.csv line 4: video v1 is listed twice (line 2 too)"),
-                           ((f"--inputs={a},{other}",), "have no video in common"),
-                           ((f"--inputs={a},{tmp_path}",), "is neither a submission")]:
-        done = run_tool("ensemble.py", *args, f"--output_file={tmp_path / 'never.csv'}",
-                        check=False)
-        assert done.returncode == 1, args
-        assert expected in done.stderr.strip().splitlines()[-1], done.stderr[-1000:]
+    refusals = [((f"--inputs={a},{b}", "--weights=1"), "--weights needs 2 non-negative numbers"),
+                ((f"--inputs={a},{bad}",), "bad.csv line 2: expected"),
+                ((f"--inputs={a},{twice}",),
+                 "twice.csv line 4: video v1 is listed twice (line 2 too)"),
+                ((f"--inputs={a},{other}",), "have no video in common"),
+                ((f"--inputs={a},{tmp_path}",), "is neither a submission")]
+    (code, _, stderr), *refused = run_in_one_process("ensemble", [
+        [f"--inputs={a},{b}", "--weights=3,1", f"--output_file={output}", "--top_k=2"],
+        *[[*args, f"--output_file={tmp_path / 'never.csv'}"] for args, _ in refusals]])
+    assert code == 0, stderr
+    assert f"{b} and {a} share 1 videos of 2 and 2: a video missing from a submission scores " \
+        "0 there" in stderr
+    assert output.read_text() == ("VideoId,LabelConfidencePairs\n"
+                                  "v1,3 0.675 5 0.375\n"
+                                  "v2,1 0.7 2 0.15\n"
+                                  "v3,7 0.25\n")
+    for (args, expected), (code, _, stderr) in zip(refusals, refused, strict=True):
+        assert code == 1, args
+        assert expected in stderr.strip().splitlines()[-1], stderr[-1000:]
     assert not (tmp_path / "never.csv").exists()
 
 
@@ -147,22 +147,25 @@ def test_the_2017_test_split_needs_a_model_of_the_2017_classes(trained, shared_d
     folder, train_dir = trained
     submission = folder / "test2017.csv"
     test = os.path.join(shared_data, "yt8m-2017-video/test/*.tfrecord")
-    refused = run_tool("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={test}",
-                       f"--output_file={submission}", check=False)
-    assert refused.returncode == 1 and not submission.exists()
-    last = refused.stderr.strip().splitlines()[-1]
-    assert "2017 release" in last and "--num_classes=4716" in last, refused.stderr[-2000:]
-
     validate = os.path.join(shared_data, "yt8m-2017-video/validate/*.tfrecord")
-    wrong = run_tool("train.py", f"--train_data_pattern={validate}", f"--train_dir={folder / 'x'}",
-                     "--max_steps=1", check=False)
-    assert wrong.returncode == 1
-    assert "--num_classes=4716" in wrong.stderr.strip().splitlines()[-1]
     train_2017 = folder / "train2017"
-    run_tool("train.py", f"--train_data_pattern={validate}", f"--train_dir={train_2017}",
-             "--num_classes=4716", "--model=LogisticModel", "--batch_size=256", "--max_steps=5")
-    out = run_tool("inference.py", f"--train_dir={train_2017}", f"--input_data_pattern={test}",
-                   f"--output_file={submission}", "--batch_size=300").stdout
+    (wrong, _, wrong_err), (trained_2017, _, err) = run_in_one_process("train", [
+        [f"--train_data_pattern={validate}", f"--train_dir={folder / 'x'}", "--max_steps=1"],
+        [f"--train_data_pattern={validate}", f"--train_dir={train_2017}", "--num_classes=4716",
+         "--model=LogisticModel", "--batch_size=256", "--max_steps=5"]])
+    assert wrong == 1
+    assert "--num_classes=4716" in wrong_err.strip().splitlines()[-1]
+    assert trained_2017 == 0, err
+    refused_csv = folder / "refused2017.csv"
+    (refused, _, refused_err), (code, out, err) = run_in_one_process("inference", [
+        [f"--train_dir={train_dir}", f"--input_data_pattern={test}",
+         f"--output_file={refused_csv}"],
+        [f"--train_dir={train_2017}", f"--input_data_pattern={test}",
+         f"--output_file={submission}", "--batch_size=300"]])
+    assert refused == 1 and not refused_csv.exists()
+    last = refused_err.strip().splitlines()[-1]
+    assert "2017 release" in last and "--num_classes=4716" in last, refused_err[-2000:]
+    assert code == 0, err
     assert "wrote 1,709 videos" in out
     rows = csv_rows(submission)
     assert len(rows) == 1709 == len({r["VideoId"] for r in rows})
@@ -177,10 +180,12 @@ def test_exported_model_predicts_as_its_checkpoint(trained, shared_data):
     assert re.search(r"exported MoeModel .* [\d,]+ weights at float32, [\d.]+ MB on disk", out)
     data = os.path.join(shared_data, "yt8m-2018-video/validate/validate008*.tfrecord")
     from_checkpoint, from_bundle = folder / "a.csv", folder / "b.csv"
-    run_tool("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={data}",
-             f"--output_file={from_checkpoint}")
-    run_tool("inference.py", f"--input_model_tgz={bundle}", f"--untar_model_dir={folder / 'untar'}",
-             f"--input_data_pattern={data}", f"--output_file={from_bundle}")
+    for code, _, err in run_in_one_process("inference", [
+            [f"--train_dir={train_dir}", f"--input_data_pattern={data}",
+             f"--output_file={from_checkpoint}"],
+            [f"--input_model_tgz={bundle}", f"--untar_model_dir={folder / 'untar'}",
+             f"--input_data_pattern={data}", f"--output_file={from_bundle}"]]):
+        assert code == 0, err
     assert from_checkpoint.read_text() == from_bundle.read_text()
 
 

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from utils import REPO_DIR
 
 
@@ -44,6 +46,7 @@ def finished(folder, weights, gaps):
         json.dumps({"step": 91 * (i + 1), "gap": gap}) + "\n" for i, gap in enumerate(gaps)))
 
 
+@pytest.mark.slow  # TensorFlow processes
 def test_a_run_shared_by_two_experiments_is_trained_once(tmp_path):
     out = tmp_path / "experiments"
     (out / "frames" / "small").mkdir(parents=True)

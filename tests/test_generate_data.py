@@ -77,6 +77,7 @@ def test_expanding_real_video_level_records(shared_data, tmp_path):
     assert error.mean() < 0.01 and np.percentile(error, 99) < 0.05
 
 
+@pytest.mark.slow  # TensorFlow processes
 def test_command_line_writes_files_and_rejects_bad_flags(tmp_path):
     done = run_tool("generate_data.py", f"--output_dir={tmp_path}", "--split=demo",
                     "--num_videos=12", "--num_shards=3", "--num_classes=20", "--frame_level",

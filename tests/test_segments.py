@@ -162,6 +162,7 @@ def test_the_shipped_segment_classes_are_the_starters_1000():
     assert len(ids) == 1000 and ids[:3] == [3, 7, 8] and max(ids) < readers.NUM_CLASSES
 
 
+@pytest.mark.slow  # TensorFlow processes
 def test_segment_eval_scores_a_submission_csv_as_the_brute_force_does(tmp_path):
     rated = ([3, 7, 3], [0, 0, 10], [1, 0, 1])
     path = write(tmp_path / "validate.tfrecord", [
@@ -172,19 +173,20 @@ def test_segment_eval_scores_a_submission_csv_as_the_brute_force_does(tmp_path):
     ratings = {("vid1:0", 3): 1, ("vid1:0", 7): 0, ("vid1:10", 3): 1, ("vid3:5", 7): 1,
                ("vid3:5", 3): 0}
     submission = {3: ["vid3:5", "vid1:10", "vid9:0", "vid1:0"], 7: ["vid1:0", "vid3:5"], 5: []}
-    for top_n in (0, 2):
-        done = run_tool("segment_eval.py", f"--submission_file={csv}",
-                        f"--eval_data_pattern={path}", "--num_classes=12", f"--top_n={top_n}")
+    *scored, (bad, _, bad_err) = run_in_one_process("segment_eval", [
+        *[[f"--submission_file={csv}", f"--eval_data_pattern={path}", "--num_classes=12",
+           f"--top_n={top_n}"] for top_n in (0, 2)],
+        [f"--submission_file={csv}", f"--eval_data_pattern={csv}"]])
+    for top_n, (code, out, err) in zip((0, 2), scored, strict=True):
+        assert code == 0, err
         expected = brute_force_map(submission, ratings, top_n)
-        assert f"| segment MAP@{top_n or 'all'} {expected:.6f}" in done.stdout, done.stdout
-        assert "5 rated (segment, class) pairs; 2 of the 3 submitted classes" in done.stdout
-    bad = run_tool("segment_eval.py", f"--submission_file={csv}",
-                   f"--eval_data_pattern={csv}", check=False)
-    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+        assert f"| segment MAP@{top_n or 'all'} {expected:.6f}" in out, out
+        assert "5 rated (segment, class) pairs; 2 of the 3 submitted classes" in out
+    assert bad == 1 and len(bad_err.strip().splitlines()) == 1, bad_err
 
 
-def test_eval_scores_rated_segments_as_a_submission_of_them_would_score(generated_data,
-                                                                        tmp_path):
+@pytest.mark.slow  # TensorFlow processes
+def test_eval_scores_rated_segments_as_a_submission_of_them_would_score(frame_model, tmp_path):
     """eval.py --segment_labels: its segment MAP equals the brute-force metric of the ranking
     built here from the model's own probabilities (each segment's top 20 rated classes, each
     class by descending score), and its GAP takes the unrated classes as 0."""
@@ -197,14 +199,9 @@ def test_eval_scores_rated_segments_as_a_submission_of_them_would_score(generate
     validate = generate_data.write_shards(generate_data.synthetic_records(
         structure, 60, 0, "segments", frame_level=True, min_frames=10, max_frames=40,
         rated_classes=rated_classes), str(tmp_path), "segments", 1)
-    train_dir = tmp_path / "model"
-    run_tool("train.py", f"--train_dir={train_dir}",
-             f"--train_data_pattern={generated_data['frames']}", "--frame_features",
-             "--model=FrameLevelLogisticModel", "--num_classes=50", "--max_frames=40",
-             "--max_steps=10", "--batch_size=32")
-    done = run_tool("eval.py", f"--train_dir={train_dir}", f"--eval_data_pattern={validate[0]}",
-                    "--run_once", "--segment_labels")
-    model, _, description, _ = checkpoints.load(str(train_dir))
+    done = run_tool("eval.py", f"--train_dir={frame_model}", f"--eval_data_pattern={validate[0]}",
+                    "--run_once", "--segment_labels", f"--results_dir={tmp_path}")
+    model, _, description, _ = checkpoints.load(str(frame_model))
     reader = checkpoints.make_reader(description, segments="rated")
     ids = sorted(rated_classes)
     scored, ratings, order = {c: [] for c in ids}, {}, 0
@@ -241,6 +238,7 @@ def frame_model(generated_data, tmp_path_factory):
     return train_dir
 
 
+@pytest.mark.slow  # TensorFlow processes
 def test_inference_lists_each_class_by_descending_score_as_a_brute_force_ranking(frame_model,
                                                                                 tmp_path):
     """inference.py --segment_labels on hand-built test records (both id keys, no ratings):
@@ -262,8 +260,13 @@ def test_inference_lists_each_class_by_descending_score_as_a_brute_force_ranking
     whitelist.write_text("Index\n7\n1\n3\n99\n")  # 99: past the model's 50 classes
     common = [f"--input_data_pattern={path}", "--segment_labels",
               f"--segment_label_ids_file={whitelist}", "--segment_max_pred=4"]
-    run_tool("inference.py", f"--train_dir={frame_model}", *common,
-             f"--output_file={tmp_path / 'segments.csv'}")
+    run_tool("export_model.py", f"--train_dir={frame_model}",
+             f"--output_dir={tmp_path / 'export'}")
+    (code, _, err), (exported, exported_out, exported_err) = run_in_one_process("inference", [
+        [f"--train_dir={frame_model}", *common, f"--output_file={tmp_path / 'segments.csv'}"],
+        [f"--saved_model_dir={tmp_path / 'export'}", *common,
+         f"--output_file={tmp_path / 'exported.csv'}"]])
+    assert code == 0 == exported, err + exported_err
 
     model, _, description, _ = checkpoints.load(str(frame_model))
     reader = checkpoints.make_reader(description, segments="all")
@@ -281,14 +284,11 @@ def test_inference_lists_each_class_by_descending_score_as_a_brute_force_ranking
         f"{c},{' '.join(name for _, _, name in sorted(scored[c])[:4])}\n" for c in (1, 3, 7))
     assert (tmp_path / "segments.csv").read_text() == expected
 
-    run_tool("export_model.py", f"--train_dir={frame_model}",
-             f"--output_dir={tmp_path / 'export'}")
-    done = run_tool("inference.py", f"--saved_model_dir={tmp_path / 'export'}", *common,
-                    f"--output_file={tmp_path / 'exported.csv'}")
-    assert "wrote 3 classes (6 segments scored)" in done.stdout
+    assert "wrote 3 classes (6 segments scored)" in exported_out
     assert (tmp_path / "exported.csv").read_text() == expected
 
 
+@pytest.mark.slow  # TensorFlow processes
 def test_fine_tuning_on_rated_segments_beats_the_video_level_start(frame_model, tmp_path):
     """train.py --segment_labels --init_from: the video-level model fine-tuned on rated
     segments scores a better segment MAP on other rated videos; inference.py's CSV scored by
@@ -302,11 +302,6 @@ def test_fine_tuning_on_rated_segments_beats_the_video_level_start(frame_model, 
         rated_classes=rated_classes), str(tmp_path), split, 1)[0]
         for split, count in (("rated_train", 240), ("rated_validate", 80))}
 
-    def segment_map(train_dir):
-        done = run_tool("eval.py", f"--train_dir={train_dir}", "--run_once", "--segment_labels",
-                        f"--eval_data_pattern={shards['rated_validate']}")
-        return float(done.stdout.split("segment MAP@100,000 ")[1].split()[0])
-
     tuned = tmp_path / "tuned"
     done = run_tool("train.py", f"--train_dir={tuned}", f"--init_from={frame_model}",
                     f"--train_data_pattern={shards['rated_train']}", "--segment_labels",
@@ -314,7 +309,12 @@ def test_fine_tuning_on_rated_segments_beats_the_video_level_start(frame_model, 
                     "--batch_size=32")
     assert f"--init_from: the weights of {frame_model}" in done.stdout
     assert "rated segments | GAP" in done.stdout  # validation counts segments
-    before, after = segment_map(frame_model), segment_map(tuned)
+    before, after = [float(out.split("segment MAP@100,000 ")[1].split()[0])
+                     for _, out, _ in run_in_one_process("eval", [
+                         [f"--train_dir={train_dir}", "--run_once", "--segment_labels",
+                          f"--eval_data_pattern={shards['rated_validate']}",
+                          f"--results_dir={tmp_path / 'results' / train_dir.name}"]
+                         for train_dir in (frame_model, tuned)])]
     assert after > before + 0.01, (before, after)
 
     csv = tmp_path / "segments.csv"
@@ -325,6 +325,7 @@ def test_fine_tuning_on_rated_segments_beats_the_video_level_start(frame_model, 
     assert f"segment MAP@100,000 {after:.6f}" in scored.stdout, (after, scored.stdout)
 
 
+@pytest.mark.slow  # TensorFlow processes
 def test_segment_inference_refuses_what_it_cannot_score_in_one_line(frame_model, generated_data,
                                                                     tmp_path):
     video_dir = tmp_path / "video_model"

@@ -56,19 +56,21 @@ def ok(done):
 
 
 def test_knn_moe_memorises_the_training_videos_once(data, tmp_path):
-    out = ok(train(args_for(data, tmp_path, model="KnnMoeModel", max_steps=20,
-                            validation_data_pattern=data["video"], validation_steps=20)))
-    assert "memorised 600 training videos" in out
+    (first, out, err), (resumed, resumed_out, _), (changed, _, changed_err) = \
+        train_in_one_process([
+            args_for(data, tmp_path, model="KnnMoeModel", max_steps=20,
+                     validation_data_pattern=data["video"], validation_steps=20),
+            args_for(data, tmp_path, model="KnnMoeModel", max_steps=25),
+            args_for(data, tmp_path, model="KnnMoeModel", max_steps=30,
+                     train_data_pattern=data["video"].split(",")[0])])
+    assert first == 0 and "memorised 600 training videos" in out, err
     settings = json.loads((tmp_path / "model_flags.json").read_text())["settings"]
     assert settings["memory_videos"] == 600 and settings["knn_k"] == 30
     assert settings["memory_labels"] > 600
-    first = json.loads((tmp_path / "validation.jsonl").read_text().splitlines()[0])
-    assert first["gap"] > 0.9  # the training videos themselves: their nearest neighbours
-    out = ok(train(args_for(data, tmp_path, model="KnnMoeModel", max_steps=25)))
-    assert "resumed from" in out and "memorised" not in out
-    changed = train(args_for(data, tmp_path, model="KnnMoeModel", max_steps=30,
-                             train_data_pattern=data["video"].split(",")[0]))
-    assert changed.returncode == 1 and "(memory_labels, memory_videos)" in changed.stderr
+    validated = json.loads((tmp_path / "validation.jsonl").read_text().splitlines()[0])
+    assert validated["gap"] > 0.9  # the training videos themselves: their nearest neighbours
+    assert resumed == 0 and "resumed from" in resumed_out and "memorised" not in resumed_out
+    assert changed == 1 and "(memory_labels, memory_videos)" in changed_err
 
 
 def start(args):

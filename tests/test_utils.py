@@ -80,6 +80,7 @@ _KERNELS = ("import utils; utils.quiet_tensorflow(); "
 @pytest.mark.slow
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                     reason="oneDNN is chosen on x86 only")
+@pytest.mark.slow  # TensorFlow processes
 @pytest.mark.parametrize("given, expected", [(None, "True"), ("0", "False"), ("1", "True")])
 def test_tools_choose_onednn_unless_told_otherwise(given, expected):
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
