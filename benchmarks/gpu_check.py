@@ -196,15 +196,16 @@ def time_variant(results, memory, folder, files, classes, sizes, variant, precis
     return run, source, cached
 
 
-def input_overhead(results, run, source, cached):
-    """Training from train.py's input pipeline against training from cached batches."""
+def input_overhead(results, variant, run, source, cached):
+    """Training from train.py's input pipeline against training from cached batches (the first
+    variant's model)."""
     def train(batch):
         return run.train_step(batch)[0]
 
     reading, from_cache = rate(train, source, FLAGS.steps), rate(train, cached, FLAGS.steps)
-    results.add({"check": "input", "reading_examples_per_second": reading,
+    results.add({"check": "input", "variant": variant, "reading_examples_per_second": reading,
                  "cached_examples_per_second": from_cache},
-                f"input: dense model reading {reading:,.0f} examples/s, from cached batches "
+                f"input: {variant} model reading {reading:,.0f} examples/s, from cached batches "
                 f"{from_cache:,.0f} (reading costs {max(0.0, from_cache / reading - 1):.0%} "
                 "more time)")
 
@@ -230,14 +231,15 @@ def main(argv):
         results.add({"check": "memory", "available": False, "why": memory.why}, memory.why)
     with tempfile.TemporaryDirectory() as folder:
         files = make_files(folder, classes)
-        for variant in FLAGS.variants.split(","):
+        variants = FLAGS.variants.split(",")
+        for variant in variants:
             for precision in ("float32", low):
                 for jit in (False, True):
                     run, source, cached = time_variant(results, memory, folder, files,
                                                        classes, sizes, variant, precision, jit,
                                                        device)
-                    if variant == "dense" and precision == "float32" and not jit:
-                        input_overhead(results, run, source, cached)
+                    if (variant, precision, jit) == (variants[0], "float32", False):
+                        input_overhead(results, variant, run, source, cached)
                     del run, source, cached
                     keras.backend.clear_session()
     results.add({"check": "done", "seconds": time.time() - started, "passed": passed},

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.slow  # a TensorFlow process of its own, about half a m
 
 def test_the_gpu_check_runs_in_smoke_mode_and_writes_every_result(tmp_path):
     folder = tmp_path / "check"
-    run_tool("benchmarks/gpu_check.py", folder, "--smoke", "--variants=dense,moe_k1",
-             timeout=600)
+    # one variant (circulant MoE and gating) is enough for every part to run
+    run_tool("benchmarks/gpu_check.py", folder, "--smoke", "--variants=moe_k1", timeout=600)
     records = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
     by_check = {}
     for record in records:
@@ -26,12 +26,12 @@ def test_the_gpu_check_runs_in_smoke_mode_and_writes_every_result(tmp_path):
     assert layer["passed"] and max(layer["relative_errors"].values()) < 1e-4
     timed = {(r["variant"], r["precision"], r["jit_compile"]) for r in by_check["training"]}
     low = "mixed_float16" if by_check["machine"][0]["device"] == "GPU" else "mixed_bfloat16"
-    assert timed == {(v, p, j) for v in ("dense", "moe_k1") for p in ("float32", low)
-                     for j in (False, True)}
+    assert timed == {("moe_k1", p, j) for p in ("float32", low) for j in (False, True)}
     for record in by_check["training"]:
         assert record["train_examples_per_second"] > 0 < record["eval_examples_per_second"]
         # weights, gradients and Adam's two moments are float32 and live at once in training
         assert record["peak_memory_mb"] > 4 * record["weights"] * 4 / 2**20
+    assert by_check["input"][0]["variant"] == "moe_k1"
     assert by_check["input"][0]["reading_examples_per_second"] > 0
     assert by_check["done"][0]["passed"]
     summary = (folder / "summary.txt").read_text().splitlines()
