@@ -44,6 +44,7 @@ demo: $(STAMP)
 	@echo "data:        $(DEMO)/data (train, validate, test without labels)"
 	@echo "model:       $(DEMO)/model (checkpoints, model_flags.json, eval_results.jsonl, TensorBoard)"
 	@echo "submission:  $(DEMO)/submission.csv"
+	@echo "CPU kernels: TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-1 (the tools' default on x86)}: the demo's GAP depends on it (README)"
 	@head -1 $(DEMO)/model/model_summary.txt
 
 bench-readers: $(STAMP)
