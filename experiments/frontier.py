@@ -837,6 +837,9 @@ def main(argv):
     if unknown:
         raise SystemExit(f"error: unknown family or budget {unknown}; families: "
                          f"{', '.join(known_families)}; budgets: {', '.join(known_budgets)}")
+    if FLAGS.reuse and FLAGS.train_flags:  # a reused row was trained without them
+        raise SystemExit("error: --reuse takes runs trained with the frontier's own settings, "
+                         "which --train_flags changes: give one or the other")
     if not os.path.isdir(os.path.join(utils.shared_data_dir(), "yt8m-2018-video")):
         raise SystemExit(f"error: no yt8m-2018-video in {utils.shared_data_dir()}; set "
                          "YT8M_SHARED_DATA to the folder of the real YouTube-8M files")

@@ -73,6 +73,7 @@ def test_a_teachers_predictions_are_its_own_evaluations(generated_data, teachers
                                0.25 * own + 0.75 * knn(serialized).numpy(), atol=1e-6)
 
 
+@pytest.mark.slow  # the teachers are trained by TensorFlow processes
 def test_a_knn_teacher_leaves_the_video_itself_out(generated_data, teachers, tmp_path):
     """k = 1 and all weight on the neighbours: the memorised video itself would return its
     own labels; left out, its nearest other video answers."""
@@ -87,6 +88,7 @@ def test_a_knn_teacher_leaves_the_video_itself_out(generated_data, teachers, tmp
     assert (np.abs(guessed - labels).max(axis=1) > 0.5).mean() > 0.5  # most guesses differ
 
 
+@pytest.mark.slow  # the teachers are trained by TensorFlow processes
 def test_folds_split_the_videos_and_each_fold_takes_its_own_teacher(generated_data, teachers,
                                                                    tmp_path):
     description = model_flags.describe("MoeModel", num_classes=50)
@@ -118,6 +120,7 @@ def test_folds_split_the_videos_and_each_fold_takes_its_own_teacher(generated_da
                                moe(only).numpy(), atol=1e-6)
 
 
+@pytest.mark.slow  # the teachers are trained by TensorFlow processes
 def test_a_cached_teacher_predicts_each_video_once_and_the_same_as_without_the_cache(
         generated_data, teachers, tmp_path):
     description = model_flags.describe("MoeModel", num_classes=50)
@@ -148,6 +151,7 @@ def test_a_cached_teacher_predicts_each_video_once_and_the_same_as_without_the_c
                             teacher_cache=True).check()
 
 
+@pytest.mark.slow  # the teachers are trained by TensorFlow processes
 @pytest.mark.parametrize("temperature", [1.0, 3.0])
 def test_a_training_step_mixes_the_label_loss_and_the_soft_loss(generated_data, teachers,
                                                                 tmp_path, temperature):

@@ -220,6 +220,16 @@ def test_reused_rows_count_as_finished_runs_of_the_same_flags_and_seed(tmp_path)
     assert reused[(("--bottleneck_size=98",), 0)][0]["reused_from"] == "frontier.jsonl"
 
 
+@pytest.mark.slow  # a TensorFlow process
+def test_reuse_and_other_training_flags_are_refused_together(tmp_path):
+    done = subprocess.run([sys.executable, os.path.join(REPO_DIR, "experiments", "frontier.py"),
+                           f"--reuse={tmp_path / 'frontier.jsonl'}", "--train_flags=--num_epochs=1",
+                           f"--out_dir={tmp_path}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        "error: --reuse takes runs trained with the frontier's own settings, which "
+        "--train_flags changes: give one or the other"], done.stderr[-2000:]
+
+
 def test_an_mb_run_is_reused_with_its_rows_at_every_precision(tmp_path):
     frontier = frontier_module()
     earlier = tmp_path / "frontier_mb.jsonl"
