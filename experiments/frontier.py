@@ -803,15 +803,19 @@ def mb_main(families, budgets):
         model_flags = [*point[3], "--keep_best_checkpoint"]
         reused = _REUSED.get((tuple(model_flags), seed))
         if reused and all("precision" in r for r in reused):  # bundles evaluated then
+            # a row per precision (a run shared by two budgets was recorded under each)
+            by_precision = {row["precision"]: row for row in reused}
             return [{**row, "family": point[0], "budget": point[1], "point": point[2]}
-                    for row in reused]
+                    for row in by_precision.values()]
         row = train(*point[:3], model_flags, seed=seed)
         if row is None:
             return []
         return bundles_of(row, os.path.join(FLAGS.out_dir, row["run"]))
 
     rows = [row for point in todo for row in trained(point, 0)]
-    again = mb_close_calls(rows, FLAGS.close)
+    again = mb_close_calls(rows, FLAGS.close) | {  # and every second seed already run
+        (point[0], point[2]) for point in todo
+        if (tuple([*point[3], "--keep_best_checkpoint"]), 1) in _REUSED}
     rows += [row for point in todo if (point[0], point[2]) in again
              for row in trained(point, 1)]
     os.makedirs(FLAGS.out_dir, exist_ok=True)
@@ -853,7 +857,8 @@ def main(argv):
         print(f"{row['family']} {row['budget']}: no twin within {WITHIN:.0%} of the point's "
               "weights", flush=True)
     rows = [row for point in todo if (row := train(*point, seed=0))]
-    again = close_calls(rows, FLAGS.close)
+    again = set(close_calls(rows, FLAGS.close)) | {  # and every second seed already run
+        point[:2] for point in todo if (tuple(point[3]), 1) in _REUSED}
     rows += [row for point in todo if point[:2] in again and (row := train(*point, seed=1))]
     if FLAGS.no_train:
         print(f"--no_train: {len(rows)} finished runs of the {len(todo)} points and their "
