@@ -799,8 +799,11 @@ def mb_main(families, budgets):
         else:
             _TEACHER_DIRS[:] = found
 
+    def flags_of(point):  # the MB frontier keeps each run's best checkpoint, to export it
+        return [*point[3], "--keep_best_checkpoint"]
+
     def trained(point, seed):
-        model_flags = [*point[3], "--keep_best_checkpoint"]
+        model_flags = flags_of(point)
         reused = _REUSED.get((tuple(model_flags), seed))
         if reused and all("precision" in r for r in reused):  # bundles evaluated then
             # a row per precision (a run shared by two budgets was recorded under each)
@@ -815,7 +818,7 @@ def mb_main(families, budgets):
     rows = [row for point in todo for row in trained(point, 0)]
     again = mb_close_calls(rows, FLAGS.close) | {  # and every second seed already run
         (point[0], point[2]) for point in todo
-        if (tuple([*point[3], "--keep_best_checkpoint"]), 1) in _REUSED}
+        if (tuple(flags_of(point)), 1) in _REUSED}
     rows += [row for point in todo if (point[0], point[2]) in again
              for row in trained(point, 1)]
     os.makedirs(FLAGS.out_dir, exist_ok=True)
