@@ -6,14 +6,15 @@
     python ensemble.py --inputs=/tmp/model_a,/tmp/model_b --bundle_dir=/tmp/ensemble_export \\
         --bundle_tgz=/tmp/ensemble.tgz --quantize=uint8
 
-An input is a train_dir of train.py (its latest checkpoint), an exported model (a SavedModel
-folder or the .tgz of export_model.py) or a submission CSV. Each video's score for a class is
-the weighted mean of the inputs' scores (a submission scores the classes it does not list 0),
-and its top_k classes are written. Models see every record of --input_data_pattern (video- and
-frame-level models can be mixed: each parses the records itself); when the records have labels,
-the ensemble's GAP, hit@1, PERR and MAP are printed. Submissions alone need no data: the videos
-are those of the first submission, then those only the others have. One model alone (an
-exported bundle, quantized or not) on labelled records gives its GAP by the same code as eval.py.
+An input is a train_dir of train.py (its latest checkpoint; --checkpoint=best: its best
+validation's), an exported model (a SavedModel folder or the .tgz of export_model.py) or a
+submission CSV. Each video's score for a class is the weighted mean of the inputs' scores (a
+submission scores the classes it does not list 0), and its top_k classes are written. Models see
+every record of --input_data_pattern (video- and frame-level models can be mixed: each parses the
+records itself); when the records have labels, the ensemble's GAP, hit@1, PERR and MAP are printed.
+Submissions alone need no data: the videos are those of the first submission, then those only the
+others have. One model alone (an exported bundle, quantized or not) on labelled records gives its
+GAP by the same code as eval.py.
 --bundle_dir writes the ensemble of train_dirs as one SavedModel (the weighted mean inside the
 graph, stored at --quantize like any export), which serves like a single model.
 """
@@ -44,6 +45,9 @@ flags.DEFINE_string("weights", "", "Comma-separated weight of each input (defaul
 flags.DEFINE_string("bundle_dir", "", "Write the ensemble of the inputs (train_dirs) as one "
                     "SavedModel here (a new folder); --output_file is then optional.")
 flags.DEFINE_string("bundle_tgz", "", "Also bundle that SavedModel in this .tgz file.")
+flags.DEFINE_string("checkpoint", "", "best: each train_dir's best-validation checkpoint "
+                    "(train.py --keep_best_checkpoint), to score or to bundle; default: the "
+                    "latest.")
 flags.DEFINE_string("metrics_file", "", "With labelled records: also write the metrics (GAP, "
                     "hit@1, PERR, MAP, videos) here as one JSON object.")
 bundles.define_flags()
@@ -81,7 +85,7 @@ def load_model(path, untar_dir):
         return ModelInput(path, serve.structured_outputs["predictions"].shape[-1],
                           predict_saved)
     if model_flags.exists(path):
-        model, reader, _, _ = checkpoints.load(path)
+        model, reader, _, _ = checkpoints.load(path, FLAGS.checkpoint)
 
         @tf.function
         def predict_checkpoint(serialized):
@@ -211,7 +215,8 @@ def write_bundle(inputs, weights):
             raise ValueError(f"--bundle_dir: {path} is not a train_dir of train.py; a bundle is "
                              "made from trained checkpoints (export each model, or list its "
                              "train_dir)")
-        model, reader, description, _ = checkpoints.load(path)
+        model, reader, description, checkpoint = checkpoints.load(path, FLAGS.checkpoint)
+        print(f"member {len(members) + 1}: {description['model']} from {checkpoint}")
         levels.add(description["frame_features"])
         members.append((model, reader, weight))
     if len(levels) > 1:
@@ -226,6 +231,9 @@ def write_bundle(inputs, weights):
 
 def run():
     inputs = [i.strip() for i in FLAGS.inputs.split(",") if i.strip()]
+    if FLAGS.checkpoint not in ("", checkpoints.BEST):
+        raise ValueError(f"--checkpoint={FLAGS.checkpoint}: give best (each train_dir's best "
+                         "validation) or leave it out (each one's latest)")
     if FLAGS.bundle_dir:
         if not inputs:
             raise ValueError("--inputs is required: the train_dirs to bundle")

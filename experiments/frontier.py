@@ -155,7 +155,7 @@ TEACHER_FLAGS = ["--model=KnnMoeModel", *KNN_TRAINING]
 TEACHERS = "<teachers>"  # in a student's flags: the teachers' train_dirs
 DISTILLATION = [f"--teacher={TEACHERS}", f"--teacher_folds={TEACHER_FOLDS}", "--teacher_cache"]
 SMALL = ("0.25MB", "1MB", "4MB")
-DISTILLED = ("1MB", "4MB")  # where students are distilled (time: the teacher's first epoch)
+DISTILLED = SMALL  # where students are distilled (time: the teacher's first epoch)
 
 MB_FAMILIES = {
     "dense": Family("features -> dense bottleneck -> logistic",
@@ -187,13 +187,24 @@ for _name in ("dense", "low_rank", "circulant_gating"):
         _family.about + f", distilled from the {TEACHER_FOLDS}-fold KnnMoeModel teacher",
         {b: v for b, v in _family.budgets.items() if b in DISTILLED},
         [*_family.train_flags, *DISTILLATION])
+# Several points' runs (family, budget, seed) in one bundle (ensemble.py --bundle_dir, the mean
+# of their probabilities inside the graph, uint8), which must fit the budget it is listed under.
+ENSEMBLE = "ensemble"
+MB_ENSEMBLES = {
+    "4MB": (("circulant_gating+distilled", "1MB", 0), ("circulant_gating+distilled", "1MB", 1),
+            ("low_rank+distilled", "1MB", 0), ("low_rank+distilled", "1MB", 1)),
+    "16MB": (("moe_low_rank_gates", "16MB", 0), ("moe_low_rank_gates", "16MB", 1)),
+    "64MB": (("knn_moe", "64MB", 0), ("moe_low_rank_gates", "16MB", 0),
+             ("moe_low_rank_gates", "16MB", 1)),
+}
 
 
 flags.DEFINE_bool("megabytes", False, "The frontier in megabytes of bundle: each point exported "
                   "at float32, float16 and uint8 and each bundle evaluated; students distilled "
                   "too (see MB_FAMILIES).")
 flags.DEFINE_string("families", "", "Families to train (default: all of the frontier). Weights: "
-                    + ", ".join(FAMILIES) + "; --megabytes: " + ", ".join(MB_FAMILIES) + ".")
+                    + ", ".join(FAMILIES) + "; --megabytes: " + ", ".join(MB_FAMILIES)
+                    + f" and {ENSEMBLE} (MB_ENSEMBLES: trained points in one bundle).")
 flags.DEFINE_string("budgets", "", "Budgets (default: all). Weights: " + ", ".join(BUDGETS)
                     + " and full (the starter's MoeModel, 2 mixtures, dense family); "
                     "--megabytes: " + ", ".join(MB_BUDGETS) + ".")
@@ -435,10 +446,11 @@ def read_reused(paths):
     return found
 
 
-def train(family, budget, name, model_flags, seed):
+def train(family, budget, name, model_flags, seed, reuse=True):
     """One run (one per set of arguments: a twin the same as another point is not trained
-    again); its row for frontier.jsonl."""
-    reused = _REUSED.get((tuple(model_flags), seed))
+    again); its row for frontier.jsonl. reuse=False: the run's folder is wanted, so a run of
+    --reuse is not taken (it is read again from its folder if it finished there)."""
+    reused = _REUSED.get((tuple(model_flags), seed)) if reuse else None
     if reused:
         return {**reused[0], "family": family, "budget": budget, "point": name}
     args = train_args([f.replace(TEACHERS, ",".join(_TEACHER_DIRS)) for f in model_flags], seed)
@@ -629,35 +641,99 @@ def teachers(seed=0):
     return folders
 
 
+def scored_bundle(base, make):
+    """(GAP on the validation videos, MB) of the bundle base.tgz: made by the tool call
+    make(base) (a folder base and base.tgz), then scored by ensemble.py; done once, the .tgz
+    and its scores kept. None when it is not done and --no_train."""
+    metrics = base + ".json"
+    if not os.path.exists(metrics):
+        if FLAGS.no_train:
+            return None
+        for leftover in (base, base + "_untarred"):  # of a bundle that did not finish
+            shutil.rmtree(leftover, ignore_errors=True)
+        make(base)
+        validate = ",".join(os.path.join(utils.shared_data_dir(), p) for p in DATA["validate"])
+        runs.run_tool("ensemble.py", [
+            f"--inputs={base}.tgz", f"--input_data_pattern={validate}",
+            f"--output_file={base}_validate.csv", f"--metrics_file={metrics}",
+            f"--untar_model_dir={base}_untarred"], base + "_evaluate.txt")
+        for done in (base, base + "_untarred"):  # the .tgz is the bundle
+            shutil.rmtree(done, ignore_errors=True)
+    with open(metrics) as f:
+        return json.load(f)["gap"], round(os.path.getsize(base + ".tgz") / 2**20, 4)
+
+
 def bundles_of(row, folder, precisions=PRECISIONS):
     """A row per precision: the run's best checkpoint exported at it (export_model.py) and the
     bundle evaluated on the validation videos (ensemble.py); done once, kept in the folder."""
-    data = utils.shared_data_dir()
-    validate = ",".join(os.path.join(data, p) for p in DATA["validate"])
     found = []
     for precision in precisions:
-        base = os.path.join(folder, f"bundle_{precision}")
-        metrics = base + ".json"
-        if not os.path.exists(metrics):
-            if FLAGS.no_train:
-                continue
-            for leftover in (base, base + "_untarred"):  # of an export that did not finish
-                shutil.rmtree(leftover, ignore_errors=True)
+        def export(base, precision=precision):
             runs.run_tool("export_model.py", [
                 f"--train_dir={folder}", "--checkpoint=best", f"--output_dir={base}",
                 f"--output_tgz={base}.tgz", f"--quantize={precision}"], base + "_export.txt")
-            runs.run_tool("ensemble.py", [
-                f"--inputs={base}.tgz", f"--input_data_pattern={validate}",
-                f"--output_file={base}_validate.csv", f"--metrics_file={metrics}",
-                f"--untar_model_dir={base}_untarred"], base + "_evaluate.txt")
-            for done in (base, base + "_untarred"):  # the .tgz is the bundle
-                shutil.rmtree(done, ignore_errors=True)
-        with open(metrics) as f:
-            gap = json.load(f)["gap"]
+
+        scored = scored_bundle(os.path.join(folder, f"bundle_{precision}"), export)
+        if scored is None:
+            continue
+        gap, mb = scored
         found.append({**row, "precision": precision, "trained_gap": row["gap"], "gap": gap,
-                      "bundle_mb": round(os.path.getsize(base + ".tgz") / 2**20, 4)})
-        print(f"  {precision}: {found[-1]['bundle_mb']:.3f} MB, GAP {gap:.4f}", flush=True)
+                      "bundle_mb": mb})
+        print(f"  {precision}: {mb:.3f} MB, GAP {gap:.4f}", flush=True)
     return found
+
+
+def mb_flags(point):
+    """train.py flags of an MB point's run: its own, and the best checkpoint kept to export."""
+    return [*point[3], "--keep_best_checkpoint"]
+
+
+def ensemble_name(members):
+    """'2 x low_rank+distilled 1MB + knn_moe 64MB' of (family, budget, seed) members."""
+    counts = collections.Counter((family, budget) for family, budget, _ in members)
+    return " + ".join(f"{n} x {f} {b}" if n > 1 else f"{f} {b}" for (f, b), n in counts.items())
+
+
+def ensemble_of(budget, members):
+    """[the row] of one uint8 bundle of the members' runs (their best checkpoints, trained here
+    first where they are not in --out_dir), scored like any bundle; ensemble.py refuses it over
+    the budget. [] when a member is not trained and --no_train."""
+    flags_of_run = ["--ensemble", *(f"{f}/{b}/seed_{s}" for f, b, s in members)]
+    reused = _REUSED.get((tuple(flags_of_run), 0))
+    if reused:
+        return [{**row, "budget": budget} for row in reused]
+    member_rows = []
+    for family, member_budget, seed in members:
+        point = mb_points([family], [member_budget])[0]
+        row = train(*point[:3], mb_flags(point), seed, reuse=False)
+        if row is None:
+            print(f"{ENSEMBLE} {budget}: {family} {member_budget} seed {seed} is not trained "
+                  "yet", flush=True)
+            return []
+        member_rows.append(row)
+    folders = [os.path.join(FLAGS.out_dir, row["run"]) for row in member_rows]
+    started = time.time()
+
+    def bundle(base):
+        runs.run_tool("ensemble.py", [
+            f"--inputs={','.join(folders)}", "--checkpoint=best", f"--bundle_dir={base}",
+            f"--bundle_tgz={base}.tgz", "--quantize=uint8",
+            f"--max_bundle_mb={MB_BUDGETS[budget]}"], base + "_bundle.txt")
+
+    base = os.path.join(FLAGS.out_dir, "runs", ENSEMBLE, budget, "bundle_uint8")
+    scored = scored_bundle(base, bundle)
+    if scored is None:
+        return []
+    gap, mb = scored
+    name = ensemble_name(members)
+    print(f"{ENSEMBLE} {budget} {name}: {mb:.3f} MB uint8, GAP {gap:.4f} (members "
+          + ", ".join(f"{row['gap']:.4f}" for row in member_rows) + ")", flush=True)
+    return [{"family": ENSEMBLE, "budget": budget, "point": name, "seed": 0,
+             "weights": sum(row["weights"] for row in member_rows), "gap": gap,
+             "trained_gap": None, "member_gaps": [row["gap"] for row in member_rows],
+             "flags": flags_of_run, "wall_seconds": round(time.time() - started),
+             "run": os.path.relpath(os.path.dirname(base), FLAGS.out_dir),
+             "precision": SIZED_AT, "bundle_mb": mb}]
 
 
 def mb_summary(rows):
@@ -699,7 +775,7 @@ def mb_close_calls(rows, close):
 
 def mb_table(rows):
     best = mb_best(rows)
-    families = [f for f in MB_FAMILIES if any(k[1] == f for k in best)]
+    families = [f for f in [*MB_FAMILIES, ENSEMBLE] if any(k[1] == f for k in best)]
     lines = ["| bundle budget | " + " | ".join(families) + " |",
              "|---" * (len(families) + 1) + "|"]
     for budget in MB_BUDGETS:
@@ -770,7 +846,7 @@ def mb_plot(rows, out):
     summary_ = mb_summary(rows)
     figure, axes = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     markers = {"float32": "s", "float16": "^", "uint8": "o"}
-    for index, family in enumerate(MB_FAMILIES):
+    for index, family in enumerate([*MB_FAMILIES, ENSEMBLE]):
         color = f"C{index % 10}"
         for precision, marker in markers.items():
             found = sorted((mb, gap) for (f, _, p), (gap, mb, _, _) in summary_.items()
@@ -789,21 +865,24 @@ def mb_plot(rows, out):
 
 def mb_main(families, budgets):
     started = time.time()
-    todo = mb_points(families, budgets)
-    print(f"{len(todo)} points: " + "; ".join(f"{f} {b} {n}" for f, b, n, _ in todo), flush=True)
+    todo = mb_points([f for f in families if f != ENSEMBLE], budgets)
+    ensembles = {budget: members for budget, members in MB_ENSEMBLES.items()
+                 if ENSEMBLE in families and budget in budgets}
+    print(f"{len(todo)} points: " + "; ".join(f"{f} {b} {n}" for f, b, n, _ in todo)
+          + "".join(f"; {ENSEMBLE} {b} {ensemble_name(m)}" for b, m in ensembles.items()),
+          flush=True)
 
-    if any(TEACHERS in " ".join(point[3]) for point in todo):
+    members = [point for found in ensembles.values() for family, budget, _ in found
+               for point in mb_points([family], [budget])]
+    if any(TEACHERS in " ".join(point[3]) for point in todo + members):
         found = teachers()
         if found is None:
             todo = [point for point in todo if TEACHERS not in " ".join(point[3])]
         else:
             _TEACHER_DIRS[:] = found
 
-    def flags_of(point):  # the MB frontier keeps each run's best checkpoint, to export it
-        return [*point[3], "--keep_best_checkpoint"]
-
     def trained(point, seed):
-        model_flags = flags_of(point)
+        model_flags = mb_flags(point)
         reused = _REUSED.get((tuple(model_flags), seed))
         if reused and all("precision" in r for r in reused):  # bundles evaluated then
             # a row per precision (a run shared by two budgets was recorded under each)
@@ -818,9 +897,13 @@ def mb_main(families, budgets):
     rows = [row for point in todo for row in trained(point, 0)]
     again = mb_close_calls(rows, FLAGS.close) | {  # and every second seed already run
         (point[0], point[2]) for point in todo
-        if (tuple(flags_of(point)), 1) in _REUSED}
+        if (tuple(mb_flags(point)), 1) in _REUSED}
     rows += [row for point in todo if (point[0], point[2]) in again
              for row in trained(point, 1)]
+    if ensembles and not _TEACHER_DIRS and any(TEACHERS in " ".join(p[3]) for p in members):
+        print(f"{ENSEMBLE}: the teachers are not trained yet", flush=True)
+    else:
+        rows += [row for budget, found in ensembles.items() for row in ensemble_of(budget, found)]
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     results = os.path.join(FLAGS.out_dir, "frontier_mb.jsonl")
     utils.atomic_write(results, "".join(json.dumps(r) + "\n" for r in rows))
@@ -835,7 +918,7 @@ def mb_main(families, budgets):
 
 def main(argv):
     del argv
-    known_families = MB_FAMILIES if FLAGS.megabytes else FAMILIES
+    known_families = [*MB_FAMILIES, ENSEMBLE] if FLAGS.megabytes else FAMILIES
     known_budgets = [*MB_BUDGETS] if FLAGS.megabytes else [*BUDGETS, "full"]
     families = [f.strip() for f in FLAGS.families.split(",") if f.strip()] or [*known_families]
     budgets = [b.strip() for b in FLAGS.budgets.split(",") if b.strip()] or known_budgets

@@ -157,9 +157,11 @@ def test_the_summary_gives_the_size_at_each_precision():
 @pytest.fixture(scope="module")
 def trained_dirs(generated_data, tmp_path_factory):
     """Two short train.py runs (video-level MoE of 3 mixtures: 1,152 x 150 tensors to
-    quantize), and one at frame level."""
+    quantize; the second keeps its best checkpoint), and one at frame level."""
     folders, arguments = {}, []
-    for name, extra in (("a", ["--seed=1"]), ("b", ["--seed=2"]),
+    best = ["--keep_best_checkpoint", f"--validation_data_pattern={generated_data['video']}",
+            "--validation_steps=2"]
+    for name, extra in (("a", ["--seed=1"]), ("b", ["--seed=2", *best]),
                         ("frames", ["--frame_features", "--model=FrameLevelLogisticModel",
                                     "--max_frames=40"])):
         folders[name] = tmp_path_factory.mktemp("bundles") / name
@@ -218,6 +220,26 @@ def test_ensemble_writes_one_bundle_and_evaluates_a_bundle_alone(trained_dirs, t
     assert metrics["videos"] == 600 and metrics["inputs"] == [f"{tmp_path}/both.tgz"]
     assert mixed[0] == 1 and "records of both levels" in mixed[2]
     assert not (tmp_path / "mixed").exists()
+
+
+@pytest.mark.slow  # TensorFlow processes
+def test_ensemble_bundles_each_train_dirs_best_checkpoint_when_asked(trained_dirs, tmp_path):
+    best, none_kept, unknown = run_in_one_process("ensemble", [
+        [f"--inputs={trained_dirs['b']}", "--checkpoint=best", f"--bundle_dir={tmp_path / 'b'}"],
+        [f"--inputs={trained_dirs['b']},{trained_dirs['a']}", "--checkpoint=best",
+         f"--bundle_dir={tmp_path / 'ab'}"],
+        [f"--inputs={trained_dirs['b']}", "--checkpoint=latest", f"--bundle_dir={tmp_path / 'c'}"]])
+    kept = json.loads((trained_dirs["b"] / "best" / "best.json").read_text())["checkpoint"]
+    assert best[0] == 0 and (f"member 1: MoeModel from {trained_dirs['b']}/best/{kept}"
+                             in best[1]), best
+    assert (tmp_path / "b" / "saved_model.pb").exists()
+    assert none_kept[0] == 1 and none_kept[2].strip() == (
+        f"error: {trained_dirs['a']} has no best checkpoint ({trained_dirs['a']}/best/best.json): "
+        "train with --keep_best_checkpoint, or give a checkpoint path"), none_kept
+    assert not (tmp_path / "ab").exists()
+    assert unknown[0] == 1 and unknown[2].strip() == (
+        "error: --checkpoint=latest: give best (each train_dir's best validation) or leave it "
+        "out (each one's latest)"), unknown
 
 
 @pytest.mark.slow  # TensorFlow processes

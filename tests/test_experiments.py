@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -206,6 +207,57 @@ def test_megabyte_points_fit_their_uint8_budget_and_each_budget_takes_the_best_b
     assert "-0.0050 (0.9 MB)" in frontier.precision_table(rows)
     frontier.mb_plot(rows, tmp_path / "mb.png")
     assert (tmp_path / "mb.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_an_ensemble_bundles_its_members_best_checkpoints_once_within_its_budget(
+        tmp_path, monkeypatch):
+    frontier = frontier_module()
+    monkeypatch.setattr(frontier, "FLAGS", types.SimpleNamespace(out_dir=str(tmp_path),
+                                                                 no_train=False))
+    trained, calls = [], []
+
+    def train(family, budget, name, model_flags, seed, reuse=True):
+        trained.append((family, budget, seed, reuse, model_flags[-1]))
+        return {"run": f"runs/{family}/{budget}/seed_{seed}", "gap": 0.72 + seed / 1000,
+                "weights": 1000}
+
+    def run_tool(script, args, log):
+        calls.append((script, args))
+        os.makedirs(os.path.dirname(log), exist_ok=True)  # as runs.run_tool does
+        given = dict(a[2:].split("=", 1) for a in args)
+        if "bundle_tgz" in given:
+            with open(given["bundle_tgz"], "wb") as f:
+                f.write(b"\0" * 2**19)  # 0.5 MB
+        else:
+            with open(given["metrics_file"], "w") as f:
+                json.dump({"gap": 0.735}, f)
+
+    monkeypatch.setattr(frontier, "train", train)
+    monkeypatch.setattr(frontier.runs, "run_tool", run_tool)
+    members = frontier.MB_ENSEMBLES["4MB"]
+    rows = frontier.ensemble_of("4MB", members)
+    # Each member's own folder (not a --reuse row), trained keeping its best checkpoint.
+    assert trained == [(f, b, s, False, "--keep_best_checkpoint") for f, b, s in members]
+    (bundled, made), (scored, evaluated) = calls
+    assert bundled == scored == "ensemble.py"
+    folders = ",".join(str(tmp_path / "runs" / f / b / f"seed_{s}") for f, b, s in members)
+    assert f"--inputs={folders}" in made and "--max_bundle_mb=4.0" in made
+    assert {"--checkpoint=best", "--quantize=uint8"} <= set(made)
+    assert f"--inputs={tmp_path}/runs/ensemble/4MB/bundle_uint8.tgz" in evaluated
+    [row] = rows
+    assert (row["family"], row["budget"], row["gap"], row["bundle_mb"], row["weights"]) == (
+        "ensemble", "4MB", 0.735, 0.5, 4000)
+    assert row["point"] == "2 x circulant_gating+distilled 1MB + 2 x low_rank+distilled 1MB"
+    assert row["member_gaps"] == [0.72, 0.721, 0.72, 0.721]
+    assert frontier.ensemble_of("4MB", members) == rows and len(calls) == 2  # done once
+    monkeypatch.setitem(frontier._REUSED, (tuple(row["flags"]), 0), [row])
+    trained.clear()
+    assert frontier.ensemble_of("4MB", members) == rows and not trained
+    assert "| 4MB | **0.7350 (0.5 MB uint8, 2 x circulant_gating+distilled" in \
+        frontier.mb_table(rows)
+    for budget, found in frontier.MB_ENSEMBLES.items():  # members are points of the frontier
+        for family, member_budget, _ in found:
+            assert len(frontier.mb_points([family], [member_budget])) == 1, (budget, family)
 
 
 def test_reused_rows_count_as_finished_runs_of_the_same_flags_and_seed(tmp_path):
