@@ -203,7 +203,7 @@ def test_uint8_bundle_is_smaller_and_an_over_budget_one_is_refused(trained_dirs,
 @pytest.mark.slow  # TensorFlow processes
 def test_ensemble_writes_one_bundle_and_evaluates_a_bundle_alone(trained_dirs, tmp_path,
                                                                  generated_data):
-    made, scored, mixed = run_in_one_process("ensemble", [
+    made, scored, mixed, best, none_kept, unknown = run_in_one_process("ensemble", [
         [f"--inputs={trained_dirs['a']},{trained_dirs['b']}", "--weights=1,3",
          f"--bundle_dir={tmp_path / 'both'}", f"--bundle_tgz={tmp_path}/both.tgz",
          "--quantize=uint8"],
@@ -211,7 +211,12 @@ def test_ensemble_writes_one_bundle_and_evaluates_a_bundle_alone(trained_dirs, t
          f"--output_file={tmp_path}/both.csv", f"--untar_model_dir={tmp_path}/untar",
          f"--metrics_file={tmp_path}/both.json"],
         [f"--inputs={trained_dirs['a']},{trained_dirs['frames']}",
-         f"--bundle_dir={tmp_path / 'mixed'}"]])
+         f"--bundle_dir={tmp_path / 'mixed'}"],
+        # --checkpoint=best: each train_dir's best validation (b kept one, a did not)
+        [f"--inputs={trained_dirs['b']}", "--checkpoint=best", f"--bundle_dir={tmp_path / 'b'}"],
+        [f"--inputs={trained_dirs['b']},{trained_dirs['a']}", "--checkpoint=best",
+         f"--bundle_dir={tmp_path / 'ab'}"],
+        [f"--inputs={trained_dirs['b']}", "--checkpoint=latest", f"--bundle_dir={tmp_path / 'c'}"]])
     assert made[0] == 0 and "an ensemble of 2 models (weights 0.25, 0.75)" in made[1], made
     assert scored[0] == 0 and "ensemble on 600 labelled videos: GAP@20 " in scored[1], scored
     metrics = json.loads((tmp_path / "both.json").read_text())
@@ -220,15 +225,7 @@ def test_ensemble_writes_one_bundle_and_evaluates_a_bundle_alone(trained_dirs, t
     assert metrics["videos"] == 600 and metrics["inputs"] == [f"{tmp_path}/both.tgz"]
     assert mixed[0] == 1 and "records of both levels" in mixed[2]
     assert not (tmp_path / "mixed").exists()
-
-
-@pytest.mark.slow  # TensorFlow processes
-def test_ensemble_bundles_each_train_dirs_best_checkpoint_when_asked(trained_dirs, tmp_path):
-    best, none_kept, unknown = run_in_one_process("ensemble", [
-        [f"--inputs={trained_dirs['b']}", "--checkpoint=best", f"--bundle_dir={tmp_path / 'b'}"],
-        [f"--inputs={trained_dirs['b']},{trained_dirs['a']}", "--checkpoint=best",
-         f"--bundle_dir={tmp_path / 'ab'}"],
-        [f"--inputs={trained_dirs['b']}", "--checkpoint=latest", f"--bundle_dir={tmp_path / 'c'}"]])
+    assert f"member 2: MoeModel from {trained_dirs['b']}/model.ckpt-3" in made[1], made
     kept = json.loads((trained_dirs["b"] / "best" / "best.json").read_text())["checkpoint"]
     assert best[0] == 0 and (f"member 1: MoeModel from {trained_dirs['b']}/best/{kept}"
                              in best[1]), best
