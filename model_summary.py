@@ -40,11 +40,11 @@ def summarize(model):
                   "mb_by_precision": mb_by_precision(model)}
 
 
-def mb_by_precision(model):
+def mb_by_precision(model, min_elements=quantization.MIN_ELEMENTS):
     """{precision: MB} of the model's weights as an export stores them at each precision
-    (export_model.py --quantize; small tensors stay float32), before the SavedModel's own
-    bytes and the .tgz's compression."""
-    return {name: sum(quantization.WeightPrecision(name).stored_bytes(
+    (export_model.py --quantize; tensors under min_elements values stay float32), before the
+    SavedModel's own bytes and the .tgz's compression."""
+    return {name: sum(quantization.WeightPrecision(name, min_elements=min_elements).stored_bytes(
         math.prod(w.shape), w.dtype) for w in model.weights) / 2**20
         for name in quantization.PRECISIONS}
 

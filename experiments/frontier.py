@@ -27,6 +27,7 @@ frontier_mb.jsonl files: a run's rows at every precision (its bundles were evalu
 """
 
 import collections
+import functools
 import json
 import os
 import re
@@ -154,6 +155,10 @@ TEACHER_FOLDS = 2
 TEACHER_FLAGS = ["--model=KnnMoeModel", *KNN_TRAINING]
 TEACHERS = "<teachers>"  # in a student's flags: the teachers' train_dirs
 DISTILLATION = [f"--teacher={TEACHERS}", f"--teacher_folds={TEACHER_FOLDS}", "--teacher_cache"]
+# At 0.25 MB the tensors of one value a class (biases, batch norm, the circulant gate's
+# vectors) are quantized too: float32, they would take half of the budget. Elsewhere the
+# exports keep quantization.MIN_ELEMENTS, the 2018 winners' threshold.
+MIN_ELEMENTS = {"0.25MB": 3862}
 SMALL = ("0.25MB", "1MB", "4MB")
 DISTILLED = SMALL  # where students are distilled (time: the teacher's first epoch)
 
@@ -225,10 +230,14 @@ FLAGS = flags.FLAGS
 _STATS = {}
 
 
-def model_stats(settings):
-    """(weights, {precision: MB of the weights as an export stores them}) of BottleneckModel
-    with these settings (built once per settings)."""
-    key = json.dumps(settings, sort_keys=True)
+def model_stats(settings, min_elements=None):
+    """(weights, {precision: MB of the weights as an export stores them, tensors of at least
+    min_elements values quantized}) of BottleneckModel with these settings (built once per
+    settings and min_elements)."""
+    import quantization
+
+    min_elements = min_elements or quantization.MIN_ELEMENTS
+    key = json.dumps([settings, min_elements], sort_keys=True)
     if key not in _STATS:
         import tensorflow as tf
 
@@ -239,7 +248,7 @@ def model_stats(settings):
         with warnings.catch_warnings():  # Keras repeats a layer's ValueError as a warning
             warnings.simplefilter("ignore")
             model({"features": tf.zeros((1, 1152))})
-        _STATS[key] = model.count_params(), model_summary.mb_by_precision(model)
+        _STATS[key] = model.count_params(), model_summary.mb_by_precision(model, min_elements)
     return _STATS[key]
 
 
@@ -603,9 +612,25 @@ def finish_plot(figure, axes, out, xlabel, ylabel, title, legend_size):
     plt.close(figure)
 
 
-def bundle_mb(settings, precision=SIZED_AT):
-    """The MB of a BottleneckModel bundle with these settings, at this precision."""
-    return model_stats(settings)[1][precision] + SAVED_MODEL_MB
+def bundle_mb(settings, precision=SIZED_AT, min_elements=None):
+    """The MB of a BottleneckModel bundle with these settings, at this precision (tensors of
+    at least min_elements values quantized; default: quantization.MIN_ELEMENTS)."""
+    return model_stats(settings, min_elements)[1][precision] + SAVED_MODEL_MB
+
+
+def min_elements_of(budget=None):
+    """export_model.py's --quantize_min_elements for the points of this MB budget (None: its
+    default, which rows without "quantize_min_elements" were exported with)."""
+    import quantization
+
+    return MIN_ELEMENTS.get(budget, quantization.MIN_ELEMENTS)
+
+
+def exported_as_here(rows, budget):
+    """Whether an earlier run's rows (one per precision) hold bundles exported as this
+    budget's are: evaluated, with the same --quantize_min_elements."""
+    return all("precision" in row and row.get("quantize_min_elements", min_elements_of())
+               == min_elements_of(budget) for row in rows)
 
 
 def mb_points(families, budgets):
@@ -619,7 +644,8 @@ def mb_points(families, budgets):
             settings = dict(fixed)
             model = settings.pop("model", "BottleneckModel")
             if key:
-                settings = sized(settings, key, MB_BUDGETS[budget], bundle_mb)
+                settings = sized(settings, key, MB_BUDGETS[budget], functools.partial(
+                    bundle_mb, min_elements=min_elements_of(budget)))
                 if key == "moe_num_mixtures":
                     settings[key] = min(settings[key], MAX_MIXTURES)
             found.append((family, budget, point_name(settings, key) if key else "-",
@@ -666,19 +692,20 @@ def scored_bundle(base, make):
 def bundles_of(row, folder, precisions=PRECISIONS):
     """A row per precision: the run's best checkpoint exported at it (export_model.py) and the
     bundle evaluated on the validation videos (ensemble.py); done once, kept in the folder."""
-    found = []
+    found, min_elements = [], min_elements_of(row["budget"])
     for precision in precisions:
         def export(base, precision=precision):
             runs.run_tool("export_model.py", [
                 f"--train_dir={folder}", "--checkpoint=best", f"--output_dir={base}",
-                f"--output_tgz={base}.tgz", f"--quantize={precision}"], base + "_export.txt")
+                f"--output_tgz={base}.tgz", f"--quantize={precision}",
+                f"--quantize_min_elements={min_elements}"], base + "_export.txt")
 
         scored = scored_bundle(os.path.join(folder, f"bundle_{precision}"), export)
         if scored is None:
             continue
         gap, mb = scored
         found.append({**row, "precision": precision, "trained_gap": row["gap"], "gap": gap,
-                      "bundle_mb": mb})
+                      "bundle_mb": mb, "quantize_min_elements": min_elements})
         print(f"  {precision}: {mb:.3f} MB, GAP {gap:.4f}", flush=True)
     return found
 
@@ -884,12 +911,12 @@ def mb_main(families, budgets):
     def trained(point, seed):
         model_flags = mb_flags(point)
         reused = _REUSED.get((tuple(model_flags), seed))
-        if reused and all("precision" in r for r in reused):  # bundles evaluated then
+        if reused and exported_as_here(reused, point[1]):
             # a row per precision (a run shared by two budgets was recorded under each)
             by_precision = {row["precision"]: row for row in reused}
             return [{**row, "family": point[0], "budget": point[1], "point": point[2]}
                     for row in by_precision.values()]
-        row = train(*point[:3], model_flags, seed=seed)
+        row = train(*point[:3], model_flags, seed=seed, reuse=False)  # its folder: to export
         if row is None:
             return []
         return bundles_of(row, os.path.join(FLAGS.out_dir, row["run"]))

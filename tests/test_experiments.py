@@ -1,5 +1,6 @@
 """experiments/plot.py draws the GAP-against-epochs figure from experiments/paper.py's rows."""
 
+import functools
 import json
 import os
 import subprocess
@@ -207,6 +208,26 @@ def test_megabyte_points_fit_their_uint8_budget_and_each_budget_takes_the_best_b
     assert "-0.0050 (0.9 MB)" in frontier.precision_table(rows)
     frontier.mb_plot(rows, tmp_path / "mb.png")
     assert (tmp_path / "mb.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_quarter_megabyte_points_fit_with_their_small_tensors_quantized_too():
+    frontier = frontier_module()
+    assert frontier.min_elements_of("0.25MB") == 3862 < frontier.min_elements_of("1MB")
+    for name in ("dense", "low_rank", "circulant_gating"):
+        [(_, _, _, model_flags)] = frontier.mb_points([name], ["0.25MB"])
+        fixed, key = frontier.MB_FAMILIES[name].budgets["0.25MB"]
+        size = int(next(f for f in model_flags if f.startswith(f"--{key}=")).split("=")[1])
+        point = {**fixed, key: size}
+        at_3862 = functools.partial(frontier.bundle_mb, min_elements=3862)
+        assert at_3862(point) <= 0.25 < at_3862({**point, key: size + 1}), name
+        # Exported with the default threshold, the same point would not fit.
+        assert frontier.bundle_mb(point) > 0.25, name
+    rows = [{"precision": "uint8", "gap": 0.7}, {"precision": "float32", "gap": 0.7}]
+    assert frontier.exported_as_here(rows, "1MB")
+    assert not frontier.exported_as_here(rows, "0.25MB")  # exported at the default threshold
+    assert frontier.exported_as_here([{**r, "quantize_min_elements": 3862} for r in rows],
+                                     "0.25MB")
+    assert not frontier.exported_as_here([{"gap": 0.7}], "1MB")  # its bundles not evaluated
 
 
 def test_an_ensemble_bundles_its_members_best_checkpoints_once_within_its_budget(
