@@ -24,6 +24,12 @@ folder is read again, not retrained; so is a run recorded in a --reuse file (an 
 frontier.jsonl, such as the ones in experiments/results/) with the same train.py flags and seed:
 its row is taken as it stands, marked with the file it came from. With --megabytes, --reuse takes
 frontier_mb.jsonl files: a run's rows at every precision (its bundles were evaluated then).
+
+--megabytes: budgets of bundle MB (MB_BUDGETS), each point exported at every precision and
+each bundle evaluated by ensemble.py; "F+distilled" is family F distilled from the cross-fitted
+KnnMoeModel teacher, "F+averaged" is F with its weights averaged (WEIGHT_AVERAGING), and
+"ensemble" puts trained points in one bundle (MB_ENSEMBLES); frontier_mb.md compares each
+variant with its base family.
 """
 
 import collections
@@ -161,6 +167,13 @@ DISTILLATION = [f"--teacher={TEACHERS}", f"--teacher_folds={TEACHER_FOLDS}", "--
 MIN_ELEMENTS = {"0.25MB": 3862}
 SMALL = ("0.25MB", "1MB", "4MB")
 DISTILLED = SMALL  # where students are distilled (time: the teacher's first epoch)
+# Weight averaging: an exponential moving average of the weights with a half-life of 173 steps
+# (one epoch of the 43,552 videos at batch 256), the averaged weights validated and exported.
+WEIGHT_AVERAGING = ["--ema_decay=0.996"]
+AVERAGED = {"dense": ("1MB", "4MB"), "low_rank": ("1MB", "4MB"),
+            "circulant_gating": ("1MB", "4MB"), "knn_moe": ("64MB",)}
+# A variant family (name + suffix) against its base: (the base's column, the variant's).
+VARIANTS = {"+distilled": ("labels only", "distilled"), "+averaged": ("last weights", "averaged")}
 
 MB_FAMILIES = {
     "dense": Family("features -> dense bottleneck -> logistic",
@@ -192,15 +205,23 @@ for _name in ("dense", "low_rank", "circulant_gating"):
         _family.about + f", distilled from the {TEACHER_FOLDS}-fold KnnMoeModel teacher",
         {b: v for b, v in _family.budgets.items() if b in DISTILLED},
         [*_family.train_flags, *DISTILLATION])
-# Several points' runs (family, budget, seed) in one bundle (ensemble.py --bundle_dir, the mean
-# of their probabilities inside the graph, uint8), which must fit the budget it is listed under.
+for _name, _budgets in AVERAGED.items():
+    _family = MB_FAMILIES[_name]
+    MB_FAMILIES[f"{_name}+averaged"] = Family(
+        _family.about + ", weights averaged (" + " ".join(WEIGHT_AVERAGING) + ")",
+        {b: _family.budgets[b] for b in _budgets}, [*_family.train_flags, *WEIGHT_AVERAGING])
+# Ensembles: several points' runs (family, budget, seed) in one bundle (ensemble.py
+# --bundle_dir, the mean of their probabilities inside the graph, uint8), each of which must fit
+# the budget it is listed under.
 ENSEMBLE = "ensemble"
 MB_ENSEMBLES = {
-    "4MB": (("circulant_gating+distilled", "1MB", 0), ("circulant_gating+distilled", "1MB", 1),
-            ("low_rank+distilled", "1MB", 0), ("low_rank+distilled", "1MB", 1)),
-    "16MB": (("moe_low_rank_gates", "16MB", 0), ("moe_low_rank_gates", "16MB", 1)),
-    "64MB": (("knn_moe", "64MB", 0), ("moe_low_rank_gates", "16MB", 0),
-             ("moe_low_rank_gates", "16MB", 1)),
+    "4MB": ((("circulant_gating+distilled", "1MB", 0), ("circulant_gating+distilled", "1MB", 1),
+             ("low_rank+distilled", "1MB", 0), ("low_rank+distilled", "1MB", 1)),
+            (("circulant_gating+averaged", "1MB", 0), ("circulant_gating+averaged", "1MB", 1),
+             ("low_rank+averaged", "1MB", 0), ("low_rank+averaged", "1MB", 1))),
+    "16MB": ((("moe_low_rank_gates", "16MB", 0), ("moe_low_rank_gates", "16MB", 1)),),
+    "64MB": ((("knn_moe", "64MB", 0), ("moe_low_rank_gates", "16MB", 0),
+              ("moe_low_rank_gates", "16MB", 1)),),
 }
 
 
@@ -747,12 +768,13 @@ def ensemble_of(budget, members):
             f"--bundle_tgz={base}.tgz", "--quantize=uint8",
             f"--max_bundle_mb={MB_BUDGETS[budget]}"], base + "_bundle.txt")
 
-    base = os.path.join(FLAGS.out_dir, "runs", ENSEMBLE, budget, "bundle_uint8")
+    name = ensemble_name(members)
+    base = os.path.join(FLAGS.out_dir, "runs", ENSEMBLE, budget,
+                        re.sub(r"\W+", "_", name).strip("_"), "bundle_uint8")
     scored = scored_bundle(base, bundle)
     if scored is None:
         return []
     gap, mb = scored
-    name = ensemble_name(members)
     print(f"{ENSEMBLE} {budget} {name}: {mb:.3f} MB uint8, GAP {gap:.4f} (members "
           + ", ".join(f"{row['gap']:.4f}" for row in member_rows) + ")", flush=True)
     return [{"family": ENSEMBLE, "budget": budget, "point": name, "seed": 0,
@@ -846,18 +868,19 @@ def precision_table(rows):
     return "\n".join(lines)
 
 
-def distillation_table(rows):
-    """The distilled students against the same students trained on the labels (mean of their
-    seeds, at float32 and at uint8)."""
+def variant_table(rows, variant):
+    """Each point of a variant family (VARIANTS: "+distilled", "+averaged") against the same
+    point of its base family (mean of their seeds, at each precision)."""
     summary_ = mb_summary(rows)
-    lines = ["| family | budget | point | labels only | distilled | gain |", "|---" * 6 + "|"]
+    lines = [f"| family | budget | point | {' | '.join(VARIANTS[variant])} | gain |",
+             "|---" * 6 + "|"]
     for (family, point, precision), (gap, _, seeds, budget) in summary_.items():
-        if not family.endswith("+distilled"):
+        if not family.endswith(variant):
             continue
-        plain = summary_.get((family[:-len("+distilled")], point, precision))
+        plain = summary_.get((family[:-len(variant)], point, precision))
         if plain is None:
             continue
-        lines.append(f"| {family[:-len('+distilled')]} ({precision}) | {budget} | {point} | "
+        lines.append(f"| {family[:-len(variant)]} ({precision}) | {budget} | {point} | "
                      f"{plain[0]:.4f} ({plain[2]} seed{'s' if plain[2] > 1 else ''}) | "
                      f"{gap:.4f} ({seeds} seed{'s' if seeds > 1 else ''}) | "
                      f"{gap - plain[0]:+.4f} |")
@@ -874,7 +897,7 @@ def mb_plot(rows, out):
     figure, axes = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     markers = {"float32": "s", "float16": "^", "uint8": "o"}
     for index, family in enumerate([*MB_FAMILIES, ENSEMBLE]):
-        color = f"C{index % 10}"
+        color = plt.get_cmap("tab20")(index % 20)
         for precision, marker in markers.items():
             found = sorted((mb, gap) for (f, _, p), (gap, mb, _, _) in summary_.items()
                            if f == family and p == precision)
@@ -893,13 +916,12 @@ def mb_plot(rows, out):
 def mb_main(families, budgets):
     started = time.time()
     todo = mb_points([f for f in families if f != ENSEMBLE], budgets)
-    ensembles = {budget: members for budget, members in MB_ENSEMBLES.items()
-                 if ENSEMBLE in families and budget in budgets}
+    ensembles = [(budget, members) for budget, found in MB_ENSEMBLES.items()
+                 if ENSEMBLE in families and budget in budgets for members in found]
     print(f"{len(todo)} points: " + "; ".join(f"{f} {b} {n}" for f, b, n, _ in todo)
-          + "".join(f"; {ENSEMBLE} {b} {ensemble_name(m)}" for b, m in ensembles.items()),
-          flush=True)
+          + "".join(f"; {ENSEMBLE} {b} {ensemble_name(m)}" for b, m in ensembles), flush=True)
 
-    members = [point for found in ensembles.values() for family, budget, _ in found
+    members = [point for _, found in ensembles for family, budget, _ in found
                for point in mb_points([family], [budget])]
     if any(TEACHERS in " ".join(point[3]) for point in todo + members):
         found = teachers()
@@ -930,13 +952,14 @@ def mb_main(families, budgets):
     if ensembles and not _TEACHER_DIRS and any(TEACHERS in " ".join(p[3]) for p in members):
         print(f"{ENSEMBLE}: the teachers are not trained yet", flush=True)
     else:
-        rows += [row for budget, found in ensembles.items() for row in ensemble_of(budget, found)]
+        rows += [row for budget, found in ensembles for row in ensemble_of(budget, found)]
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     results = os.path.join(FLAGS.out_dir, "frontier_mb.jsonl")
     utils.atomic_write(results, "".join(json.dumps(r) + "\n" for r in rows))
     mb_plot(rows, os.path.join(FLAGS.out_dir, "frontier_mb.png"))
     text = (mb_table(rows) + "\n\nEach run at each precision (GAP change against float32):\n\n"
-            + precision_table(rows) + "\n\nDistillation:\n\n" + distillation_table(rows))
+            + precision_table(rows) + "\n\nDistillation:\n\n" + variant_table(rows, "+distilled")
+            + "\n\nWeight averaging:\n\n" + variant_table(rows, "+averaged"))
     utils.atomic_write(os.path.join(FLAGS.out_dir, "frontier_mb.md"), text + "\n")
     print(text)
     print(f"results: {results} (and frontier_mb.png, frontier_mb.md); wall time "

@@ -204,10 +204,29 @@ def test_megabyte_points_fit_their_uint8_budget_and_each_budget_takes_the_best_b
     assert frontier.mb_close_calls(rows, 0.01) == {("low_rank", "p"),
                                                    ("low_rank+distilled", "p")}
     assert "| low_rank (uint8) | 1MB | p | 0.7050 (1 seed) | 0.7120 (1 seed) | +0.0070 |" in \
-        frontier.distillation_table(rows)
+        frontier.variant_table(rows, "+distilled")
     assert "-0.0050 (0.9 MB)" in frontier.precision_table(rows)
     frontier.mb_plot(rows, tmp_path / "mb.png")
     assert (tmp_path / "mb.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_averaged_families_are_their_base_points_trained_with_weight_averaging():
+    frontier = frontier_module()
+    for name, budgets in frontier.AVERAGED.items():
+        for budget in budgets:
+            [(_, _, point, model_flags)] = frontier.mb_points([name], [budget])
+            [(family, _, averaged_point, averaged_flags)] = frontier.mb_points(
+                [name + "+averaged"], [budget])
+            assert (family, averaged_point) == (name + "+averaged", point)
+            assert averaged_flags == [*model_flags, "--ema_decay=0.996"]
+    rows = [{"family": family, "budget": "1MB", "point": "p", "seed": seed,
+             "precision": "uint8", "bundle_mb": 0.9, "gap": gap, "weights": 10}
+            for family, seed, gap in (("low_rank", 0, 0.700), ("low_rank+averaged", 0, 0.704),
+                                      ("low_rank+averaged", 1, 0.708))]
+    assert frontier.variant_table(rows, "+averaged").splitlines()[::2] == [
+        "| family | budget | point | last weights | averaged | gain |",
+        "| low_rank (uint8) | 1MB | p | 0.7000 (1 seed) | 0.7060 (2 seeds) | +0.0060 |"]
+    assert frontier.variant_table(rows, "+distilled").count("\n") == 1  # no distilled rows
 
 
 def test_quarter_megabyte_points_fit_with_their_small_tensors_quantized_too():
@@ -255,7 +274,7 @@ def test_an_ensemble_bundles_its_members_best_checkpoints_once_within_its_budget
 
     monkeypatch.setattr(frontier, "train", train)
     monkeypatch.setattr(frontier.runs, "run_tool", run_tool)
-    members = frontier.MB_ENSEMBLES["4MB"]
+    members = frontier.MB_ENSEMBLES["4MB"][0]
     rows = frontier.ensemble_of("4MB", members)
     # Each member's own folder (not a --reuse row), trained keeping its best checkpoint.
     assert trained == [(f, b, s, False, "--keep_best_checkpoint") for f, b, s in members]
@@ -264,7 +283,9 @@ def test_an_ensemble_bundles_its_members_best_checkpoints_once_within_its_budget
     folders = ",".join(str(tmp_path / "runs" / f / b / f"seed_{s}") for f, b, s in members)
     assert f"--inputs={folders}" in made and "--max_bundle_mb=4.0" in made
     assert {"--checkpoint=best", "--quantize=uint8"} <= set(made)
-    assert f"--inputs={tmp_path}/runs/ensemble/4MB/bundle_uint8.tgz" in evaluated
+    bundle = (tmp_path / "runs" / "ensemble" / "4MB" / "2_x_circulant_gating_distilled_1MB_2_x_"
+              "low_rank_distilled_1MB" / "bundle_uint8.tgz")
+    assert f"--inputs={bundle}" in evaluated
     [row] = rows
     assert (row["family"], row["budget"], row["gap"], row["bundle_mb"], row["weights"]) == (
         "ensemble", "4MB", 0.735, 0.5, 4000)
@@ -277,7 +298,7 @@ def test_an_ensemble_bundles_its_members_best_checkpoints_once_within_its_budget
     assert "| 4MB | **0.7350 (0.5 MB uint8, 2 x circulant_gating+distilled" in \
         frontier.mb_table(rows)
     for budget, found in frontier.MB_ENSEMBLES.items():  # members are points of the frontier
-        for family, member_budget, _ in found:
+        for family, member_budget, _ in (member for each in found for member in each):
             assert len(frontier.mb_points([family], [member_budget])) == 1, (budget, family)
 
 
