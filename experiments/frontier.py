@@ -210,9 +210,10 @@ for _name, _budgets in AVERAGED.items():
     MB_FAMILIES[f"{_name}+averaged"] = Family(
         _family.about + ", weights averaged (" + " ".join(WEIGHT_AVERAGING) + ")",
         {b: _family.budgets[b] for b in _budgets}, [*_family.train_flags, *WEIGHT_AVERAGING])
-# Ensembles: several points' runs (family, budget, seed) in one bundle (ensemble.py
-# --bundle_dir, the mean of their probabilities inside the graph, uint8), each of which must fit
-# the budget it is listed under.
+# Ensembles: several points' runs (family, budget, seed[, weight]) in one bundle (ensemble.py
+# --bundle_dir: the weighted mean of their probabilities inside the graph, uint8), each of which
+# must fit the budget it is listed under. The weight of 4 for KnnMoeModel is the better of 2 and
+# 4, both tried on the validation videos.
 ENSEMBLE = "ensemble"
 MB_ENSEMBLES = {
     "4MB": ((("circulant_gating+distilled", "1MB", 0), ("circulant_gating+distilled", "1MB", 1),
@@ -221,7 +222,9 @@ MB_ENSEMBLES = {
              ("low_rank+averaged", "1MB", 0), ("low_rank+averaged", "1MB", 1))),
     "16MB": ((("moe_low_rank_gates", "16MB", 0), ("moe_low_rank_gates", "16MB", 1)),),
     "64MB": ((("knn_moe", "64MB", 0), ("moe_low_rank_gates", "16MB", 0),
-              ("moe_low_rank_gates", "16MB", 1)),),
+              ("moe_low_rank_gates", "16MB", 1)),
+             (("knn_moe", "64MB", 0, 4), ("moe_low_rank_gates", "16MB", 0),
+              ("moe_low_rank_gates", "16MB", 1))),
 }
 
 
@@ -736,22 +739,30 @@ def mb_flags(point):
     return [*point[3], "--keep_best_checkpoint"]
 
 
+def member_weight(member):
+    """The weight of an ensemble's member (family, budget, seed[, weight]): 1 unless given."""
+    return member[3] if len(member) > 3 else 1
+
+
 def ensemble_name(members):
-    """'2 x low_rank+distilled 1MB + knn_moe 64MB' of (family, budget, seed) members."""
-    counts = collections.Counter((family, budget) for family, budget, _ in members)
-    return " + ".join(f"{n} x {f} {b}" if n > 1 else f"{f} {b}" for (f, b), n in counts.items())
+    """'knn_moe 64MB (weight 4) + 2 x low_rank+distilled 1MB' of (family, budget, seed[,
+    weight]) members."""
+    counts = collections.Counter((m[0], m[1], member_weight(m)) for m in members)
+    return " + ".join((f"{n} x " if n > 1 else "") + f"{f} {b}"
+                      + (f" (weight {w:g})" if w != 1 else "") for (f, b, w), n in counts.items())
 
 
 def ensemble_of(budget, members):
     """[the row] of one uint8 bundle of the members' runs (their best checkpoints, trained here
     first where they are not in --out_dir), scored like any bundle; ensemble.py refuses it over
     the budget. [] when a member is not trained and --no_train."""
-    flags_of_run = ["--ensemble", *(f"{f}/{b}/seed_{s}" for f, b, s in members)]
+    flags_of_run = ["--ensemble", *(f"{m[0]}/{m[1]}/seed_{m[2]}" + (
+        f"*{member_weight(m):g}" if member_weight(m) != 1 else "") for m in members)]
     reused = _REUSED.get((tuple(flags_of_run), 0))
     if reused:
         return [{**row, "budget": budget} for row in reused]
     member_rows = []
-    for family, member_budget, seed in members:
+    for family, member_budget, seed, *_ in members:
         point = mb_points([family], [member_budget])[0]
         row = train(*point[:3], mb_flags(point), seed, reuse=False)
         if row is None:
@@ -764,7 +775,9 @@ def ensemble_of(budget, members):
 
     def bundle(base):
         runs.run_tool("ensemble.py", [
-            f"--inputs={','.join(folders)}", "--checkpoint=best", f"--bundle_dir={base}",
+            f"--inputs={','.join(folders)}",
+            f"--weights={','.join(f'{member_weight(m):g}' for m in members)}",
+            "--checkpoint=best", f"--bundle_dir={base}",
             f"--bundle_tgz={base}.tgz", "--quantize=uint8",
             f"--max_bundle_mb={MB_BUDGETS[budget]}"], base + "_bundle.txt")
 
@@ -921,7 +934,7 @@ def mb_main(families, budgets):
     print(f"{len(todo)} points: " + "; ".join(f"{f} {b} {n}" for f, b, n, _ in todo)
           + "".join(f"; {ENSEMBLE} {b} {ensemble_name(m)}" for b, m in ensembles), flush=True)
 
-    members = [point for _, found in ensembles for family, budget, _ in found
+    members = [point for _, found in ensembles for family, budget, *_ in found
                for point in mb_points([family], [budget])]
     if any(TEACHERS in " ".join(point[3]) for point in todo + members):
         found = teachers()

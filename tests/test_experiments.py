@@ -282,7 +282,7 @@ def test_an_ensemble_bundles_its_members_best_checkpoints_once_within_its_budget
     assert bundled == scored == "ensemble.py"
     folders = ",".join(str(tmp_path / "runs" / f / b / f"seed_{s}") for f, b, s in members)
     assert f"--inputs={folders}" in made and "--max_bundle_mb=4.0" in made
-    assert {"--checkpoint=best", "--quantize=uint8"} <= set(made)
+    assert {"--checkpoint=best", "--quantize=uint8", "--weights=1,1,1,1"} <= set(made)
     bundle = (tmp_path / "runs" / "ensemble" / "4MB" / "2_x_circulant_gating_distilled_1MB_2_x_"
               "low_rank_distilled_1MB" / "bundle_uint8.tgz")
     assert f"--inputs={bundle}" in evaluated
@@ -297,8 +297,14 @@ def test_an_ensemble_bundles_its_members_best_checkpoints_once_within_its_budget
     assert frontier.ensemble_of("4MB", members) == rows and not trained
     assert "| 4MB | **0.7350 (0.5 MB uint8, 2 x circulant_gating+distilled" in \
         frontier.mb_table(rows)
+    weighted = (("knn_moe", "64MB", 0, 4), ("moe_low_rank_gates", "16MB", 0))
+    calls.clear()
+    [row] = frontier.ensemble_of("64MB", weighted)
+    assert row["point"] == "knn_moe 64MB (weight 4) + moe_low_rank_gates 16MB"
+    assert row["flags"] == ["--ensemble", "knn_moe/64MB/seed_0*4", "moe_low_rank_gates/16MB/seed_0"]
+    assert "--weights=4,1" in calls[0][1]
     for budget, found in frontier.MB_ENSEMBLES.items():  # members are points of the frontier
-        for family, member_budget, _ in (member for each in found for member in each):
+        for family, member_budget, *_ in (member for each in found for member in each):
             assert len(frontier.mb_points([family], [member_budget])) == 1, (budget, family)
 
 
