@@ -489,6 +489,11 @@ def train(family, budget, name, model_flags, seed, reuse=True):
     reused = _REUSED.get((tuple(model_flags), seed)) if reuse else None
     if reused:
         return {**reused[0], "family": family, "budget": budget, "point": name}
+    if TEACHERS in " ".join(model_flags) and not _TEACHER_DIRS:
+        found = teachers()  # trained first, when the first student that needs them is
+        if found is None:  # --no_train, not trained yet
+            return None
+        _TEACHER_DIRS[:] = found
     args = train_args([f.replace(TEACHERS, ",".join(_TEACHER_DIRS)) for f in model_flags], seed)
     folder = _FOLDERS.setdefault(tuple(args), os.path.join(
         FLAGS.out_dir, "runs", family.replace("/", "_as_"), budget,
@@ -937,15 +942,6 @@ def mb_main(families, budgets):
     print(f"{len(todo)} points: " + "; ".join(f"{f} {b} {n}" for f, b, n, _ in todo)
           + "".join(f"; {ENSEMBLE} {b} {ensemble_name(m)}" for b, m in ensembles), flush=True)
 
-    members = [point for _, found in ensembles for family, budget, *_ in found
-               for point in mb_points([family], [budget])]
-    if any(TEACHERS in " ".join(point[3]) for point in todo + members):
-        found = teachers()
-        if found is None:
-            todo = [point for point in todo if TEACHERS not in " ".join(point[3])]
-        else:
-            _TEACHER_DIRS[:] = found
-
     def trained(point, seed):
         model_flags = mb_flags(point)
         reused = _REUSED.get((tuple(model_flags), seed))
@@ -965,10 +961,7 @@ def mb_main(families, budgets):
         if (tuple(mb_flags(point)), 1) in _REUSED}
     rows += [row for point in todo if (point[0], point[2]) in again
              for row in trained(point, 1)]
-    if ensembles and not _TEACHER_DIRS and any(TEACHERS in " ".join(p[3]) for p in members):
-        print(f"{ENSEMBLE}: the teachers are not trained yet", flush=True)
-    else:
-        rows += [row for budget, found in ensembles for row in ensemble_of(budget, found)]
+    rows += [row for budget, found in ensembles for row in ensemble_of(budget, found)]
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     results = os.path.join(FLAGS.out_dir, "frontier_mb.jsonl")
     utils.atomic_write(results, "".join(json.dumps(r) + "\n" for r in rows))

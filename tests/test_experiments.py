@@ -334,25 +334,34 @@ def test_reuse_and_other_training_flags_are_refused_together(tmp_path):
 def test_no_train_keeps_every_finished_seed_once_at_each_precision(tmp_path, shared_data):
     """The dense 1 MB point's two seeds, reused: both in the table though the point is alone in
     its budget (no --close call), each precision once though the file lists the run twice (as
-    a run shared by two budgets is)."""
+    a run shared by two budgets is); and its distilled student's seed, reused in a folder where
+    no teacher was ever trained."""
+    frontier = frontier_module()
     run = {"family": "dense", "budget": "1MB", "point": "bottleneck_size=192", "weights": 967318,
            "flags": ["--model=BottleneckModel", "--bottleneck_size=192", "--keep_best_checkpoint"],
            "run": "runs/dense/1MB/x"}
     rows = [{**run, "seed": seed, "precision": precision, "gap": 0.69 + seed / 100,
              "bundle_mb": mb} for seed in (0, 1)
             for precision, mb in (("float32", 3.4), ("float16", 1.7), ("uint8", 0.78))]
+    [student] = frontier.mb_points(["dense+distilled"], ["1MB"])
+    distilled = [{**row, "family": "dense+distilled", "flags": frontier.mb_flags(student),
+                  "gap": 0.75} for row in rows if row["seed"] == 0]
     earlier = tmp_path / "frontier_mb.jsonl"
-    earlier.write_text("".join(json.dumps(r) + "\n" for r in rows + rows))
+    earlier.write_text("".join(json.dumps(r) + "\n" for r in rows + rows + distilled))
     done = subprocess.run([sys.executable, os.path.join(REPO_DIR, "experiments", "frontier.py"),
-                           "--megabytes", "--families=dense", "--budgets=1MB", "--no_train",
+                           "--megabytes", "--families=dense,dense+distilled", "--budgets=1MB",
+                           "--no_train",
                            f"--reuse={earlier}", f"--out_dir={tmp_path / 'out'}"],
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "YT8M_SHARED_DATA": shared_data})
     assert done.returncode == 0, done.stderr[-2000:]
     written = [json.loads(line) for line in (tmp_path / "out" / "frontier_mb.jsonl").open()]
-    assert sorted((r["seed"], r["precision"]) for r in written) == sorted(
-        (r["seed"], r["precision"]) for r in rows)
+    assert sorted((r["family"], r["seed"], r["precision"]) for r in written) == sorted(
+        (r["family"], r["seed"], r["precision"]) for r in rows + distilled)
     assert "0.6950 (0.78 MB uint8, bottleneck_size=192, 2 seeds)" in done.stdout, done.stdout
+    assert "| dense (uint8) | 1MB | bottleneck_size=192 | 0.6950 (2 seeds) | 0.7500 (1 seed) |" \
+        in done.stdout, done.stdout
+    assert not (tmp_path / "out" / "runs").exists()  # no teacher looked for, none trained
 
 
 def test_an_mb_run_is_reused_with_its_rows_at_every_precision(tmp_path):
