@@ -220,7 +220,7 @@ MB_ENSEMBLES = {
              ("low_rank+distilled", "1MB", 0), ("low_rank+distilled", "1MB", 1)),
             (("circulant_gating+averaged", "1MB", 0), ("circulant_gating+averaged", "1MB", 1),
              ("low_rank+averaged", "1MB", 0), ("low_rank+averaged", "1MB", 1)),
-            # the best 1 MB family, two runs distilled and two averaged: they err apart
+            # the best 1 MB family, two runs distilled and two averaged
             (("circulant_gating+distilled", "1MB", 0), ("circulant_gating+distilled", "1MB", 1),
              ("circulant_gating+averaged", "1MB", 0), ("circulant_gating+averaged", "1MB", 1))),
     "16MB": ((("moe_low_rank_gates", "16MB", 0), ("moe_low_rank_gates", "16MB", 1)),),
