@@ -29,7 +29,9 @@ frontier_mb.jsonl files: a run's rows at every precision (its bundles were evalu
 each bundle evaluated by ensemble.py; "F+distilled" is family F distilled from the cross-fitted
 KnnMoeModel teacher, "F+averaged" is F with its weights averaged (WEIGHT_AVERAGING), and
 "ensemble" puts trained points in one bundle (MB_ENSEMBLES); frontier_mb.md compares each
-variant with its base family.
+variant with its base family. By default only the points of ONE_SITTING and their ensembles are
+trained (about 90 minutes on 2 cores; what it leaves out is listed there); --complete trains
+every point of MB_FAMILIES and every ensemble (about 4 hours).
 """
 
 import collections
@@ -231,9 +233,39 @@ MB_ENSEMBLES = {
 }
 
 
+# The frontier in one sitting (--megabytes without --complete): about 90 minutes of training on
+# 2 cores instead of about 4 hours, each budget's best bundle and its like-for-like rivals kept.
+# family -> {budget: epochs (None: TRAINING's 12)}. Cut from the complete frontier: the
+# labels-only students but the dense ones at 0.25 and 1 MB (the distillation gains) and all
+# of them at 4 MB, where the averaged students are the better variant; the distilled students
+# at 4 MB; the averaged ones at 1 MB but circulant gating (members of the 4 MB ensemble); the
+# MoE with dense gates and the 1-mixture MoEs (below the 2-mixture ones that fit 16 MB);
+# KnnMoeModel averaged; the ensembles that were not their budget's best. Epochs: a point stops
+# one epoch after the last best epoch of its complete runs (2 seeds); the learning rate decays
+# by examples seen, so a shorter run is a prefix of the longer one.
+ONE_SITTING = {
+    "dense": {"0.25MB": None, "1MB": 4},
+    "dense+distilled": {"0.25MB": None, "1MB": 6},
+    "low_rank+distilled": {"0.25MB": None, "1MB": None},
+    "circulant_gating+distilled": {"0.25MB": None, "1MB": None},
+    "dense+averaged": {"4MB": 3},
+    "low_rank+averaged": {"4MB": 6},
+    "circulant_gating+averaged": {"1MB": None, "4MB": 6},
+    "moe_circulant_gating": {"64MB": None},  # 2 mixtures, 14.2 MB at uint8: a 16 MB bundle
+    "moe_low_rank_gates": {"16MB": None},
+    "knn_moe": {"64MB": None},
+}
+ONE_SITTING_ENSEMBLES = {"4MB": MB_ENSEMBLES["4MB"][2:], "16MB": MB_ENSEMBLES["16MB"],
+                         "64MB": MB_ENSEMBLES["64MB"][1:]}
+
+
 flags.DEFINE_bool("megabytes", False, "The frontier in megabytes of bundle: each point exported "
                   "at float32, float16 and uint8 and each bundle evaluated; students distilled "
-                  "too (see MB_FAMILIES).")
+                  "too (see MB_FAMILIES). Without --complete, the points of ONE_SITTING "
+                  "(about 90 minutes of training on 2 cores).")
+flags.DEFINE_bool("complete", False, "With --megabytes: every point, variant and ensemble of "
+                  "MB_FAMILIES and MB_ENSEMBLES at 12 epochs (about 4 hours on 2 cores) instead "
+                  "of the one-sitting selection.")
 flags.DEFINE_string("families", "", "Families to train (default: all of the frontier). Weights: "
                     + ", ".join(FAMILIES) + "; --megabytes: " + ", ".join(MB_FAMILIES)
                     + f" and {ENSEMBLE} (MB_ENSEMBLES: trained points in one bundle).")
@@ -665,14 +697,17 @@ def exported_as_here(rows, budget):
                == min_elements_of(budget) for row in rows)
 
 
-def mb_points(families, budgets):
-    """(family, budget, name, train.py flags) of the MB frontier's points asked for."""
+def mb_points(families, budgets, selection=None):
+    """(family, budget, name, train.py flags) of the MB frontier's points asked for: of every
+    family's budgets, or of a selection's ({family: {budget: epochs or None}}, ONE_SITTING)."""
     found = []
     for family in families:
         each = MB_FAMILIES[family]
         for budget, (fixed, key) in each.budgets.items():
-            if budget not in budgets:
+            if budget not in budgets or (selection is not None
+                                         and budget not in selection.get(family, {})):
                 continue
+            epochs = selection[family][budget] if selection is not None else None
             settings = dict(fixed)
             model = settings.pop("model", "BottleneckModel")
             if key:
@@ -680,8 +715,10 @@ def mb_points(families, budgets):
                     bundle_mb, min_elements=min_elements_of(budget)))
                 if key == "moe_num_mixtures":
                     settings[key] = min(settings[key], MAX_MIXTURES)
-            found.append((family, budget, point_name(settings, key) if key else "-",
-                          [f"--model={model}", *flag_list(settings), *each.train_flags]))
+            name = point_name(settings, key) if key else "-"
+            found.append((family, budget, name + (f", {epochs} epochs" if epochs else ""),
+                          [f"--model={model}", *flag_list(settings), *each.train_flags,
+                           *([f"--num_epochs={epochs}"] if epochs else [])]))
     return found
 
 
@@ -760,18 +797,24 @@ def ensemble_name(members):
                       + (f" (weight {w:g})" if w != 1 else "") for (f, b, w), n in counts.items())
 
 
-def ensemble_of(budget, members):
+def ensemble_flags(members):
+    """An ensemble's stand-in for train.py flags in frontier_mb.jsonl (its identity for
+    --reuse): ["--ensemble", "family/budget/seed_N[*weight]", ...]."""
+    return ["--ensemble", *(f"{m[0]}/{m[1]}/seed_{m[2]}" + (
+        f"*{member_weight(m):g}" if member_weight(m) != 1 else "") for m in members)]
+
+
+def ensemble_of(budget, members, selection=None):
     """[the row] of one uint8 bundle of the members' runs (their best checkpoints, trained here
     first where they are not in --out_dir), scored like any bundle; ensemble.py refuses it over
     the budget. [] when a member is not trained and --no_train."""
-    flags_of_run = ["--ensemble", *(f"{m[0]}/{m[1]}/seed_{m[2]}" + (
-        f"*{member_weight(m):g}" if member_weight(m) != 1 else "") for m in members)]
+    flags_of_run = ensemble_flags(members)
     reused = _REUSED.get((tuple(flags_of_run), 0))
     if reused:
         return [{**row, "budget": budget} for row in reused]
     member_rows = []
     for family, member_budget, seed, *_ in members:
-        point = mb_points([family], [member_budget])[0]
+        point = mb_points([family], [member_budget], selection)[0]
         row = train(*point[:3], mb_flags(point), seed, reuse=False)
         if row is None:
             print(f"{ENSEMBLE} {budget}: {family} {member_budget} seed {seed} is not trained "
@@ -934,10 +977,13 @@ def mb_plot(rows, out):
                 "Size-accuracy frontier in megabytes, YouTube-8M 2018 video level", 7)
 
 
-def mb_main(families, budgets):
+def mb_main(families, budgets, selection=None):
+    """The MB frontier's points of these families and budgets (of the selection, if one:
+    ONE_SITTING), their second seeds where close, then their ensembles."""
     started = time.time()
-    todo = mb_points([f for f in families if f != ENSEMBLE], budgets)
-    ensembles = [(budget, members) for budget, found in MB_ENSEMBLES.items()
+    todo = mb_points([f for f in families if f != ENSEMBLE], budgets, selection)
+    chosen = MB_ENSEMBLES if selection is None else ONE_SITTING_ENSEMBLES
+    ensembles = [(budget, members) for budget, found in chosen.items()
                  if ENSEMBLE in families and budget in budgets for members in found]
     print(f"{len(todo)} points: " + "; ".join(f"{f} {b} {n}" for f, b, n, _ in todo)
           + "".join(f"; {ENSEMBLE} {b} {ensemble_name(m)}" for b, m in ensembles), flush=True)
@@ -961,7 +1007,7 @@ def mb_main(families, budgets):
         if (tuple(mb_flags(point)), 1) in _REUSED}
     rows += [row for point in todo if (point[0], point[2]) in again
              for row in trained(point, 1)]
-    rows += [row for budget, found in ensembles for row in ensemble_of(budget, found)]
+    rows += [row for budget, found in ensembles for row in ensemble_of(budget, found, selection)]
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     results = os.path.join(FLAGS.out_dir, "frontier_mb.jsonl")
     utils.atomic_write(results, "".join(json.dumps(r) + "\n" for r in rows))
@@ -979,13 +1025,20 @@ def main(argv):
     del argv
     known_families = [*MB_FAMILIES, ENSEMBLE] if FLAGS.megabytes else FAMILIES
     known_budgets = [*MB_BUDGETS] if FLAGS.megabytes else [*BUDGETS, "full"]
-    families = [f.strip() for f in FLAGS.families.split(",") if f.strip()] or [*known_families]
+    selection = ONE_SITTING if FLAGS.megabytes and not FLAGS.complete else None
+    families = [f.strip() for f in FLAGS.families.split(",") if f.strip()] or (
+        [*known_families] if selection is None else [*ONE_SITTING, ENSEMBLE])
     budgets = [b.strip() for b in FLAGS.budgets.split(",") if b.strip()] or known_budgets
     unknown = [f for f in families if f not in known_families] + \
         [b for b in budgets if b not in known_budgets]
     if unknown:
         raise SystemExit(f"error: unknown family or budget {unknown}; families: "
                          f"{', '.join(known_families)}; budgets: {', '.join(known_budgets)}")
+    left_out = [f for f in families if selection is not None and f != ENSEMBLE
+                and not any(b in budgets for b in ONE_SITTING.get(f, {}))]
+    if left_out:
+        raise SystemExit(f"error: {', '.join(left_out)} at {', '.join(budgets)}: not in the "
+                         "one-sitting frontier (ONE_SITTING); add --complete")
     if FLAGS.reuse and FLAGS.train_flags:  # a reused row was trained without them
         raise SystemExit("error: --reuse takes runs trained with the frontier's own settings, "
                          "which --train_flags changes: give one or the other")
@@ -994,7 +1047,7 @@ def main(argv):
                          "YT8M_SHARED_DATA to the folder of the real YouTube-8M files")
     _REUSED.update(read_reused(FLAGS.reuse))
     if FLAGS.megabytes:
-        return mb_main(families, budgets)
+        return mb_main(families, budgets, selection)
     started = time.time()
     todo, misfits = points(families, budgets, FLAGS.twins)
     print(f"{len(todo)} points: " + "; ".join(f"{f} {b} {n}" for f, b, n, _ in todo), flush=True)

@@ -1,5 +1,6 @@
 """experiments/plot.py draws the GAP-against-epochs figure from experiments/paper.py's rows."""
 
+import collections
 import functools
 import json
 import os
@@ -320,14 +321,60 @@ def test_reused_rows_count_as_finished_runs_of_the_same_flags_and_seed(tmp_path)
     assert reused[(("--bottleneck_size=98",), 0)][0]["reused_from"] == "frontier.jsonl"
 
 
+def test_the_one_sitting_frontier_is_points_of_the_complete_one_cut_after_their_best_epochs():
+    """Each point of ONE_SITTING is the complete frontier's, its epochs (where cut) one after
+    the last best epoch of its two complete runs in experiments/results/frontier_mb.jsonl; each
+    of its ensembles is the best of its budget there, of members it trains."""
+    frontier = frontier_module()
+    complete = {(p[0], p[1]): p for p in frontier.mb_points([*frontier.MB_FAMILIES],
+                                                             [*frontier.MB_BUDGETS])}
+    chosen = frontier.mb_points([*frontier.ONE_SITTING], [*frontier.MB_BUDGETS],
+                                frontier.ONE_SITTING)
+    assert sorted(p[:2] for p in chosen) == sorted(
+        (family, budget) for family, by in frontier.ONE_SITTING.items() for budget in by)
+    with open(os.path.join(REPO_DIR, "experiments", "results", "frontier_mb.jsonl")) as f:
+        results = [json.loads(line) for line in f]
+    best_epochs = collections.defaultdict(set)
+    for row in results:
+        if row["family"] != frontier.ENSEMBLE:
+            best_epochs[(row["family"], row["budget"])].add((row["seed"], row["best_epoch"]))
+    for family, budget, name, flags_of_run in chosen:
+        _, _, full_name, full_flags = complete[(family, budget)]
+        epochs = frontier.ONE_SITTING[family][budget]
+        if epochs is None:
+            assert (name, flags_of_run) == (full_name, full_flags)
+            continue
+        assert name == f"{full_name}, {epochs} epochs"
+        assert flags_of_run == [*full_flags, f"--num_epochs={epochs}"]
+        measured = [epoch for _, epoch in best_epochs[(family, budget)]]
+        assert len(measured) == 2 and epochs == round(max(measured)) + 1, (family, budget)
+    ensemble_gaps = {tuple(row["flags"]): row["gap"] for row in results
+                     if row["family"] == frontier.ENSEMBLE}
+
+    def gap_of(members):
+        return ensemble_gaps[tuple(frontier.ensemble_flags(members))]
+
+    for budget, [members] in frontier.ONE_SITTING_ENSEMBLES.items():
+        assert gap_of(members) == max(gap_of(each) for each in frontier.MB_ENSEMBLES[budget])
+        for family, member_budget, *_ in members:
+            assert member_budget in frontier.ONE_SITTING[family], (budget, family)
+
+
 @pytest.mark.slow  # a TensorFlow process
 def test_reuse_and_other_training_flags_are_refused_together(tmp_path):
-    done = subprocess.run([sys.executable, os.path.join(REPO_DIR, "experiments", "frontier.py"),
+    frontier_py = os.path.join(REPO_DIR, "experiments", "frontier.py")
+    done = subprocess.run([sys.executable, frontier_py,
                            f"--reuse={tmp_path / 'frontier.jsonl'}", "--train_flags=--num_epochs=1",
                            f"--out_dir={tmp_path}"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stderr.strip().splitlines() == [
         "error: --reuse takes runs trained with the frontier's own settings, which "
         "--train_flags changes: give one or the other"], done.stderr[-2000:]
+    done = subprocess.run([sys.executable, frontier_py, "--megabytes", "--families=low_rank",
+                           "--budgets=1MB,4MB", f"--out_dir={tmp_path}"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        "error: low_rank at 1MB, 4MB: not in the one-sitting frontier (ONE_SITTING); add "
+        "--complete"], done.stderr[-2000:]
 
 
 @pytest.mark.slow  # a TensorFlow process
@@ -349,8 +396,8 @@ def test_no_train_keeps_every_finished_seed_once_at_each_precision(tmp_path, sha
     earlier = tmp_path / "frontier_mb.jsonl"
     earlier.write_text("".join(json.dumps(r) + "\n" for r in rows + rows + distilled))
     done = subprocess.run([sys.executable, os.path.join(REPO_DIR, "experiments", "frontier.py"),
-                           "--megabytes", "--families=dense,dense+distilled", "--budgets=1MB",
-                           "--no_train",
+                           "--megabytes", "--complete", "--families=dense,dense+distilled",
+                           "--budgets=1MB", "--no_train",
                            f"--reuse={earlier}", f"--out_dir={tmp_path / 'out'}"],
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "YT8M_SHARED_DATA": shared_data})
