@@ -932,21 +932,32 @@ def precision_table(rows):
     return "\n".join(lines)
 
 
+EPOCHS = re.compile(r", \d+ epochs$")  # of a point name cut short (ONE_SITTING)
+
+
 def variant_table(rows, variant):
     """Each point of a variant family (VARIANTS: "+distilled", "+averaged") against the same
-    point of its base family (mean of their seeds, at each precision)."""
+    point of its base family (mean of their seeds, at each precision), whether or not either
+    was cut short (ONE_SITTING: each stops after its own best epoch)."""
     summary_ = mb_summary(rows)
+    by_size = {(family, EPOCHS.sub("", point), precision): (value, EPOCHS.search(point))
+               for (family, point, precision), value in summary_.items()}
+
+    def cell(gap, seeds, epochs):
+        return (f"{gap:.4f} ({seeds} seed{'s' if seeds > 1 else ''}"
+                + (epochs.group(0) if epochs else "") + ")")
+
     lines = [f"| family | budget | point | {' | '.join(VARIANTS[variant])} | gain |",
              "|---" * 6 + "|"]
-    for (family, point, precision), (gap, _, seeds, budget) in summary_.items():
+    for (family, point, precision), ((gap, _, seeds, budget), epochs) in by_size.items():
         if not family.endswith(variant):
             continue
-        plain = summary_.get((family[:-len(variant)], point, precision))
+        plain, plain_epochs = by_size.get((family[:-len(variant)], point, precision),
+                                          (None, None))
         if plain is None:
             continue
         lines.append(f"| {family[:-len(variant)]} ({precision}) | {budget} | {point} | "
-                     f"{plain[0]:.4f} ({plain[2]} seed{'s' if plain[2] > 1 else ''}) | "
-                     f"{gap:.4f} ({seeds} seed{'s' if seeds > 1 else ''}) | "
+                     f"{cell(plain[0], plain[2], plain_epochs)} | {cell(gap, seeds, epochs)} | "
                      f"{gap - plain[0]:+.4f} |")
     return "\n".join(lines)
 
