@@ -197,6 +197,12 @@ MB_FAMILIES = {
         {b: ({**LOW_RANK, **MOE_1, "output_gating": True,
               "compact_layers": "moe_gates=low_rank:4,gating=low_rank:2"}, "moe_num_mixtures")
          for b in ("16MB", "64MB")}, MOE_TRAINING),
+    "moe_low_rank_gates_circulant_gating": Family(
+        "the MoE with gates of rank 4 and diagonal-circulant Context Gating (k=2): "
+        "moe_low_rank_gates with its gate circulant instead of rank 2, as many weights",
+        {"16MB": ({**LOW_RANK, **MOE_1, **GATING,
+                   "compact_layers": "moe_gates=low_rank:4,gating"}, "moe_num_mixtures")},
+        [*CIRCULANT_TRAINING, *MOE_TRAINING]),
     "knn_moe": Family("KnnMoeModel (2 mixtures): its memory of the 43,552 training videos' "
                       "features is most of the bundle (about 54 MB at uint8)",
                       {"64MB": ({"model": "KnnMoeModel"}, None)}, KNN_TRAINING),
@@ -264,7 +270,7 @@ flags.DEFINE_bool("megabytes", False, "The frontier in megabytes of bundle: each
                   "too (see MB_FAMILIES). Without --complete, the points of ONE_SITTING "
                   "(about 90 minutes of training on 2 cores).")
 flags.DEFINE_bool("complete", False, "With --megabytes: every point, variant and ensemble of "
-                  "MB_FAMILIES and MB_ENSEMBLES at 12 epochs (about 4 hours on 2 cores) instead "
+                  "MB_FAMILIES and MB_ENSEMBLES, none cut short (about 4 hours on 2 cores) instead "
                   "of the one-sitting selection.")
 flags.DEFINE_string("families", "", "Families to train (default: all of the frontier). Weights: "
                     + ", ".join(FAMILIES) + "; --megabytes: " + ", ".join(MB_FAMILIES)
@@ -1019,6 +1025,11 @@ def mb_main(families, budgets, selection=None):
     rows += [row for point in todo if (point[0], point[2]) in again
              for row in trained(point, 1)]
     rows += [row for budget, found in ensembles for row in ensemble_of(budget, found, selection)]
+    if FLAGS.no_train:
+        done = {(row["family"], row["budget"], row["point"]) for row in rows}
+        print(f"--no_train: {len(done)} of the {len(todo) + len(ensembles)} points and ensembles "
+              "finished (in --out_dir or --reuse); the others need a run without --no_train",
+              flush=True)
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     results = os.path.join(FLAGS.out_dir, "frontier_mb.jsonl")
     utils.atomic_write(results, "".join(json.dumps(r) + "\n" for r in rows))
