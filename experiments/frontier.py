@@ -30,7 +30,7 @@ each bundle evaluated by ensemble.py; "F+distilled" is family F distilled from t
 KnnMoeModel teacher, "F+averaged" is F with its weights averaged (WEIGHT_AVERAGING), and
 "ensemble" puts trained points in one bundle (MB_ENSEMBLES); frontier_mb.md compares each
 variant with its base family. By default only the points of ONE_SITTING and their ensembles are
-trained (about 90 minutes on 2 cores; what it leaves out is listed there); --complete trains
+trained (1h21m on 2 cores; what it leaves out is listed there); --complete trains
 every point of MB_FAMILIES and every ensemble (about 4 hours).
 """
 
@@ -239,8 +239,9 @@ MB_ENSEMBLES = {
 }
 
 
-# The frontier in one sitting (--megabytes without --complete): about 90 minutes of training on
-# 2 cores instead of about 4 hours, each budget's best bundle and its like-for-like rivals kept.
+# The frontier in one sitting (--megabytes without --complete): 1h21m from nothing on 2 cores
+# (65 minutes of it training) instead of about 4 hours, each budget's best bundle and its
+# like-for-like rivals kept (EXPERIMENTS.md, "The frontier in one sitting").
 # family -> {budget: epochs (None: TRAINING's 12)}. Cut from the complete frontier: the
 # labels-only students but the dense ones at 0.25 and 1 MB (the distillation gains) and all
 # of them at 4 MB, where the averaged students are the better variant; the distilled students
@@ -248,7 +249,7 @@ MB_ENSEMBLES = {
 # MoE with dense gates and the 1-mixture MoEs (below the 2-mixture ones that fit 16 MB);
 # KnnMoeModel averaged; the ensembles that were not their budget's best. Epochs: a point stops
 # one epoch after the last best epoch of its complete runs (2 seeds); the learning rate decays
-# by examples seen, so a shorter run is a prefix of the longer one.
+# by examples seen, not by --num_epochs, so a shorter run is the longer one's beginning.
 ONE_SITTING = {
     "dense": {"0.25MB": None, "1MB": 4},
     "dense+distilled": {"0.25MB": None, "1MB": 6},
@@ -268,11 +269,12 @@ ONE_SITTING_ENSEMBLES = {"4MB": MB_ENSEMBLES["4MB"][2:], "16MB": MB_ENSEMBLES["1
 flags.DEFINE_bool("megabytes", False, "The frontier in megabytes of bundle: each point exported "
                   "at float32, float16 and uint8 and each bundle evaluated; students distilled "
                   "too (see MB_FAMILIES). Without --complete, the points of ONE_SITTING "
-                  "(about 90 minutes of training on 2 cores).")
+                  "(1h21m on 2 cores).")
 flags.DEFINE_bool("complete", False, "With --megabytes: every point, variant and ensemble of "
                   "MB_FAMILIES and MB_ENSEMBLES, none cut short (about 4 hours on 2 cores) instead "
                   "of the one-sitting selection.")
-flags.DEFINE_string("families", "", "Families to train (default: all of the frontier). Weights: "
+flags.DEFINE_string("families", "", "Families to train (default: all of the frontier; "
+                    "--megabytes: those of ONE_SITTING unless --complete). Weights: "
                     + ", ".join(FAMILIES) + "; --megabytes: " + ", ".join(MB_FAMILIES)
                     + f" and {ENSEMBLE} (MB_ENSEMBLES: trained points in one bundle).")
 flags.DEFINE_string("budgets", "", "Budgets (default: all). Weights: " + ", ".join(BUDGETS)
