@@ -705,6 +705,14 @@ def exported_as_here(rows, budget):
                == min_elements_of(budget) for row in rows)
 
 
+EPOCHS = re.compile(r", \d+ epochs$")  # the end of a point's name where it is cut short
+
+
+def cut_short(name, epochs):
+    """The name of a point stopped after `epochs` (ONE_SITTING), which EPOCHS matches."""
+    return f"{name}, {epochs} epochs"
+
+
 def mb_points(families, budgets, selection=None):
     """(family, budget, name, train.py flags) of the MB frontier's points asked for: of every
     family's budgets, or of a selection's ({family: {budget: epochs or None}}, ONE_SITTING)."""
@@ -724,7 +732,7 @@ def mb_points(families, budgets, selection=None):
                 if key == "moe_num_mixtures":
                     settings[key] = min(settings[key], MAX_MIXTURES)
             name = point_name(settings, key) if key else "-"
-            found.append((family, budget, name + (f", {epochs} epochs" if epochs else ""),
+            found.append((family, budget, cut_short(name, epochs) if epochs else name,
                           [f"--model={model}", *flag_list(settings), *each.train_flags,
                            *([f"--num_epochs={epochs}"] if epochs else [])]))
     return found
@@ -938,9 +946,6 @@ def precision_table(rows):
         lines.append(f"| {family} | {budget} | {point} | {full['weights']:,} | "
                      + " | ".join(cells) + f" | {ratio} |")
     return "\n".join(lines)
-
-
-EPOCHS = re.compile(r", \d+ epochs$")  # of a point name cut short (ONE_SITTING)
 
 
 def variant_table(rows, variant):
