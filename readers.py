@@ -68,11 +68,11 @@ _SEGMENT_KEY = 2 ** 32  # (video row, start) -> one int64
 
 
 def model_inputs(batch, labels=False):
-    """The tensors of a batch that models read (and its labels and, for segments, their weights),
-    without the string ids, which XLA cannot take."""
+    """The tensors of a batch that models read (and its labels, for segments their weights, and
+    which videos have labels), without the string ids, which XLA cannot take."""
     keys = ("features", "num_frames", "labels") if labels else ("features", "num_frames")
-    if labels and "label_weights" in batch:
-        keys += ("label_weights",)
+    if labels:
+        keys += tuple(k for k in ("label_weights", "labelled") if k in batch)
     return {k: batch[k] for k in keys}
 
 
@@ -210,7 +210,8 @@ class _Reader:
 
     def dataset(self, files, batch_size, num_epochs=1, shuffle=False, num_readers=8, seed=None,
                 shuffle_buffer=None, drop_remainder=False, skipped=None,
-                parallel_calls=tf.data.AUTOTUNE, keep_serialized=False, holdout=None):
+                parallel_calls=tf.data.AUTOTUNE, keep_serialized=False, holdout=None,
+                unlabelled=()):
         """Batches from `files` (a pattern or a list of paths).
 
         Evaluation (shuffle=False) reads every record exactly once per epoch in a fixed order and
@@ -223,27 +224,44 @@ class _Reader:
         tf.data's tuning). keep_serialized: each batch also holds its records as read
         ("serialized", [B] strings), for a model that parses them itself (a teacher).
         holdout (fold, folds): leave out the videos of that fold (fold_of their ids).
+        unlabelled: more files (a pattern or a list), read among `files`, whose videos train
+        without labels (distillation's); each batch then holds "labelled", [B] 1.0 for a video
+        of `files` and 0.0 for one of these.
         """
-        parse = self.parse if not keep_serialized else \
-            (lambda serialized: dict(self.parse(serialized), serialized=serialized))
+        def parse(serialized, labelled=None):
+            batch = self.parse(serialized)
+            if keep_serialized:
+                batch["serialized"] = serialized
+            if labelled is not None:
+                batch["labelled"] = labelled
+            return batch
+
         if isinstance(files, str):
             files = resolve_files(files)
-        if skipped is None:
-            file_ds = tf.data.Dataset.from_tensor_slices(list(files))
-            read_file = tf.data.TFRecordDataset
-        else:
-            sizes = [tf.io.gfile.stat(path).length for path in files]
-            file_ds = tf.data.Dataset.from_tensor_slices((list(files), sizes))
+        if isinstance(unlabelled, str):
+            unlabelled = resolve_files(unlabelled)
+        paths = list(files) + list(unlabelled)
+        columns = [paths]  # of file_ds: path (, size) (, labelled)
+        read_file = tf.data.TFRecordDataset
+        if skipped is not None:
+            columns.append([tf.io.gfile.stat(path).length for path in paths])
             read_file = functools.partial(_tolerant_records, damaged=skipped.damaged_files)
+        sentinel = self.sentinel_record()  # closes a tolerant stream: a record, or its pair
+        if unlabelled:  # a record becomes (record, labelled)
+            columns.append([1.0] * len(files) + [0.0] * len(unlabelled))
+            sentinel = (sentinel, tf.constant(1.0))
+            read_file = functools.partial(_flagged_records, read_file)
+        file_ds = tf.data.Dataset.from_tensor_slices(tuple(columns) if len(columns) > 1
+                                                     else paths)
         if shuffle:
-            file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+            file_ds = file_ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
         records = file_ds.repeat(num_epochs).interleave(
             read_file, cycle_length=max(1, num_readers), block_length=1,
             num_parallel_calls=parallel_calls, deterministic=True)
         if holdout is not None:
             fold, folds = holdout
             records = records.filter(
-                lambda record: fold_of(self.record_id(record)[None], folds)[0] != fold)
+                lambda record, *_: fold_of(self.record_id(record)[None], folds)[0] != fold)
         if shuffle:
             buffer = shuffle_buffer or max(10 * batch_size, 1024)
             records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
@@ -251,7 +269,7 @@ class _Reader:
             raise DataError("a teacher reads whole videos: distillation does not take "
                             "--segment_labels")
         if skipped is not None:
-            batches = self._parse_tolerantly(records, skipped.records, parse).batch(
+            batches = self._parse_tolerantly(records, sentinel, skipped.records, parse).batch(
                 batch_size, drop_remainder=drop_remainder)
         elif self.segments:  # a few videos at a time, then their segments into batches
             batches = records.batch(_VIDEOS_PER_SEGMENT_PARSE).map(
@@ -277,16 +295,18 @@ class _Reader:
         read = int(tf.size(first))
         return round(records * found / read), exact and read == records
 
-    def _parse_tolerantly(self, records, skipped, parse):
-        """Records -> parsed examples, dropping those that fail; `skipped` counts them.
+    @staticmethod
+    def _parse_tolerantly(records, sentinel, skipped, parse):
+        """Records (or (record, labelled) pairs) -> parsed examples, dropping those that fail;
+        `skipped` counts them.
 
         Records are numbered before parsing, so the gap between a survivor's number and the
         count of survivors is the number dropped; a valid sentinel record closes the stream so
         that failures after the last good record are counted too.
         """
-        records = records.concatenate(tf.data.Dataset.from_tensors(self.sentinel_record()))
+        records = records.concatenate(tf.data.Dataset.from_tensors(sentinel))
         parsed = records.enumerate().map(
-            lambda index, record: (index, parse(record[None])),
+            lambda index, element: (index, parse(*[t[None] for t in tf.nest.flatten(element)])),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
 
         def count(kept, item):
@@ -633,6 +653,13 @@ def _tolerant_records(path, size, damaged):
 
     records = records.scan(tf.constant(0, tf.int64), account)
     return records.filter(lambda record, end: ~end).map(lambda record, end: record)
+
+
+def _flagged_records(read_file, *path_and_labelled):
+    """read_file's records of one file (its arguments but the last), each as (record,
+    labelled): the last argument, 1.0 or 0.0."""
+    *arguments, labelled = path_and_labelled
+    return read_file(*arguments).map(lambda record: (record, labelled))
 
 
 def _bytes_feature(values):

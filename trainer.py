@@ -92,6 +92,10 @@ class TrainConfig:
     train_data_pattern: str = option(None, "Comma-separated globs of training TFRecords.", DATA,
                                      flag_default="")
     validation_data_pattern: str = option("", "Evaluate on these files as training goes.", DATA)
+    unlabelled_data_pattern: str = option(
+        "", "Comma-separated globs of more training records whose labels are not used (none "
+            "needed): each of their videos trains on the teacher's probabilities alone. Needs "
+            "--teacher.", DATA)
     num_readers: int = option(8, "Files read in parallel.", DATA)
     skip_corrupt_records: bool = option(
         False, "Drop unreadable records and the damaged ends of files instead of stopping; "
@@ -249,6 +253,9 @@ class TrainConfig:
     def teachers(self):
         """([paths], [weights summing to 1]) of --teacher and --teacher_weights."""
         paths = [p.strip() for p in self.teacher.split(",") if p.strip()]
+        if not paths and self.unlabelled_data_pattern:
+            raise ValueError("--unlabelled_data_pattern needs --teacher: a video without labels "
+                             "trains on the teacher's probabilities alone")
         if not paths:
             if self.teacher_weights or self.teacher_folds or self.teacher_cache:
                 raise ValueError("--teacher_weights, --teacher_folds and --teacher_cache need "
@@ -363,6 +370,8 @@ class Trainer:
         self.out_dir = self.train_dir if self.chief else utils.prepare_dir(os.path.join(
             self.train_dir, "workers", str(self.strategy.cluster_resolver.task_id)))
         self.files = readers.resolve_files(c.train_data_pattern)
+        self.unlabelled = readers.resolve_files(c.unlabelled_data_pattern) \
+            if c.unlabelled_data_pattern else []
         # A run that goes on (or starts from another's weights) has its level from
         # model_flags.json: data of the other level is the wrong data, not a flag to drop.
         goes_on = bool(c.init_from) or (not c.start_new_model
@@ -485,9 +494,12 @@ class Trainer:
             # Rated segments: label_weights [B, C], 1 at each segment's rated classes.
             per_example = self.loss_fn(probabilities, batch["labels"], batch.get("label_weights"))
             if "soft_targets" in batch:
+                soft = distillation.soft_cross_entropy(probabilities, batch["soft_targets"],
+                                                       c.distillation_temperature)
                 per_example = (1.0 - c.distillation_weight) * per_example + \
-                    c.distillation_weight * distillation.soft_cross_entropy(
-                        probabilities, batch["soft_targets"], c.distillation_temperature)
+                    c.distillation_weight * soft
+                if "labelled" in batch:  # a video of --unlabelled_data_pattern: the soft loss
+                    per_example = tf.where(batch["labelled"] > 0, per_example, soft)
             loss = tf.nn.compute_average_loss(per_example)
             if self.model.losses:
                 penalty = tf.add_n([tf.cast(x, tf.float32) for x in self.model.losses])
@@ -562,7 +574,7 @@ class Trainer:
         dataset = self.reader.dataset(self.files, c.batch_size, num_epochs=c.num_epochs,
                                       shuffle=True, num_readers=c.num_readers, seed=c.seed,
                                       skipped=skipped, keep_serialized=self.teacher is not None,
-                                      holdout=c.holdout())
+                                      holdout=c.holdout(), unlabelled=self.unlabelled)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = \
             tf.data.experimental.AutoShardPolicy.DATA
@@ -638,7 +650,7 @@ class Trainer:
             # -- the loop: rounds of steps, each ending at a step that logs, saves, validates or is
             # the last (or after steps_per_loop steps) --
             outputs = None
-            with self.reader.reraise_data_errors(self.files), stop:
+            with self.reader.reraise_data_errors(self.files + self.unlabelled), stop:
                 iterator = iter(batches)
                 while c.max_steps is None or step < c.max_steps:
                     steps = self.steps_in_round(step, start_step, bool(validation))
@@ -664,7 +676,7 @@ class Trainer:
                         break
                 if step == start_step and not stop.requested and (c.max_steps is None
                                                                  or step < c.max_steps):
-                    raise readers.no_records(self.files)
+                    raise readers.no_records(self.files + self.unlabelled)
                 if outputs is not None:
                     finite(outputs[0], step)
                 saver.save(step)
@@ -762,7 +774,7 @@ class Trainer:
         sample of the files where their records are not counted) or max_steps."""
         c = self.config
         # videos, or rated segments (estimated from a sample of records)
-        self.videos, exact = self.reader.estimate_examples(self.files)
+        self.videos, exact = self.reader.estimate_examples(self.files + self.unlabelled)
         if c.holdout():  # about (K - 1) / K of the videos are trained on
             folds = c.holdout()[1]
             self.videos, exact = round(self.videos * (folds - 1) / folds), False
@@ -800,8 +812,11 @@ class Trainer:
         """The progress line of `step`, its TensorBoard scalars and its train_log.jsonl line."""
         c = self.config
         loss, probabilities, labels = outputs
+        probabilities, labels = gather(self.strategy, probabilities), gather(self.strategy, labels)
+        if self.unlabelled:  # the batch's GAP over its labelled videos (every one has a label)
+            probabilities, labels = probabilities[labels.any(axis=1)], labels[labels.any(axis=1)]
         metrics = eval_util.EvaluationMetrics()
-        metrics.add(gather(self.strategy, probabilities), gather(self.strategy, labels))
+        metrics.add(probabilities, labels)
         now = time.time()
         values = {
             "step": step, "total_steps": self.end_step,

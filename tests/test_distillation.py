@@ -172,6 +172,29 @@ def test_a_training_step_mixes_the_label_loss_and_the_soft_loss(generated_data, 
     assert float(loss) == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.slow  # the teachers are trained by TensorFlow processes
+def test_an_unlabelled_video_trains_on_the_soft_loss_alone(generated_data, teachers, tmp_path):
+    *labelled, unlabelled = generated_data["video"].split(",")  # 3 shards of 200 videos
+    config = trainer.TrainConfig(
+        train_dir=str(tmp_path / "student"),
+        model_flags=model_flags.describe("LogisticModel", num_classes=50), batch_size=64,
+        train_data_pattern=",".join(labelled), unlabelled_data_pattern=unlabelled,
+        teacher=str(teachers / "moe"), distillation_weight=0.3, regularization_penalty=0.0)
+    run = trainer.Trainer(config)
+    batch = next(iter(run.reader.dataset(labelled, 64, shuffle=True, seed=2,
+                                         keep_serialized=True, unlabelled=[unlabelled])))
+    flags = batch["labelled"].numpy()
+    assert 0 < flags.sum() < 64  # both kinds in the batch
+    soft = run.teacher(batch["serialized"], batch["id"]).numpy()
+    loss, probabilities, labels = run.train_step(batch)
+    p = probabilities.numpy().astype(np.float64)
+    eps = 1e-5
+    label_loss = -np.sum(labels * np.log(p + eps) + (1 - labels) * np.log(1 - p + eps), axis=1)
+    soft_loss = numpy_soft_cross_entropy(p, soft, 1.0)
+    expected = np.where(flags > 0, 0.7 * label_loss + 0.3 * soft_loss, soft_loss)
+    assert float(loss) == pytest.approx(np.mean(expected), rel=1e-4)
+
+
 @pytest.mark.slow  # TensorFlow processes
 def test_a_distilled_run_trains_and_bad_teachers_are_one_line(generated_data, teachers,
                                                               tmp_path):
@@ -191,14 +214,27 @@ def test_a_distilled_run_trains_and_bad_teachers_are_one_line(generated_data, te
          "--teacher_weights needs 1 non-negative numbers"),
         (["--holdout_fold=3/2"], "--holdout_fold=3/2: give I/K with 0 <= I < K"),
         ([f"--teacher={teachers / 'moe'}", "--distillation_weight=2"],
-         "--distillation_weight must be between 0 and 1")]
+         "--distillation_weight must be between 0 and 1"),
+        ([f"--unlabelled_data_pattern={generated_data['video']}"],
+         "--unlabelled_data_pattern needs --teacher"),
+        ([f"--teacher={teachers / 'moe'}", f"--unlabelled_data_pattern={tmp_path}/none*"],
+         "no file matches")]
     arguments = []
     for flags, _ in cases:
         data = generated_data["frames" if "--frame_features" in flags else "video"]
         arguments.append([f"--train_dir={tmp_path / 's'}", f"--train_data_pattern={data}",
                           "--num_classes=50", "--max_steps=1", *flags])
-    (code, out, err), *refused = run_in_one_process("train", [trained, *arguments])
+    *labelled, unlabelled = generated_data["video"].split(",")  # 3 shards of 200 videos
+    with_unlabelled = [f"--train_dir={tmp_path / 'unlabelled'}",
+                       f"--train_data_pattern={','.join(labelled)}",
+                       f"--unlabelled_data_pattern={unlabelled}", "--num_classes=50",
+                       "--batch_size=32", "--num_epochs=1", f"--teacher={teachers / 'knn'}",
+                       "--teacher_cache"]
+    (code, out, err), (code_u, out_u, err_u), *refused = run_in_one_process(
+        "train", [trained, with_unlabelled, *arguments])
     assert code == 0 and "done at step 4" in out, err[-2000:]
+    # an epoch of 400 + 200 videos in batches of 32: 19 steps (13 for the labelled alone)
+    assert code_u == 0 and "done at step 19 (--num_epochs=1 done)" in out_u, err_u[-2000:]
     for (flags, message), (code, _, err) in zip(cases, refused):
         lines = err.strip().splitlines()
         assert code == 1 and len(lines) == 1 and message in lines[0], (flags, err[-1000:])

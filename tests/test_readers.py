@@ -123,6 +123,39 @@ def test_training_shuffles_and_honours_num_epochs(tmp_path):
     assert ids[:20].tolist() != ordered
 
 
+@pytest.mark.parametrize("tolerant", [False, True])
+def test_unlabelled_files_are_read_among_the_labelled_and_flagged(tmp_path, tolerant):
+    def video(name, labels):
+        return video_example(name.encode(), labels, np.zeros(1024), np.zeros(128))
+
+    labelled = [write(tmp_path / f"l{i}.tfrecord", [video(f"l{i}-{j}", [j]) for j in range(6)])
+                for i in range(2)]
+    # a 2017 test file (no labels key) and one whose labels are there but not to be used
+    unlabelled = [write(tmp_path / "u0.tfrecord", [video(f"u0-{j}", None) for j in range(5)]),
+                  write(tmp_path / "u1.tfrecord", [video(f"u1-{j}", [7]) for j in range(4)])]
+    skipped = readers.SkipCounts() if tolerant else None
+    kwargs = dict(num_epochs=2, shuffle=True, seed=1, skipped=skipped, keep_serialized=True)
+    got = read_all(readers.VideoReader(), labelled, batch_size=5, unlabelled=unlabelled,
+                   **kwargs)
+    ids = [i.decode() for i in got["id"]]
+    assert sorted(ids) == sorted(2 * [f"l{i}-{j}" for i in range(2) for j in range(6)]
+                                 + 2 * [f"u0-{j}" for j in range(5)]
+                                 + 2 * [f"u1-{j}" for j in range(4)])
+    assert got["labelled"].tolist() == [float(i.startswith("l")) for i in ids]
+    assert {i[0] for i in ids[:12]} == {"l", "u"}  # mixed, not one after the other
+    parsed = readers.VideoReader().parse(tf.constant(got["serialized"]))
+    assert [i.decode() for i in parsed["id"].numpy()] == ids
+    # without unlabelled files, no flag and the same batches as before
+    plain = read_all(readers.VideoReader(), labelled, batch_size=5, **kwargs)
+    assert "labelled" not in plain and len(plain["id"]) == 24
+    held = read_all(readers.VideoReader(), labelled, batch_size=5, unlabelled=unlabelled,
+                    holdout=(0, 2))
+    kept = [i.decode() for i in held["id"]]
+    folds = readers.fold_of(tf.constant(kept), 2).numpy()
+    assert 0 < len(kept) < 21 and (folds == 1).all()  # fold 0 left out
+    assert held["labelled"].tolist() == [float(i.startswith("l")) for i in kept]
+
+
 def test_patterns_are_comma_separated_globs(tmp_path):
     a = write(tmp_path / "a1.tfrecord", [video_example(b"1", [1], np.zeros(1024), np.zeros(128))])
     b = write(tmp_path / "b1.tfrecord", [video_example(b"2", [1], np.zeros(1024), np.zeros(128))])
