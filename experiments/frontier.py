@@ -47,18 +47,12 @@ import warnings
 
 import runs  # beside this script; puts the repository on sys.path
 from absl import app, flags
+from runs import BATCH, DATA, KNN_TRAINING, TRAIN_VIDEOS, TRAINING
 
 import utils  # noqa: E402
 
 utils.quiet_tensorflow()
 
-TRAIN_VIDEOS = 43552
-DATA = {"train": ("yt8m-2018-video/train/*.tfrecord", "yt8m-2018-video/extra-train/*.tfrecord"),
-        "validate": ("yt8m-2018-video/validate/*.tfrecord",)}
-BATCH = 256
-TRAINING = [f"--batch_size={BATCH}", "--base_learning_rate=0.003", "--num_epochs=12",
-            f"--validation_steps={TRAIN_VIDEOS // BATCH}", "--log_steps=85",
-            "--batch_norm_momentum=0.9"]
 BUDGETS = {"0.1M": 100_000, "0.5M": 500_000, "2M": 2_000_000,
            "4.5M": 4_460_000,  # the starter's LogisticModel: 4,452,886 weights
            "8M": 8_000_000}
@@ -156,7 +150,6 @@ SIZED_AT = "uint8"
 SAVED_MODEL_MB = 0.06  # a BottleneckModel export's saved_model.pb: 59 KB (the .tgz compresses)
 MAX_MIXTURES = 2  # MoE points of at most 2 mixtures (a 6-mixture MoE would fit 64 MB; time)
 MOE_2 = {"video_level_classifier_model": "MoeModel", "moe_num_mixtures": 2}
-KNN_TRAINING = ["--base_learning_rate=0.01", "--num_epochs=10"]  # EXPERIMENTS: KnnMoeModel
 # The teacher of the distilled students: KnnMoeModel (the best video-level model) cross-fitted
 # on TEACHER_FOLDS folds, each video's soft targets from the teacher that never saw it.
 TEACHER_FOLDS = 2
@@ -218,6 +211,13 @@ for _name, _budgets in AVERAGED.items():
     MB_FAMILIES[f"{_name}+averaged"] = Family(
         _family.about + ", weights averaged (" + " ".join(WEIGHT_AVERAGING) + ")",
         {b: _family.budgets[b] for b in _budgets}, [*_family.train_flags, *WEIGHT_AVERAGING])
+# Averaged and distilled together, where averaging alone is the better variant (4 MB): against
+# each family averaged alone (its "+distilled" variant table) and against each other.
+for _name in ("dense", "low_rank", "circulant_gating"):
+    _family = MB_FAMILIES[f"{_name}+averaged"]
+    MB_FAMILIES[f"{_name}+averaged+distilled"] = Family(
+        _family.about + f", distilled from the {TEACHER_FOLDS}-fold KnnMoeModel teacher",
+        {"4MB": _family.budgets["4MB"]}, [*_family.train_flags, *DISTILLATION])
 # Ensembles: several points' runs (family, budget, seed[, weight]) in one bundle (ensemble.py
 # --bundle_dir: the weighted mean of their probabilities inside the graph, uint8), each of which
 # must fit the budget it is listed under. The weight of 4 for KnnMoeModel is the better of 2 and

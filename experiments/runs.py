@@ -15,6 +15,17 @@ import utils  # noqa: E402
 utils.quiet_tensorflow()
 import trainer  # noqa: E402
 
+# The video-level experiments' data (below utils.shared_data_dir()) and training: the real 2018
+# files, 43,552 training videos, validation after every epoch.
+TRAIN_VIDEOS = 43552
+DATA = {"train": ("yt8m-2018-video/train/*.tfrecord", "yt8m-2018-video/extra-train/*.tfrecord"),
+        "validate": ("yt8m-2018-video/validate/*.tfrecord",)}
+BATCH = 256
+TRAINING = [f"--batch_size={BATCH}", "--base_learning_rate=0.003", "--num_epochs=12",
+            f"--validation_steps={TRAIN_VIDEOS // BATCH}", "--log_steps=85",
+            "--batch_norm_momentum=0.9"]
+KNN_TRAINING = ["--base_learning_rate=0.01", "--num_epochs=10"]  # EXPERIMENTS: KnnMoeModel
+
 
 def run_train(args, name, train_dir):
     """Train in train_dir with train.py's `args` unless it holds a finished run of them.

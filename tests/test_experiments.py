@@ -235,6 +235,43 @@ def test_averaged_families_are_their_base_points_trained_with_weight_averaging()
         "| +0.0060 |")
 
 
+def test_averaged_and_distilled_families_add_the_teachers_to_the_averaged_points():
+    frontier = frontier_module()
+    for name in ("dense", "low_rank", "circulant_gating"):
+        [(_, _, point, averaged_flags)] = frontier.mb_points([name + "+averaged"], ["4MB"])
+        [(family, _, both_point, both_flags)] = frontier.mb_points(
+            [name + "+averaged+distilled"], ["4MB"])
+        assert (family, both_point) == (name + "+averaged+distilled", point)
+        assert both_flags == [*averaged_flags, *frontier.DISTILLATION]
+    rows = [{"family": family, "budget": "4MB", "point": "p", "seed": 0, "precision": "uint8",
+             "bundle_mb": 3.2, "gap": gap, "weights": 10}
+            for family, gap in (("low_rank+averaged", 0.7280), ("low_rank+averaged+distilled",
+                                                                0.7300))]
+    assert frontier.variant_table(rows, "+distilled").splitlines()[2] == (
+        "| low_rank+averaged (uint8) | 4MB | p | 0.7280 (1 seed) | 0.7300 (1 seed) | +0.0020 |")
+
+
+def test_the_teachers_table_compares_each_student_with_labels_alone_on_its_labelled_videos():
+    rows = [{"variant": variant, "seed": seed, "gap": gap, "labelled_videos": labelled,
+             "unlabelled_videos": unlabelled, "teacher": teacher, "teacher_gaps": gaps}
+            for variant, seed, gap, labelled, unlabelled, teacher, gaps in (
+                ("all labelled", 0, 0.70, 100, 0, None, None),
+                ("all labelled", 1, 0.71, 100, 0, None, None),
+                ("half labelled", 0, 0.65, 50, 0, None, None),
+                ("folds", 0, 0.72, 100, 0, "2 folds", [0.73, 0.74]),
+                ("half + unlabelled", 0, 0.69, 50, 50, "half", [0.7]))]
+    script = ("import json, sys; sys.argv = ['teachers']; import teachers; "
+              f"print(teachers.table(json.loads({json.dumps(json.dumps(rows))})))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=os.path.join(REPO_DIR, "experiments"), timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[2:] == [
+        "| all labelled | - | 0.7000, 0.7100 | 0.7050 | +0.0000 |",
+        "| half labelled | - | 0.6500 | 0.6500 | +0.0000 |",
+        "| folds | KnnMoeModel, 2 folds (0.73, 0.74) | 0.7200 | 0.7200 | +0.0150 |",
+        "| half + unlabelled | KnnMoeModel, half (0.7) | 0.6900 | 0.6900 | +0.0400 |"]
+
+
 def test_quarter_megabyte_points_fit_with_their_small_tensors_quantized_too():
     frontier = frontier_module()
     assert frontier.min_elements_of("0.25MB") == 3862 < frontier.min_elements_of("1MB")
