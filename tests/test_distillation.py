@@ -196,6 +196,23 @@ def test_an_unlabelled_video_trains_on_the_soft_loss_alone(generated_data, teach
 
 
 @pytest.mark.slow  # TensorFlow processes
+def test_distillation_on_two_cpu_devices_trains_as_on_one(generated_data, teachers, tmp_path):
+    """Mirrored over two logical CPUs, with cached teachers by fold and unlabelled videos."""
+    *labelled, unlabelled = generated_data["video"].split(",")
+    flags = [f"--train_data_pattern={','.join(labelled)}",
+             f"--unlabelled_data_pattern={unlabelled}", "--num_classes=50", "--batch_size=32",
+             "--max_steps=6", "--log_steps=1",
+             "--model=MoeModel", f"--teacher={teachers / 'moe'},{teachers / 'knn'}",
+             "--teacher_folds=2", "--teacher_cache"]
+    for folder, devices in (("one", []), ("two", ["--cpu_devices=2"])):
+        run_tool("train.py", f"--train_dir={tmp_path / folder}", *flags, *devices)
+    one, two = (trainer.read_train_log(str(tmp_path / folder)) for folder in ("one", "two"))
+    assert [r["step"] for r in one] == [r["step"] for r in two] == [1, 2, 3, 4, 5, 6]
+    for first, second in zip(one, two):
+        assert first["loss"] == pytest.approx(second["loss"], rel=1e-4), first["step"]
+
+
+@pytest.mark.slow  # TensorFlow processes
 def test_a_distilled_run_trains_and_bad_teachers_are_one_line(generated_data, teachers,
                                                               tmp_path):
     trained = [f"--train_dir={tmp_path / 'student'}",

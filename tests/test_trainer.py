@@ -262,6 +262,29 @@ def test_a_step_under_mixed_precision_matches_float32(generated_data, tmp_path, 
         assert np.linalg.norm(low[2] - change) <= change_tol * np.linalg.norm(change), precision
 
 
+def test_a_distilled_frame_level_step_under_mixed_precision_matches_float32(generated_data,
+                                                                          tmp_path):
+    """A frame-level teacher of the student's records: its probabilities (float32, whatever
+    the student computes in) take part in the loss at every precision."""
+    teacher = config_for(generated_data, tmp_path / "teacher", "FrameLevelLogisticModel", True,
+                         {}, max_steps=2)
+    assert trainer.Trainer(teacher).run() == 0
+    model, settings = SMALL_MODELS[3][0], SMALL_MODELS[3][2]  # DbofModel
+    distilled = dict(teacher=str(tmp_path / "teacher"), distillation_weight=0.5)
+    alone = one_step(generated_data, tmp_path / "alone", model, True, settings)[0]
+    loss, probabilities, change, _ = one_step(generated_data, tmp_path / "float32", model, True,
+                                              settings, **distilled)
+    assert abs(loss - alone) > 0.05 * alone  # the teacher's share is in the loss
+    for precision, (loss_tol, probability_tol, change_tol) in PRECISION_TOLERANCE.items():
+        low = one_step(generated_data, tmp_path / precision, model, True, settings,
+                       mixed_precision=precision, **distilled)
+        assert abs(low[0] - loss) <= loss_tol * loss, precision
+        assert np.abs(low[1] - probabilities).max() <= probability_tol, precision
+        if precision == "mixed_float16" and not np.any(low[2]):
+            continue  # loss scaling skipped the first step (see the test above)
+        assert np.linalg.norm(low[2] - change) <= change_tol * np.linalg.norm(change), precision
+
+
 def test_float16_training_updates_and_keeps_float32_checkpoints(generated_data, tmp_path):
     config = config_for(generated_data, tmp_path, "MoeModel", settings={"compact_layers": "moe"},
                         mixed_precision="mixed_float16", max_steps=6, checkpoint_steps=3)
