@@ -31,7 +31,7 @@ KnnMoeModel teacher, "F+averaged" is F with its weights averaged (WEIGHT_AVERAGI
 "ensemble" puts trained points in one bundle (MB_ENSEMBLES); frontier_mb.md compares each
 variant with its base family. By default only the points of ONE_SITTING and their ensembles are
 trained (1h21m on 2 cores; what it leaves out is listed there); --complete trains
-every point of MB_FAMILIES and every ensemble (about 4 hours).
+every point of MB_FAMILIES and every ensemble (about 5 hours).
 """
 
 import collections
@@ -239,17 +239,17 @@ MB_ENSEMBLES = {
 }
 
 
-# The frontier in one sitting (--megabytes without --complete): 1h21m from nothing on 2 cores
-# (65 minutes of it training) instead of about 4 hours, each budget's best bundle and its
-# like-for-like rivals kept (EXPERIMENTS.md, "The frontier in one sitting").
-# family -> {budget: epochs (None: TRAINING's 12)}. Cut from the complete frontier: the
-# labels-only students but the dense ones at 0.25 and 1 MB (the distillation gains) and all
-# of them at 4 MB, where the averaged students are the better variant; the distilled students
-# at 4 MB; the averaged ones at 1 MB but circulant gating (members of the 4 MB ensemble); the
-# MoE with dense gates and the 1-mixture MoEs (below the 2-mixture ones that fit 16 MB);
-# KnnMoeModel averaged; the ensembles that were not their budget's best. Epochs: a point stops
-# one epoch after the last best epoch of its complete runs (2 seeds); the learning rate decays
-# by examples seen, not by --num_epochs, so a shorter run is the longer one's beginning.
+# The frontier in one sitting (--megabytes without --complete): 1h21m from nothing on 2 cores (65
+# minutes of it training) instead of about 5 hours, each budget's best bundle and its like-for-like
+# rivals kept (EXPERIMENTS.md, "The frontier in one sitting"). family -> {budget: epochs (None:
+# TRAINING's 12)}. Cut from the complete frontier: the labels-only students but the dense ones at
+# 0.25 and 1 MB (the distillation gains) and all of them at 4 MB, where the averaged students are
+# the better variant; the distilled students at 4 MB, and the averaged and distilled ones (no
+# better than averaged); the averaged ones at 1 MB but circulant gating (members of the 4 MB
+# ensemble); the MoE with dense gates and the 1-mixture MoEs (below the 2-mixture ones that fit 16
+# MB); KnnMoeModel averaged; the ensembles that were not their budget's best. Epochs: a point stops
+# one epoch after the last best epoch of its complete runs (2 seeds); the learning rate decays by
+# examples seen, not by --num_epochs, so a shorter run is the longer one's beginning.
 ONE_SITTING = {
     "dense": {"0.25MB": None, "1MB": 4},
     "dense+distilled": {"0.25MB": None, "1MB": 6},
@@ -271,7 +271,7 @@ flags.DEFINE_bool("megabytes", False, "The frontier in megabytes of bundle: each
                   "too (see MB_FAMILIES). Without --complete, the points of ONE_SITTING "
                   "(1h21m on 2 cores).")
 flags.DEFINE_bool("complete", False, "With --megabytes: every point, variant and ensemble of "
-                  "MB_FAMILIES and MB_ENSEMBLES, none cut short (about 4 hours on 2 cores) instead "
+                  "MB_FAMILIES and MB_ENSEMBLES, none cut short (about 5 hours on 2 cores) instead "
                   "of the one-sitting selection.")
 flags.DEFINE_string("families", "", "Families to train (default: all of the frontier; "
                     "--megabytes: those of ONE_SITTING unless --complete). Weights: "
