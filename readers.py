@@ -232,8 +232,10 @@ class _Reader:
             batch = self.parse(serialized)
             if keep_serialized:
                 batch["serialized"] = serialized
-            if labelled is not None:
+            if labelled is not None:  # (B,): an unlabelled video's labels, if any, are not used
                 batch["labelled"] = labelled
+                batch["labels"] *= labelled[:, None]
+                batch["num_labels"] *= tf.cast(labelled, tf.int32)
             return batch
 
         if isinstance(files, str):

@@ -813,7 +813,7 @@ class Trainer:
         c = self.config
         loss, probabilities, labels = outputs
         probabilities, labels = gather(self.strategy, probabilities), gather(self.strategy, labels)
-        if self.unlabelled:  # the batch's GAP over its labelled videos (every one has a label)
+        if self.unlabelled:  # the batch's GAP over its labelled videos (the others have none)
             probabilities, labels = probabilities[labels.any(axis=1)], labels[labels.any(axis=1)]
         metrics = eval_util.EvaluationMetrics()
         metrics.add(probabilities, labels)

@@ -142,6 +142,9 @@ def test_unlabelled_files_are_read_among_the_labelled_and_flagged(tmp_path, tole
                                  + 2 * [f"u0-{j}" for j in range(5)]
                                  + 2 * [f"u1-{j}" for j in range(4)])
     assert got["labelled"].tolist() == [float(i.startswith("l")) for i in ids]
+    assert [np.flatnonzero(row).tolist() for row in got["labels"]] == [
+        [int(i[-1])] if i.startswith("l") else [] for i in ids]  # u1's labels are not used
+    assert got["num_labels"].tolist() == [int(i.startswith("l")) for i in ids]
     assert {i[0] for i in ids[:12]} == {"l", "u"}  # mixed, not one after the other
     parsed = readers.VideoReader().parse(tf.constant(got["serialized"]))
     assert [i.decode() for i in parsed["id"].numpy()] == ids
