@@ -142,6 +142,8 @@ def main(argv):
     if not os.path.isdir(utils.shared_data_dir()):
         raise SystemExit(f"error: no real data at {utils.shared_data_dir()}: set "
                          "YT8M_SHARED_DATA to the folder of yt8m-2018-video/")
+    if not all(seed.isdigit() for seed in FLAGS.seeds):
+        raise SystemExit(f"error: --seeds={','.join(FLAGS.seeds)}: give whole numbers, e.g. 0,1")
     rows = [student(variant, training_set, teacher_name, int(seed))
             for variant, training_set, teacher_name in VARIANTS for seed in FLAGS.seeds]
     os.makedirs(FLAGS.out_dir, exist_ok=True)
