@@ -248,10 +248,8 @@ class _Reader:
         if skipped is not None:
             columns.append([tf.io.gfile.stat(path).length for path in paths])
             read_file = functools.partial(_tolerant_records, damaged=skipped.damaged_files)
-        sentinel = self.sentinel_record()  # closes a tolerant stream: a record, or its pair
         if unlabelled:  # a record becomes (record, labelled)
             columns.append([1.0] * len(files) + [0.0] * len(unlabelled))
-            sentinel = (sentinel, tf.constant(1.0))
             read_file = functools.partial(_flagged_records, read_file)
         file_ds = tf.data.Dataset.from_tensor_slices(tuple(columns) if len(columns) > 1
                                                      else paths)
@@ -271,7 +269,8 @@ class _Reader:
             raise DataError("a teacher reads whole videos: distillation does not take "
                             "--segment_labels")
         if skipped is not None:
-            batches = self._parse_tolerantly(records, sentinel, skipped.records, parse).batch(
+            batches = self._parse_tolerantly(records, skipped.records, parse,
+                                             paired=bool(unlabelled)).batch(
                 batch_size, drop_remainder=drop_remainder)
         elif self.segments:  # a few videos at a time, then their segments into batches
             batches = records.batch(_VIDEOS_PER_SEGMENT_PARSE).map(
@@ -297,15 +296,17 @@ class _Reader:
         read = int(tf.size(first))
         return round(records * found / read), exact and read == records
 
-    @staticmethod
-    def _parse_tolerantly(records, sentinel, skipped, parse):
-        """Records (or (record, labelled) pairs) -> parsed examples, dropping those that fail;
-        `skipped` counts them.
+    def _parse_tolerantly(self, records, skipped, parse, paired=False):
+        """Records (paired: (record, labelled) pairs) -> parsed examples, dropping those that
+        fail; `skipped` counts them.
 
         Records are numbered before parsing, so the gap between a survivor's number and the
         count of survivors is the number dropped; a valid sentinel record closes the stream so
         that failures after the last good record are counted too.
         """
+        sentinel = self.sentinel_record()
+        if paired:
+            sentinel = (sentinel, tf.constant(1.0))
         records = records.concatenate(tf.data.Dataset.from_tensors(sentinel))
         parsed = records.enumerate().map(
             lambda index, element: (index, parse(*[t[None] for t in tf.nest.flatten(element)])),

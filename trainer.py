@@ -372,6 +372,7 @@ class Trainer:
         self.files = readers.resolve_files(c.train_data_pattern)
         self.unlabelled = readers.resolve_files(c.unlabelled_data_pattern) \
             if c.unlabelled_data_pattern else []
+        self.read_files = self.files + self.unlabelled  # every file the training steps read
         # A run that goes on (or starts from another's weights) has its level from
         # model_flags.json: data of the other level is the wrong data, not a flag to drop.
         goes_on = bool(c.init_from) or (not c.start_new_model
@@ -650,7 +651,7 @@ class Trainer:
             # -- the loop: rounds of steps, each ending at a step that logs, saves, validates or is
             # the last (or after steps_per_loop steps) --
             outputs = None
-            with self.reader.reraise_data_errors(self.files + self.unlabelled), stop:
+            with self.reader.reraise_data_errors(self.read_files), stop:
                 iterator = iter(batches)
                 while c.max_steps is None or step < c.max_steps:
                     steps = self.steps_in_round(step, start_step, bool(validation))
@@ -676,7 +677,7 @@ class Trainer:
                         break
                 if step == start_step and not stop.requested and (c.max_steps is None
                                                                  or step < c.max_steps):
-                    raise readers.no_records(self.files + self.unlabelled)
+                    raise readers.no_records(self.read_files)
                 if outputs is not None:
                     finite(outputs[0], step)
                 saver.save(step)
@@ -774,7 +775,7 @@ class Trainer:
         sample of the files where their records are not counted) or max_steps."""
         c = self.config
         # videos, or rated segments (estimated from a sample of records)
-        self.videos, exact = self.reader.estimate_examples(self.files + self.unlabelled)
+        self.videos, exact = self.reader.estimate_examples(self.read_files)
         if c.holdout():  # about (K - 1) / K of the videos are trained on
             folds = c.holdout()[1]
             self.videos, exact = round(self.videos * (folds - 1) / folds), False
@@ -814,7 +815,8 @@ class Trainer:
         loss, probabilities, labels = outputs
         probabilities, labels = gather(self.strategy, probabilities), gather(self.strategy, labels)
         if self.unlabelled:  # the batch's GAP over its labelled videos (the others have none)
-            probabilities, labels = probabilities[labels.any(axis=1)], labels[labels.any(axis=1)]
+            labelled = labels.any(axis=1)
+            probabilities, labels = probabilities[labelled], labels[labelled]
         metrics = eval_util.EvaluationMetrics()
         metrics.add(probabilities, labels)
         now = time.time()

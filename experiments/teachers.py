@@ -29,7 +29,7 @@ import statistics
 
 import runs  # beside this script; puts the repository on sys.path
 from absl import app, flags
-from runs import BATCH, DATA, KNN_TRAINING, TRAINING
+from runs import BATCH, DATA, KNN_TRAINING, TRAIN_VIDEOS, TRAINING
 
 import utils  # noqa: E402
 
@@ -41,9 +41,11 @@ STUDENT = ["--model=BottleneckModel", "--bottleneck_size=192", "--num_epochs=6"]
 TEACHER = ["--model=KnnMoeModel", *KNN_TRAINING]
 # Training sets: (labelled folders, unlabelled folders, labelled videos, unlabelled videos)
 # of DATA's training folders, train/ and extra-train/.
-EVERY_VIDEO = (DATA["train"], (), 43552, 0)
-TRAIN_ONLY = (DATA["train"][:1], (), 23091, 0)
-WITH_UNLABELLED = (DATA["train"][:1], DATA["train"][1:], 23091, 20461)
+TRAIN_FOLDER_VIDEOS = 23091  # train/; extra-train/ holds the rest of TRAIN_VIDEOS, 20,461
+EVERY_VIDEO = (DATA["train"], (), TRAIN_VIDEOS, 0)
+TRAIN_ONLY = (DATA["train"][:1], (), TRAIN_FOLDER_VIDEOS, 0)
+WITH_UNLABELLED = (DATA["train"][:1], DATA["train"][1:], TRAIN_FOLDER_VIDEOS,
+                   TRAIN_VIDEOS - TRAIN_FOLDER_VIDEOS)
 # Teachers: name -> (training set, folds); a folded teacher is one run per fold.
 TEACHERS = {"every video": (EVERY_VIDEO, 0), "2 folds": (EVERY_VIDEO, 2),
             "train/": (TRAIN_ONLY, 0)}
@@ -89,7 +91,7 @@ def teacher(name):
         holdout = [f"--holdout_fold={fold}/{folds}"] if folds else []
         folder = os.path.join(FLAGS.out_dir, "teachers", name.replace("/", "").replace(" ", "_"),
                               f"fold_{fold}" if folds else "all")
-        row = train(f"teacher {name} {' '.join(holdout)}",
+        row = train(" ".join(["teacher", name, *holdout]),
                     [*data_args(training_set), *TEACHER, *holdout, "--seed=0"], folder)
         folders.append(folder)
         gaps.append(round(row["gap"], 4))
