@@ -4,11 +4,15 @@ as a folder and optionally a .tgz, refused over a size budget. export_model.py a
 write them; inference.py, ensemble.py and TensorFlow Serving read them as any SavedModel.
 """
 
+import contextlib
 import copy
+import gzip
 import os
 import re
 import shutil
 import tarfile
+import tempfile
+import zlib
 
 import tensorflow as tf
 from absl import flags
@@ -76,7 +80,9 @@ class ServingModule(tf.Module):
 
     def __init__(self, members, top_k, precision=FLOAT32):
         super().__init__()
-        self.readers = [reader for _, reader, _ in members]
+        self.readers = [copy.copy(reader) for _, reader, _ in members]
+        for reader in self.readers:
+            reader.labels_used = False  # a served record's labels are not read
         self.held = [_Held(model) for model, _, _ in members]
         self.shares = [float(weight) for _, _, weight in members]
         self.trainable = [[StoredWeight(v.numpy(), precision, f"m{i}_t{j}")
@@ -169,16 +175,20 @@ def check_writable(path, flag):
         raise ValueError(f"--{flag}={path}: {folder} is not writable; choose another place")
 
 
-def refuse_over_budget(size, max_mb, what, written):
-    """Remove what was `written` and raise when `size` bytes exceed max_mb (0: no limit)."""
+def refuse_over_budget(size, max_mb, what, written, precision=FLOAT32):
+    """Remove what was `written` and raise when `size` bytes exceed max_mb (0: no limit); the
+    advice names a smaller precision than `precision` where there is one."""
     if max_mb and size > max_mb * 2**20:
         for path in written:
             if os.path.isdir(path):
                 shutil.rmtree(path)
             elif os.path.exists(path):
                 os.remove(path)
+        smaller = quantization.PRECISIONS[quantization.PRECISIONS.index(precision.name) + 1:]
+        advice = f"try --quantize={smaller[-1]} or a smaller model" if smaller else \
+            "try a smaller model"
         raise ValueError(f"{what} is {size / 2**20:.2f} MB, over --max_bundle_mb={max_mb:g}: "
-                         "nothing was kept; try --quantize=uint8 or a smaller model")
+                         f"nothing was kept; {advice}")
 
 
 def check_outputs(output_dir, output_tgz, dir_flag="output_dir", tgz_flag="output_tgz"):
@@ -198,15 +208,17 @@ def write(members, flags_folder, description, output_dir, output_tgz, top_k, pre
     size = export_members(members, output_dir, top_k, precision)
     model_flags.copy(flags_folder, output_dir)
     weights = sum(model.count_params() for model, _, _ in members)
+    if output_tgz:
+        bundle(output_dir, output_tgz)
+        refuse_over_budget(os.path.getsize(output_tgz), max_mb, f"the bundle {output_tgz}",
+                           [output_tgz, output_dir], precision)
+    else:
+        refuse_over_budget(size, max_mb, f"the SavedModel {output_dir}", [output_dir], precision)
     print(f"exported {description} to {output_dir}: {weights:,} weights at "
           f"{precision.name}, {size / 2**20:.2f} MB on disk", flush=True)
-    if not output_tgz:
-        refuse_over_budget(size, max_mb, f"the SavedModel {output_dir}", [output_dir])
-        return
-    bundle(output_dir, output_tgz)
-    size = os.path.getsize(output_tgz)
-    refuse_over_budget(size, max_mb, f"the bundle {output_tgz}", [output_tgz, output_dir])
-    print(f"bundled in {output_tgz} ({size / 2**20:.2f} MB)", flush=True)
+    if output_tgz:
+        print(f"bundled in {output_tgz} ({os.path.getsize(output_tgz) / 2**20:.2f} MB)",
+              flush=True)
 
 
 def serving_error(model_dir, err):
@@ -214,8 +226,8 @@ def serving_error(model_dir, err):
     what is wrong, and which level of records the model reads where its model_flags.json says
     (data of the other level is the usual cause)."""
     message = data_errors.error_message(err)
-    named = re.search(r"Name: ([^,]*), Feature: (\w+) \(data type: \w+\) is required but "
-                      r"could not be found", message)
+    named = re.search(r"Name: ([^,]*), Feature(?: list '|: )(\w+)'?(?: \(data type: \w+\))? is "
+                      r"required but could not be found", message)
     if named:
         what = f"{named[1]}: feature '{named[2]}' is missing"
         if model_flags.exists(model_dir):
@@ -228,26 +240,69 @@ def serving_error(model_dir, err):
     return readers.DataError(f"the exported model {model_dir} on these records: {what}")
 
 
-def safe_untar(tgz_path, target):
-    """Unpack an archive that someone sent, refusing members that would land outside `target`
-    (absolute paths, '..', links out of it) and special files; returns the SavedModel folder."""
-    tf.io.gfile.makedirs(target)
+@contextlib.contextmanager
+def unpacking_folder(named=""):
+    """Where a run unpacks its bundles: inside `named` when the user gave a folder (kept), else
+    a fresh temporary folder, removed when the run ends, whatever way it ends."""
+    if named:
+        tf.io.gfile.makedirs(named)
+        yield named
+        return
+    folder = tempfile.mkdtemp(prefix="yt8m_unpacked_")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def safe_untar(tgz_path, folder):
+    """Unpack an archive that someone sent into a new folder of its own inside `folder`, so
+    that nothing another run left there can be taken for it; refuses members that would land
+    outside it (absolute paths, '..', links out of it) and special files. Returns the folder of
+    the archive's own SavedModel."""
+    tf.io.gfile.makedirs(folder)
+    name = re.sub(r"\.(tgz|tar\.gz|tar)$", "", os.path.basename(tgz_path)) or "bundle"
+    target = tempfile.mkdtemp(prefix=f"{name}-", dir=folder)
+    try:
+        return os.path.join(target, _unpack(tgz_path, target))
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
+def _unpack(tgz_path, target):
+    """The archive unpacked into the empty folder `target`; returns the folder of its
+    saved_model.pb relative to `target` (from the archive's member list, not from the disk)."""
     try:
         with tarfile.open(tgz_path, "r:*") as tar:
-            for member in tar.getmembers():
+            members = tar.getmembers()
+            for member in members:
                 problem = _unsafe(member)
                 if problem:
                     raise ValueError(f"{tgz_path}: refused member {member.name!r}: {problem}")
             tar.extractall(target, filter="data")  # checks again as it writes
-    except tarfile.ReadError:  # its message ends in a colon with nothing after it
+    except tarfile.ReadError as err:
+        if isinstance(err.__context__, (EOFError, zlib.error)):
+            raise _cut_short(tgz_path) from None
+        # its message ends in a colon with nothing after it
         raise ValueError(f"{tgz_path} is not a .tgz (or .tar) archive: give the bundle that "
                          "export_model.py --output_tgz wrote, or the SavedModel folder") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile):
+        raise _cut_short(tgz_path) from None
     except (tarfile.TarError, OSError) as err:
         raise ValueError(f"{tgz_path}: refused or unreadable archive: {err}") from None
-    for root, _, names in os.walk(target):
-        if "saved_model.pb" in names:
-            return root
-    raise ValueError(f"{tgz_path} holds no SavedModel")
+    found = [os.path.dirname(m.name) for m in members
+             if m.isfile() and os.path.basename(m.name) == "saved_model.pb"]
+    if len(found) != 1:
+        what = f"{len(found)} SavedModels" if found else "no SavedModel"
+        raise ValueError(f"{tgz_path} holds {what}: give the bundle that export_model.py "
+                         "--output_tgz wrote (one model)")
+    return os.path.normpath(found[0])
+
+
+def _cut_short(tgz_path):
+    return ValueError(f"{tgz_path} is damaged or cut short (its compressed data ends early): "
+                      "copy the bundle again, or export it again with export_model.py")
 
 
 def _unsafe(member):

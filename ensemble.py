@@ -13,8 +13,9 @@ submission scores the classes it does not list 0), and its top_k classes are wri
 every record of --input_data_pattern (video- and frame-level models can be mixed: each parses the
 records itself); when the records have labels, the ensemble's GAP, hit@1, PERR and MAP are printed.
 Submissions alone need no data: the videos are those of the first submission, then those only the
-others have. One model alone (an exported bundle, quantized or not) on labelled records gives its
-GAP by the same code as eval.py.
+others have; with --input_data_pattern they are the records' videos, as for models. One model
+alone (an exported bundle, quantized or not) on labelled records gives its GAP by the same code
+as eval.py.
 --bundle_dir writes the ensemble of train_dirs as one SavedModel (the weighted mean inside the
 graph, stored at --quantize like any export), which serves like a single model.
 """
@@ -69,7 +70,8 @@ class ModelInput:
 
 
 def load_model(path, untar_dir):
-    """A ModelInput from a train_dir, a SavedModel folder or a .tgz bundle."""
+    """A ModelInput from a train_dir, a SavedModel folder or a .tgz bundle (unpacked in a new
+    folder inside untar_dir)."""
     if path.endswith((".tgz", ".tar.gz")):
         path = bundles.safe_untar(path, untar_dir)
     if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
@@ -163,28 +165,51 @@ def add_submissions(scores, ids, submissions, num_classes):
     return missing
 
 
-def model_batches(models, submissions, files, top_k, batch_size, num_readers, metrics):
-    """(ids, classes, scores) batches of the weighted ensemble over every record of `files`."""
-    num_classes = models[0][1].num_classes
-    labels_spec = {"labels": tf.io.VarLenFeature(tf.int64)}
+def record_batches(models, submissions, files, num_classes, top_k, batch_size, num_readers,
+                   metrics):
+    """(ids, classes, scores) batches of the weighted ensemble over every record of `files`
+    (the models', and the submissions' scores of those videos); labelled videos go into
+    `metrics`."""
+    context = {"id": tf.io.FixedLenFeature([], tf.string, default_value=""),
+               "video_id": tf.io.FixedLenFeature([], tf.string, default_value=""),
+               "labels": tf.io.VarLenFeature(tf.int64)}
     records = readers.serialized_batches(files, batch_size, num_readers)
     missing = 0
     for serialized in records:
-        ids, scores = None, 0.0
+        parsed = tf.io.parse_example(serialized, context)
+        ids = tf.where(tf.strings.length(parsed["id"]) > 0, parsed["id"],
+                       parsed["video_id"]).numpy()
+        scores = np.zeros([len(ids), num_classes])
         for weight, model in models:
-            model_ids, probabilities = model(serialized)
-            ids = model_ids if ids is None else ids
-            scores = scores + weight * probabilities.astype(np.float64)
+            _, probabilities = model(serialized)
+            scores += weight * probabilities.astype(np.float64)
         missing += add_submissions(scores, ids, submissions, num_classes)
-        labels = tf.sparse.to_indicator(tf.io.parse_example(serialized, labels_spec)["labels"],
-                                        num_classes).numpy()
+        labels = parsed["labels"]
+        if tf.size(labels.values) and int(tf.reduce_max(labels.values)) >= num_classes:
+            raise readers.DataError(f"{pattern_of(files)}: a record has a label outside [0, "
+                                    f"{num_classes}), the classes of the ensemble")
+        labels = tf.sparse.to_indicator(labels, num_classes).numpy()
         if labels.any():
             metrics.add(scores, labels)
-        k = min(top_k, num_classes)
-        top, classes = tf.math.top_k(scores, k)
+        top, classes = tf.math.top_k(scores, min(top_k, num_classes))
         yield ids, classes.numpy(), top.numpy()
     if missing:
         utils.warn(f"{missing} video rows were not in a submission: scored 0 there")
+
+
+def pattern_of(files):
+    return files[0] + (f" and {len(files) - 1} more" if len(files) > 1 else "")
+
+
+def submissions_classes(files, submissions):
+    """The classes of an ensemble of submissions alone on records: their release's (3,862 or
+    4,716, by the records' id key), else one past the highest class listed."""
+    highest = max(int(classes.max()) for _, rows in submissions
+                  for classes, _ in rows.values() if len(classes))
+    release = readers.RELEASES.get(readers.id_key(files[0]))
+    if release and highest < release[1]:
+        return release[1]
+    return highest + 1
 
 
 def submission_batches(submissions, top_k, batch_size=1024):
@@ -249,31 +274,38 @@ def run():
         if FLAGS[name].present:
             raise ValueError(f"--{name} is inference.py's: list every model in --inputs")
     weights = utils.parse_weights(FLAGS.weights, len(inputs), "weights", "input")
+    with bundles.unpacking_folder(FLAGS.untar_model_dir) as untar:
+        score(inputs, weights, untar)
+
+
+def score(inputs, weights, untar):
+    """The submission of the weighted ensemble of `inputs`, and its metrics on labelled
+    records; .tgz inputs unpacked in `untar`."""
     models, submissions = [], []
-    for index, (path, weight) in enumerate(zip(inputs, weights)):
+    for path, weight in zip(inputs, weights):
         if path.endswith(".csv"):
             submissions.append((weight, read_submission(path)))
         else:
-            untar = os.path.join(FLAGS.untar_model_dir, f"ensemble-{index}")
             models.append((weight, load_model(path, untar)))
     check_same_videos([path for path in inputs if path.endswith(".csv")],
                       [rows for _, rows in submissions])
     started = time.time()
     metrics = eval_util.EvaluationMetrics(FLAGS.top_k)
-    pattern, files = FLAGS.input_data_pattern, []
-    if models:
-        if not pattern:
-            raise ValueError("--input_data_pattern is required when an input is a model")
+    pattern, files, num_classes = FLAGS.input_data_pattern, [], 0
+    if models and not pattern:
+        raise ValueError("--input_data_pattern is required when an input is a model")
+    if pattern:  # the records' videos, scored by the models and the submissions
+        files = readers.resolve_files(pattern)
         classes = {model.num_classes for _, model in models}
         if len(classes) > 1:
             raise ValueError(f"the models predict different numbers of classes "
                              f"({', '.join(map(str, sorted(classes)))}): they cannot be averaged")
-        files = readers.resolve_files(pattern)
-        readers.check_release(files, classes.pop())
+        num_classes = classes.pop() if classes else submissions_classes(files, submissions)
+        readers.check_release(files, num_classes)
         total, exact = readers.estimate_records(files)
-        batches = model_batches(models, submissions, files, FLAGS.top_k, FLAGS.batch_size,
-                                FLAGS.num_readers, metrics)
-    else:
+        batches = record_batches(models, submissions, files, num_classes, FLAGS.top_k,
+                                 FLAGS.batch_size, FLAGS.num_readers, metrics)
+    else:  # the submissions' videos
         total, exact = len({v for _, rows in submissions for v in rows}), True
         batches = submission_batches(submissions, FLAGS.top_k)
     try:
@@ -289,9 +321,10 @@ def run():
           f"(weights {', '.join(f'{w:g}' for w in weights)})")
     if metrics.videos:
         results = metrics.results()
+        classes = "" if models else f" (over {num_classes:,} classes)"
         print(f"ensemble on {results['labelled']:,} labelled videos: GAP@{FLAGS.top_k} "
               f"{results['gap']:.4f} | hit@1 {results['hit_at_one']:.4f} | PERR "
-              f"{results['perr']:.4f} | MAP {results['map']:.4f}")
+              f"{results['perr']:.4f} | MAP {results['map']:.4f}{classes}")
         if FLAGS.metrics_file:
             utils.atomic_write(FLAGS.metrics_file, json.dumps(
                 {**{k: float(v) for k, v in results.items()}, "inputs": inputs,

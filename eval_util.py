@@ -50,8 +50,8 @@ def _around(predictions, labels, value):
 
 
 class EvaluationMetrics:
-    """Streaming GAP@k, hit@1, PERR, the starter's MAP and mean loss over batches; keeps k
-    predictions per video.
+    """Streaming GAP@k, hit@1, PERR, the starter's MAP and mean loss (where `add` is given the
+    losses) over batches; keeps k predictions per video.
 
     MAP (the starter's): each class's AP over the videos that have it among their top k, divided
     by all of its positives; the mean over all classes (a class without positives counts 0).
@@ -68,7 +68,8 @@ class EvaluationMetrics:
         self.map_items = []  # (class, score, hit) of each video's top k
         self.class_positives = None
         self.positives = self.videos = self.labelled = 0
-        self.hit_sum = self.perr_sum = self.loss_sum = 0.0
+        self.hit_sum = self.perr_sum = 0.0
+        self.loss_sum = None  # no loss without the losses of the batches (an ensemble's)
 
     def add(self, predictions, labels, losses=None):
         predictions, labels = np.asarray(predictions), np.asarray(labels)
@@ -126,7 +127,7 @@ class EvaluationMetrics:
         self.videos += len(labels)
         self.labelled += int(has.sum())
         if losses is not None:
-            self.loss_sum += float(np.sum(losses))
+            self.loss_sum = (self.loss_sum or 0.0) + float(np.sum(losses))
         if self.kept is not None:
             self.kept.append((predictions.astype(np.float32), labels))
 
@@ -165,8 +166,9 @@ class EvaluationMetrics:
         videos = max(self.videos, 1)
         results = {"videos": self.videos, "labelled": self.labelled, "gap": self.gap(),
                    "hit_at_one": self.hit_at_one(),
-                   "perr": self.perr_sum / max(self.labelled, 1), "map": self.starter_map(),
-                   "loss": self.loss_sum / videos}
+                   "perr": self.perr_sum / max(self.labelled, 1), "map": self.starter_map()}
+        if self.loss_sum is not None:
+            results["loss"] = self.loss_sum / videos
         if self.kept:
             results["map_all"] = apc.mean_average_precision(
                 np.concatenate([p for p, _ in self.kept]),
@@ -203,7 +205,7 @@ def evaluate(model, reader, files, loss_fn, batch_size, top_k=20, mean_ap=False,
             if on_batch:
                 on_batch(metrics.videos)
     if not metrics.videos:
-        raise readers.no_records(files)
+        raise reader.no_examples(files)
     results = metrics.results()
     results["seconds"] = time.time() - started
     return results

@@ -21,6 +21,7 @@ Each frame is 1,152 bytes: expanding the 23,091 real training videos at the defa
 The hidden structure depends on --seed only, so splits written with the same seed share it.
 """
 
+import itertools
 import os
 import zlib
 
@@ -265,6 +266,10 @@ def generate():
         files = readers.resolve_files(f.from_video_pattern)
         records = expanded_records(files, f.seed, f.min_frames, f.max_frames)
         kind = f"frame-level records expanded from {len(files)} real video-level files"
+        if f["num_videos"].present:  # the first videos of the files, in order
+            if f.num_videos < 1:
+                raise ValueError("num_videos must be at least 1")
+            records = itertools.islice(records, f.num_videos)
     else:
         if f.num_videos < 1 or f.num_classes < 2:
             raise ValueError("num_videos must be at least 1 and num_classes at least 2")
@@ -304,7 +309,9 @@ def define_flags():
     from absl import flags
     flags.DEFINE_string("output_dir", None, "Folder for the TFRecord files.", required=True)
     flags.DEFINE_string("split", "train", "File name prefix; also seeds the videos of this split.")
-    flags.DEFINE_integer("num_videos", 1000, "Synthetic videos to write.")
+    flags.DEFINE_integer("num_videos", 1000, "Synthetic videos to write (with "
+                         "--from_video_pattern: the first this many real videos; all when left "
+                         "out).")
     flags.DEFINE_integer("num_shards", 4, "Files to spread the videos over.")
     flags.DEFINE_integer("num_classes", readers.NUM_CLASSES, "Classes of the synthetic labels.")
     flags.DEFINE_integer("seed", 0, "Seeds the hidden structure (shared by all splits).")

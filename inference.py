@@ -9,9 +9,10 @@
         --segment_labels --output_file=/tmp/segments.csv
 
 From the latest checkpoint of a train_dir, or from an exported model (export_model.py): a
-SavedModel folder (--saved_model_dir) or its .tgz bundle (--input_model_tgz, unpacked into
---untar_model_dir). The CSV has the header `VideoId,LabelConfidencePairs` and one row per
-video; it is written under a temporary name and renamed when complete.
+SavedModel folder (--saved_model_dir) or its .tgz bundle (--input_model_tgz, unpacked into a
+fresh folder: nothing another run left can be taken for it). The CSV has the header
+`VideoId,LabelConfidencePairs` and one row per video; it is written under a temporary name and
+renamed when complete.
 
 --segment_labels (frame-level models, the 2019 task): every video cut into 5-frame segments
 (starts 0, 5, 10, ...), each scored; the CSV has the header `Class,Segments` and a line per
@@ -38,8 +39,9 @@ import segments  # noqa: E402
 
 flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The train_dir of train.py.")
 flags.DEFINE_string("input_model_tgz", "", "An exported model bundle (export_model.py).")
-flags.DEFINE_string("untar_model_dir", "/tmp/yt8m_model_untarred/", "Where --input_model_tgz "
-                    "(and ensemble.py's .tgz inputs) are unpacked.")
+flags.DEFINE_string("untar_model_dir", "", "Where --input_model_tgz (and ensemble.py's .tgz "
+                    "inputs) are unpacked: each bundle into a new folder inside it, kept "
+                    "(default: a fresh temporary folder, removed when the run ends).")
 flags.DEFINE_string("saved_model_dir", "", "An exported SavedModel folder.")
 flags.DEFINE_string("input_data_pattern", "", "Comma-separated globs of TFRecords.")
 flags.DEFINE_string("output_file", "", "The CSV file to write.")
@@ -68,6 +70,7 @@ def checkpoint_predictions(files, top_k, batch_size, num_readers):
     """(classes of the model, iterator of (ids, classes, scores) batches) from the latest
     checkpoint of --train_dir."""
     model, reader, _, _ = checkpoints.load(FLAGS.train_dir)
+    reader.labels_used = False
     k = min(top_k, reader.num_classes)
 
     @tf.function
@@ -110,10 +113,15 @@ def run():
     if not FLAGS.input_data_pattern or not FLAGS.output_file:
         raise ValueError("--input_data_pattern and --output_file are required")
     files = readers.resolve_files(FLAGS.input_data_pattern)
-    if FLAGS.input_model_tgz:
-        model_dir = bundles.safe_untar(FLAGS.input_model_tgz, FLAGS.untar_model_dir)
-    else:
+    with bundles.unpacking_folder(FLAGS.untar_model_dir) as untar:
         model_dir = FLAGS.saved_model_dir
+        if FLAGS.input_model_tgz:
+            model_dir = bundles.safe_untar(FLAGS.input_model_tgz, untar)
+        predict(model_dir, files)
+
+
+def predict(model_dir, files):
+    """The submission of the model in model_dir (an exported one), else of --train_dir."""
     if FLAGS.segment_labels:
         return segment_inference(model_dir, files)
     if model_dir:
@@ -142,6 +150,7 @@ def checkpoint_segment_scores(files, batch_size, num_readers):
         raise ValueError(f"--segment_labels scores 5-frame segments: {FLAGS.train_dir} holds a "
                          "video-level model; give a frame-level one (train.py --frame_features)")
     reader = checkpoints.make_reader(description, segments="all")
+    reader.labels_used = False
 
     @tf.function
     def predict(batch):

@@ -93,10 +93,15 @@ def flat(model_flags):
             **model_flags.get("settings", {})}
 
 
-def merge(saved, from_flags, given, measured=(), where=FILE):
+# What a new run that starts from another run's weights (train.py --init_from) may change: the
+# flags that shape no weight. Every other model flag must agree with the weights it loads.
+FREE_AT_INIT = ("label_loss",)
+
+
+def merge(saved, from_flags, given, measured=(), where=FILE, free=()):
     """The model flags of a run that goes on with `saved`: those `given` on the command line
     (or `measured` on the data) from `from_flags`, every other from `saved`. A ValueError names
-    the given or measured ones that differ from `saved`.
+    the given or measured ones that differ from `saved`, except those `free` to change.
 
     from_flags: what the command line describes (defaults where a flag is unset), for the model
     it names; a key of the saved settings that from_flags lacks (a setting added since) stays.
@@ -109,8 +114,12 @@ def merge(saved, from_flags, given, measured=(), where=FILE):
         if key in given or key in measured or other_model}}
     old, new = flat(saved), flat(merged)
     old.pop("format", None), new.pop("format", None)
-    changed = sorted(k for k in set(old) | set(new)
-                     if old.get(k) != new.get(k) and (k in given or k in measured))
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
+                     and (k in given or k in measured) and k not in free)
+    if changed and free:
+        raise ValueError(f"model flags differ from {where} ({', '.join(changed)}): --init_from "
+                         "loads those weights, so only --" + ", --".join(free) + " may change; "
+                         "leave the others out")
     if changed:
         raise ValueError(f"model flags differ from {where} ({', '.join(changed)}); leave them out "
                          "to go on with the saved model, or add --start_new_model to train a new "

@@ -121,7 +121,7 @@ def check_release(files, num_classes):
     known = {classes: year for year, classes in RELEASES.values()}
     if num_classes not in known or not files:
         return
-    key = _id_key(files[0])
+    key = id_key(files[0])
     if key in RELEASES and RELEASES[key][1] != num_classes:
         year, classes = RELEASES[key]
         raise DataError(
@@ -131,7 +131,7 @@ def check_release(files, num_classes):
             f"--num_classes={classes} on {year} data")
 
 
-def _id_key(path):
+def id_key(path):
     """'id' or 'video_id': the key of the first record's video id (None if neither, or if the
     file cannot be read: the reader names the bad file and record later)."""
     try:
@@ -180,17 +180,33 @@ def estimate_records(files, sample=64):
 
 def no_records(files):
     """The DataError for input files that hold no record at all."""
+    return DataError(f"no records in {_named(files)}")
+
+
+def _named(files):
+    """'a.tfrecord' or 'a.tfrecord and 3 more'."""
     files = [files] if isinstance(files, str) else list(files)
-    more = f" and {len(files) - 1} more" if len(files) > 1 else ""
-    return DataError(f"no records in {files[0]}{more}")
+    return files[0] + (f" and {len(files) - 1} more" if len(files) > 1 else "")
+
+
+def _has_records(files):
+    try:
+        return any(True for _ in tf.data.TFRecordDataset(list(files)).take(1))
+    except tf.errors.OpError:  # a damaged file: the reader has named it already
+        return False
 
 
 class SkipCounts:
     """What a tolerant dataset (`dataset(..., skipped=SkipCounts())`) has dropped so far."""
 
     def __init__(self):
-        self.records = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.damaged_files = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.records = tf.Variable(0, dtype=tf.int64, trainable=False)  # each time read
+        # the files found damaged, each counted once however many epochs read it
+        self.damaged = tf.lookup.experimental.MutableHashTable(tf.string, tf.int64, 0)
+
+    @property
+    def damaged_files(self):
+        return self.damaged.size()
 
     def __str__(self):
         return (f"{int(self.records.numpy()):,} bad records and the damaged ends of "
@@ -205,6 +221,9 @@ class _Reader:
         self.feature_names, self.feature_sizes = split_feature_spec(feature_names, feature_sizes)
         self.feature_dim = sum(self.feature_sizes)
         self.segments = None  # FrameReader's: segment-rated records, "rated" or "all"
+        # False where only predictions are made (inference, serving): a label outside the
+        # classes is then no error, and is left out of `labels`
+        self.labels_used = True
         self.label_hint = "; 2017 data? its 4,716 classes need --num_classes=4716" \
             if self.num_classes == NUM_CLASSES else ""
 
@@ -247,7 +266,7 @@ class _Reader:
         read_file = tf.data.TFRecordDataset
         if skipped is not None:
             columns.append([tf.io.gfile.stat(path).length for path in paths])
-            read_file = functools.partial(_tolerant_records, damaged=skipped.damaged_files)
+            read_file = functools.partial(_tolerant_records, damaged=skipped.damaged)
         if unlabelled:  # a record becomes (record, labelled)
             columns.append([1.0] * len(files) + [0.0] * len(unlabelled))
             read_file = functools.partial(_flagged_records, read_file)
@@ -326,6 +345,16 @@ class _Reader:
         """A serialized record that parses, marked with an id no real video has."""
         raise NotImplementedError
 
+    def no_examples(self, files):
+        """The DataError for `files` that gave no example: no record at all, or records
+        without rated segments where they are read (--segment_labels)."""
+        if self.segments == "rated" and _has_records(files):
+            return DataError(
+                f"{_named(files)} hold no rated segments (no segment_labels, "
+                "segment_start_times and segment_scores): --segment_labels reads the "
+                "segment-rated records of the 2019 release; leave it out to use whole videos")
+        return no_records(files)
+
     def record_id(self, record):
         """The video id of one serialized record ('id', or 'video_id' in 2017 files)."""
         spec = {k: v for k, v in self._context_spec().items() if k != "labels"}
@@ -384,12 +413,13 @@ class _Reader:
         labels = context["labels"]
         rows, values = labels.indices[:, 0], labels.values
         in_range = (values >= 0) & (values < self.num_classes)
-        data_errors.assert_all(in_range, tf.gather(names, rows),
-                    f"label id outside [0, {self.num_classes})", values)
+        if self.labels_used:
+            data_errors.assert_all(in_range, tf.gather(names, rows),
+                                   f"label id outside [0, {self.num_classes})", values)
         batch = tf.shape(ids, out_type=tf.int64)[0]
         values = tf.where(in_range, values, 0)  # keep the scatter valid; the assert reports it
         multi_hot = tf.scatter_nd(tf.stack([rows, values], axis=1),
-                                  tf.ones_like(values, tf.float32),
+                                  tf.cast(in_range, tf.float32),
                                   tf.stack([batch, self.num_classes]))
         multi_hot = tf.minimum(multi_hot, 1.0)  # a label listed twice is still one label
         num_labels = tf.cast(tf.reduce_sum(multi_hot, axis=1), tf.int32)
@@ -639,7 +669,8 @@ def _named_records(path):
 
 
 def _tolerant_records(path, size, damaged):
-    """The records of one file up to any damage; `damaged` counts files that end early.
+    """The records of one file up to any damage; the path of a file that ends early goes into
+    `damaged` (a MutableHashTable).
 
     TFRecord frames a record of n bytes in n + 16, so a file read without damage adds up to its
     size; a sentinel after the last record compares the two.
@@ -651,7 +682,9 @@ def _tolerant_records(path, size, damaged):
         record, end = item
         length = tf.cast(tf.strings.length(record), tf.int64) + 16
         consumed += tf.where(end, tf.constant(0, tf.int64), length)
-        damaged.assign_add(tf.cast(end & (consumed != tf.cast(size, tf.int64)), tf.int64))
+        cut = tf.reshape(end & (consumed != tf.cast(size, tf.int64)), [1])
+        damaged.insert(tf.boolean_mask(tf.reshape(path, [1]), cut),
+                       tf.boolean_mask(tf.ones([1], tf.int64), cut))
         return consumed, item
 
     records = records.scan(tf.constant(0, tf.int64), account)

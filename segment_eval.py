@@ -35,8 +35,10 @@ def run():
         raise ValueError(f"--top_n must be 0 (all) or more, got {FLAGS.top_n}")
     submission = segments.read_submission(FLAGS.submission_file)
     files = readers.resolve_files(FLAGS.eval_data_pattern)
-    rated = segments.rated_segments(readers.FrameReader(FLAGS.num_classes, segments="rated"),
-                                    files)
+    reader = readers.FrameReader(FLAGS.num_classes, segments="rated")
+    reader.missing_feature_hint = (" (video-level records? segments are rated in the 2019 "
+                                   "release's frame-level records)")
+    rated = segments.rated_segments(reader, files)
     if not len(rated):
         raise ValueError(f"no record of {FLAGS.eval_data_pattern} has rated segments: give "
                          "the segment-rated validate records (segment_labels, "

@@ -160,15 +160,15 @@ def model_settings(files, model=None, frame_features=None):
     return description
 
 
-def resumed_settings(saved, files, path):
+def resumed_settings(saved, files, path, free=()):
     """The model flags of a run that goes on: those saved, except the ones given on the command
-    line, which must agree with them (or --start_new_model)."""
+    line, which must agree with them (or --start_new_model) unless `free` to change."""
     model = FLAGS.model if given("model") else saved["model"]
     frame_features = FLAGS.frame_features if given("frame_features") else saved["frame_features"]
     from_flags = model_settings(files, model, frame_features)
     names = set(model_flags.TOP_LEVEL) | set(from_flags["settings"])
     merged = model_flags.merge(saved, from_flags, {n for n in names if given(n)},
-                               models.measured_settings(model), path)
+                               models.measured_settings(model), path, free)
     if not all(given(k) for k in model_flags.TOP_LEVEL):
         print(f"model flags not given are taken from {path}", flush=True)
     return merged
@@ -210,7 +210,7 @@ def run():
             raise ValueError(f"--init_from={FLAGS.init_from}: no model_flags.json there; give "
                              "the train_dir of a train.py run")
         settings = resumed_settings(model_flags.read(FLAGS.init_from), files,
-                                    model_flags.path_in(FLAGS.init_from))
+                                    model_flags.path_in(FLAGS.init_from), model_flags.FREE_AT_INIT)
     else:
         settings = model_settings(files)
     readers.check_release(files, settings["num_classes"])

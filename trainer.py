@@ -17,13 +17,13 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+import bundles
 import checkpoints
 import distillation
 import eval_util
@@ -109,8 +109,9 @@ class TrainConfig:
     init_from: str = option(
         "", "A new run starts from the weights of this train_dir's newest checkpoint (the "
             "moving average where it kept one; a fresh optimizer), its model flags taken from "
-            "there: e.g. a video-level frame model fine-tuned with --segment_labels. A run "
-            "that has checkpoints of its own resumes from them instead.", TRAINING)
+            "there (of them only --label_loss may change; the training flags are this run's): "
+            "e.g. a video-level frame model fine-tuned with --segment_labels. A run that has "
+            "checkpoints of its own resumes from them instead.", TRAINING)
     batch_size: int = option(1024, "Global batch size, whatever the number of devices.",
                              TRAINING)
     num_epochs: int = option(5, "Passes over the training data in this run (a resumed run "
@@ -223,6 +224,9 @@ class TrainConfig:
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"--ema_decay must be at least 0 and below 1, got "
                              f"{self.ema_decay:g}")
+        if self.keep_best_checkpoint and not self.validation_data_pattern:
+            raise ValueError("--keep_best_checkpoint keeps the checkpoint of the best "
+                             "validation: add --validation_data_pattern (records not trained on)")
         loss = losses.get_loss(self.model_flags["label_loss"], self.label_smoothing)
         if self.segment_labels:
             if not self.model_flags["frame_features"]:
@@ -414,12 +418,11 @@ class Trainer:
         self.best = None  # checkpoints.BestCheckpoint, at the first validation
         self.validated_at = None  # the step of the last validation
         paths, weights = c.teachers()
-        if paths:
-            with self.strategy.scope():
+        if paths:  # a .tgz teacher's unpacked folder is not needed once it is loaded
+            with self.strategy.scope(), bundles.unpacking_folder() as untar:
                 self.teacher = distillation.Teacher(
                     paths, weights, c.model_flags["num_classes"], c.model_flags["frame_features"],
-                    tempfile.mkdtemp(prefix="yt8m_teachers_"), c.teacher_folds,
-                    c.teacher_cache)
+                    untar, c.teacher_folds, c.teacher_cache)
         with self.strategy.scope():
             model_utils.set_batch_norm_momentum(self.model, c.batch_norm_momentum)
             model_utils.set_circulant_recompute(self.model, c.recompute_circulant)
@@ -467,6 +470,8 @@ class Trainer:
         for kind, scale in sorted(scales.items()):
             scaled = {id(v) for v in model_utils.structured_variables(self.model, kind)}
             if not scaled:
+                utils.warn(f"--learning_rate_scales={kind}: this model has no {kind} weights: "
+                           "ignored")
                 continue
             name = f"{kind}_optimizer"
             optimizers[name] = OPTIMIZERS[c.optimizer](
@@ -677,7 +682,7 @@ class Trainer:
                         break
                 if step == start_step and not stop.requested and (c.max_steps is None
                                                                  or step < c.max_steps):
-                    raise readers.no_records(self.read_files)
+                    raise self.reader.no_examples(self.read_files)
                 if outputs is not None:
                     finite(outputs[0], step)
                 saver.save(step)
@@ -740,6 +745,7 @@ class Trainer:
     def _start_average(self, latest):
         """The average's decay (the one given, else the checkpoint's) and where it starts."""
         c = self.config
+        saved_decay = float(self.ema_decay)  # the checkpoint's, where it had an average
         if c.ema_decay:
             self.ema_decay.assign(c.ema_decay)
         if latest is not None and checkpoints.AVERAGED not in self.saved:
@@ -748,8 +754,12 @@ class Trainer:
             print(f"--ema_decay: the average of the weights starts at step "
                   f"{int(self.optimizer.iterations.numpy())}", flush=True)
         elif latest is not None and not c.ema_decay:
-            print(f"the average of the weights goes on (decay {float(self.ema_decay):g}, as "
-                  "saved)", flush=True)
+            print(f"the average of the weights goes on (decay {saved_decay:g}, as saved)",
+                  flush=True)
+        elif latest is not None and np.float32(c.ema_decay) != np.float32(saved_decay):
+            print(f"--ema_decay={c.ema_decay:g}: the average of the weights goes on with this "
+                  f"decay (it was {saved_decay:g}; leave the flag out to keep the saved one)",
+                  flush=True)
 
     def _before_first_step(self):
         """The model's work before a new run's first step (BeforeTraining); an experiment's

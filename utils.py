@@ -252,7 +252,15 @@ def run_cli(function):
 
     Set YT8M_DEBUG=1 to see the traceback instead.
     """
+    import signal
+
     from readers import DataError
+
+    def terminated(signum, frame):  # as Ctrl-C: `finally` blocks remove temporary folders
+        del frame
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         function()
     except (DataError, ValueError, FloatingPointError, OSError) as err:

@@ -4,6 +4,8 @@ predictions against the model with its weights decoded, the refusals."""
 import json
 import os
 import re
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
@@ -16,6 +18,7 @@ import checkpoints
 import model_flags
 import model_summary
 import quantization
+from utils import REPO_DIR
 
 HEAVY_TAILED = np.random.default_rng(0).standard_t(3, size=40_000).astype(np.float32)
 
@@ -182,8 +185,10 @@ def test_uint8_bundle_is_smaller_and_an_over_budget_one_is_refused(trained_dirs,
            f"--quantize={p}"] for p in ("float32", "uint8")),
         [trained, f"--output_dir={tmp_path / 'over'}", f"--output_tgz={tmp_path}/over.tgz",
          "--max_bundle_mb=0.01"],
-        [trained, f"--output_dir={tmp_path / 'x'}", "--output_tgz=/nonexistent/x.tgz"]])
-    assert [code for code, _, _ in exports] == [0, 0, 1, 1], exports
+        [trained, f"--output_dir={tmp_path / 'x'}", "--output_tgz=/nonexistent/x.tgz"],
+        [trained, f"--output_dir={tmp_path / 'over8'}", "--quantize=uint8",
+         "--max_bundle_mb=0.01"]])
+    assert [code for code, _, _ in exports] == [0, 0, 1, 1, 1], exports
     sizes = {}
     for precision in ("float32", "uint8"):
         sizes[precision] = os.path.getsize(tmp_path / f"{precision}.tgz")
@@ -195,6 +200,10 @@ def test_uint8_bundle_is_smaller_and_an_over_budget_one_is_refused(trained_dirs,
     assert refused[0].endswith("over --max_bundle_mb=0.01: nothing was kept; try "
                                "--quantize=uint8 or a smaller model")
     assert not (tmp_path / "over").exists() and not (tmp_path / "over.tgz").exists()
+    assert "exported" not in exports[2][1]  # nothing said to be where nothing is
+    assert exports[4][2].strip().endswith("over --max_bundle_mb=0.01: nothing was kept; try a "
+                                          "smaller model"), exports[4]
+    assert "exported" not in exports[4][1] and not (tmp_path / "over8").exists()
     assert not (tmp_path / "x").exists()
     assert exports[3][2].strip() == ("error: --output_tgz=/nonexistent/x.tgz: the folder "
                                      "/nonexistent does not exist; create it first")
@@ -223,6 +232,7 @@ def test_ensemble_writes_one_bundle_and_evaluates_a_bundle_alone(trained_dirs, t
     printed = re.search(r"GAP@20 (\d\.\d+) \| hit@1 (\d\.\d+)", scored[1]).groups()
     assert (f"{metrics['gap']:.4f}", f"{metrics['hit_at_one']:.4f}") == printed
     assert metrics["videos"] == 600 and metrics["inputs"] == [f"{tmp_path}/both.tgz"]
+    assert "loss" not in metrics  # an ensemble has no loss of its own
     assert mixed[0] == 1 and "records of both levels" in mixed[2]
     assert not (tmp_path / "mixed").exists()
     assert f"member 2: MoeModel from {trained_dirs['b']}/model.ckpt-3" in made[1], made
@@ -242,15 +252,21 @@ def test_ensemble_writes_one_bundle_and_evaluates_a_bundle_alone(trained_dirs, t
 @pytest.mark.slow  # TensorFlow processes
 def test_an_exported_model_on_records_of_the_other_level_is_one_line_with_the_hint(
         trained_dirs, tmp_path, generated_data):
-    exported = run_in_one_process("export_model", [[f"--train_dir={trained_dirs['a']}",
-                                                    f"--output_dir={tmp_path / 'video'}"]])
-    assert exported[0][0] == 0, exported
-    expected = (f"error: the exported model {tmp_path / 'video'} on these records: record 0: "
-                "feature 'mean_audio' is missing (frame-level data? this model reads video-level "
-                "records)")
-    for tool, model in (("inference.py", f"--saved_model_dir={tmp_path / 'video'}"),
-                        ("ensemble.py", f"--inputs={tmp_path / 'video'}")):
-        done = run_tool(tool, model, f"--input_data_pattern={generated_data['frames']}",
+    exported = run_in_one_process("export_model", [
+        [f"--train_dir={trained_dirs[name]}", f"--output_dir={tmp_path / name}"]
+        for name in ("a", "frames")])
+    assert [code for code, _, _ in exported] == [0, 0], exported
+    video_model = (f"error: the exported model {tmp_path / 'a'} on these records: record 0: "
+                   "feature 'mean_audio' is missing (frame-level data? this model reads "
+                   "video-level records)")
+    frame_model = (f"error: the exported model {tmp_path / 'frames'} on these records: record "
+                   "0: feature 'audio' is missing (video-level data? this model reads "
+                   "frame-level records)")
+    for tool, model, data, expected in (
+            ("inference.py", f"--saved_model_dir={tmp_path / 'a'}", "frames", video_model),
+            ("ensemble.py", f"--inputs={tmp_path / 'a'}", "frames", video_model),
+            ("inference.py", f"--saved_model_dir={tmp_path / 'frames'}", "video", frame_model)):
+        done = run_tool(tool, model, f"--input_data_pattern={generated_data[data]}",
                         f"--output_file={tmp_path / 'out.csv'}", check=False)
         assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == expected, \
             done.stderr[-1500:]
@@ -266,3 +282,125 @@ def test_an_output_place_that_cannot_be_written_is_named_before_any_work(tmp_pat
     with pytest.raises(ValueError, match=r"--output_dir=.*/out: .* is not writable; choose "
                                          "another place$"):
         bundles.check_writable(str(tmp_path / "out"), "output_dir")
+
+
+@pytest.fixture(scope="module")
+def two_bundles(trained_dirs, tmp_path_factory):
+    """The .tgz bundles of runs a and b (two models of 50 classes, each its own folder name
+    inside its archive) and the submission of each SavedModel folder (the reference)."""
+    folder = tmp_path_factory.mktemp("two_bundles")
+    exports = run_in_one_process("export_model", [
+        [f"--train_dir={trained_dirs[n]}", f"--output_dir={folder / f'export_{n}'}",
+         f"--output_tgz={folder}/{n}.tgz"] for n in ("a", "b")])
+    assert [code for code, _, _ in exports] == [0, 0], exports
+    return folder
+
+
+@pytest.mark.slow  # TensorFlow processes
+def test_each_bundle_is_scored_with_its_own_model_whatever_the_unpacking_folder_holds(
+        two_bundles, generated_data, tmp_path):
+    folder, data = two_bundles, f"--input_data_pattern={generated_data['video']}"
+    runs = [[f"--saved_model_dir={folder / f'export_{n}'}", data,
+             f"--output_file={tmp_path}/reference_{n}.csv"] for n in ("a", "b")]
+    # one after the other through one named folder, in both orders
+    for named, order in (("first", "ab"), ("second", "ba")):
+        runs += [[f"--input_model_tgz={folder}/{n}.tgz", f"--untar_model_dir={tmp_path / named}",
+                  data, f"--output_file={tmp_path}/{named}_{n}.csv"] for n in order]
+    done = run_in_one_process("inference", runs)
+    assert [code for code, _, _ in done] == [0] * 6, done
+    reference = {n: (tmp_path / f"reference_{n}.csv").read_text() for n in "ab"}
+    assert reference["a"] != reference["b"]
+    for named in ("first", "second"):
+        for n in "ab":
+            assert (tmp_path / f"{named}_{n}.csv").read_text() == reference[n], (named, n)
+        kept = sorted(p.name for p in (tmp_path / named).iterdir())  # a folder for each run
+        assert len(kept) == 2 and {k.split("-")[0] for k in kept} == {"a", "b"}, kept
+
+    # two runs at once with the default: each its own fresh folder, both removed at the end
+    temporary = tmp_path / "temporary"
+    temporary.mkdir()
+    processes = [subprocess.Popen(
+        [sys.executable, os.path.join(REPO_DIR, "inference.py"),
+         f"--input_model_tgz={folder}/{n}.tgz", data, f"--output_file={tmp_path}/at_once_{n}.csv"],
+        env={**os.environ, "TMPDIR": str(temporary)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for n in "ab"]
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-2000:]
+    for n in "ab":
+        assert (tmp_path / f"at_once_{n}.csv").read_text() == reference[n], n
+    assert list(temporary.iterdir()) == []
+
+
+@pytest.mark.slow  # TensorFlow processes
+def test_a_cut_short_bundle_is_one_line_in_every_tool_and_nothing_is_left(
+        two_bundles, generated_data, tmp_path):
+    cut = tmp_path / "cut.tgz"
+    cut.write_bytes((two_bundles / "a.tgz").read_bytes()[:20_000])
+    expected = (f"error: {cut} is damaged or cut short (its compressed data ends early): copy "
+                "the bundle again, or export it again with export_model.py")
+    temporary = tmp_path / "temporary"
+    temporary.mkdir()
+    data = f"--input_data_pattern={generated_data['video']}"
+    for tool, args in (
+            ("inference.py", [f"--input_model_tgz={cut}", data, f"--output_file={tmp_path}/x.csv"]),
+            ("ensemble.py", [f"--inputs={cut}", data, f"--output_file={tmp_path}/x.csv"]),
+            ("train.py", [f"--teacher={cut}", f"--train_data_pattern={generated_data['video']}",
+                          f"--train_dir={tmp_path / 'student'}", "--num_classes=50",
+                          "--max_steps=1"])):
+        done = run_tool(tool, *args, check=False, env={"TMPDIR": str(temporary)})
+        assert done.returncode == 1 and done.stderr.strip().splitlines() == [expected], \
+            (tool, done.stderr[-2000:])
+        assert list(temporary.iterdir()) == [], tool
+
+
+def test_a_bundle_of_two_saved_models_is_refused(tmp_path):
+    bundle = tmp_path / "two.tgz"
+    with tarfile.open(bundle, "w:gz") as tar:
+        for name in ("one/saved_model.pb", "two/saved_model.pb"):
+            path = tmp_path / name
+            path.parent.mkdir()
+            path.write_text("x")
+            tar.add(path, arcname=name)
+    with pytest.raises(ValueError, match="two.tgz holds 2 SavedModels: give the bundle that "):
+        bundles.safe_untar(str(bundle), str(tmp_path / "unpacked"))
+    assert list((tmp_path / "unpacked").iterdir()) == []  # its folder removed
+
+
+@pytest.mark.slow  # TensorFlow processes
+def test_submissions_on_labelled_records_are_scored_as_their_model_is(trained_dirs, tmp_path,
+                                                                      generated_data):
+    data = f"--input_data_pattern={generated_data['video']}"
+    written = run_in_one_process("inference", [[f"--train_dir={trained_dirs['a']}", data,
+                                                f"--output_file={tmp_path}/a.csv"]])
+    assert written[0][0] == 0, written
+    from_model, from_submissions = run_in_one_process("ensemble", [
+        [f"--inputs={trained_dirs['a']}", data, f"--output_file={tmp_path}/model.csv"],
+        [f"--inputs={tmp_path}/a.csv,{tmp_path}/a.csv", data,
+         f"--output_file={tmp_path}/submissions.csv", f"--metrics_file={tmp_path}/m.json"]])
+    gap = re.compile(r"ensemble on 600 labelled videos: GAP@20 (\d\.\d+) \| hit@1 (\d\.\d+)")
+    assert from_model[0] == 0 and from_submissions[0] == 0, (from_model, from_submissions)
+    assert gap.search(from_model[1]).groups() == gap.search(from_submissions[1]).groups(), \
+        (from_model[1], from_submissions[1])
+    assert "(over 3,862 classes)" in from_submissions[1]  # the release of records keyed 'id'
+    assert json.loads((tmp_path / "m.json").read_text())["videos"] == 600
+
+
+@pytest.mark.slow  # TensorFlow processes
+def test_inference_reads_no_labels_so_labels_past_the_classes_do_not_stop_it(trained_dirs,
+                                                                             two_bundles,
+                                                                             tmp_path):
+    from records import video_example, write
+
+    rng = np.random.default_rng(0)
+    path = write(tmp_path / "test.tfrecord", [
+        video_example(f"v{i}".encode(), [3, 60 + i], rng.normal(0, 0.3, 1024).astype(np.float32),
+                      rng.normal(0, 0.3, 128).astype(np.float32)) for i in range(3)])
+    done = run_in_one_process("inference", [
+        [source, f"--input_data_pattern={path}", f"--output_file={tmp_path}/{name}.csv"]
+        for name, source in (("checkpoint", f"--train_dir={trained_dirs['a']}"),
+                             ("export", f"--saved_model_dir={two_bundles / 'export_a'}"))])
+    assert [code for code, _, _ in done] == [0, 0], done
+    rows = (tmp_path / "checkpoint.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["v0", "v1", "v2"]
+    assert (tmp_path / "export.csv").read_text().splitlines()[1:] == rows[1:]

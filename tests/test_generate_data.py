@@ -96,3 +96,15 @@ def test_quantize_inverts_dequantize(values):
     assert quantized.tolist() == [0, 0, 128, 254, 255, 255]
     back = quantization.dequantize(quantized).numpy()
     assert np.all(np.abs(back - np.clip(values, -2, 2)) <= 4 / 255 / 2 + 4 / 512)
+
+
+@pytest.mark.slow  # a TensorFlow process
+def test_expanding_real_records_writes_the_first_num_videos(shared_data, tmp_path):
+    source = os.path.join(shared_data, "yt8m-2018-video/train/validate0000.tfrecord")
+    done = run_tool("generate_data.py", f"--output_dir={tmp_path}", "--num_videos=7",
+                    f"--from_video_pattern={source}", "--num_shards=1", "--min_frames=5",
+                    "--max_frames=20")
+    assert "wrote 7 videos" in done.stdout
+    written = read_all(readers.FrameReader(max_frames=20), [str(tmp_path / "train0000.tfrecord")])
+    first = read_all(readers.VideoReader(), [source], batch_size=7)["id"][:7]
+    assert written["id"].tolist() == first.tolist()

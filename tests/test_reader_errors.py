@@ -214,6 +214,8 @@ def test_skipping_drops_and_counts_bad_records(tmp_path):
     labels = {i.decode(): np.flatnonzero(row).tolist() for batch in batches
               for i, row in zip(batch["id"].numpy(), batch["labels"].numpy())}
     assert labels["d"] == [2] and labels["g3"] == [3]
+    list(readers.VideoReader().dataset(files, 3, num_epochs=2, skipped=skipped))
+    assert str(skipped) == "8 bad records and the damaged ends of 2 files skipped"  # 2 files
 
 
 def test_skipping_frame_records(tmp_path):

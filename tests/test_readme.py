@@ -31,8 +31,9 @@ def test_the_readme_commands_run(tmp_path):
     runnable = [b for b in readme_blocks() if not b.startswith(NOT_RUN)]
     assert len(runnable) >= 2
     for block in runnable:
-        script = block.replace(".venv/bin/python", sys.executable).replace("/tmp/",
-                                                                           f"{tmp_path}/")
+        # /tmp/ first: the interpreter's own path may be under /tmp (a clone there)
+        script = block.replace("/tmp/", f"{tmp_path}/").replace(".venv/bin/python",
+                                                                sys.executable)
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO_DIR,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{block}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"

@@ -395,3 +395,60 @@ def test_every_frame_model_scores_5_frame_segments(tmp_path, name):
                   training=False).numpy()
     together = model(readers.model_inputs(batch), training=False).numpy()
     np.testing.assert_allclose(alone[0], together[2], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow  # TensorFlow processes
+def test_segment_flags_on_records_or_models_they_cannot_use_say_what_to_do(
+        frame_model, generated_data, tmp_path):
+    """Records without ratings, a video-level model, video-level records: one line each that
+    names what to change with flags the tool has; and --init_from may change the loss."""
+    import generate_data
+
+    unrated = generated_data["frames"]  # frame level, no segment ratings
+    no_ratings = ("hold no rated segments (no segment_labels, segment_start_times and "
+                  "segment_scores): --segment_labels reads the segment-rated records of the "
+                  "2019 release; leave it out to use whole videos")
+    video_dir = tmp_path / "video_model"
+    trained = run_in_one_process("train", [
+        [f"--train_dir={tmp_path / 'on_unrated'}", f"--train_data_pattern={unrated}",
+         "--segment_labels", "--frame_features", "--model=FrameLevelLogisticModel",
+         "--num_classes=50", "--max_frames=40", "--max_steps=2"],
+        [f"--train_dir={video_dir}", "--max_steps=1", "--num_classes=50",
+         f"--train_data_pattern={generated_data['video']}"]])
+    assert trained[0][0] == 1 and trained[0][2].strip().splitlines() == [
+        f"error: {unrated.split(',')[0]} and 1 more {no_ratings}"], trained[0]
+    assert trained[1][0] == 0, trained[1]
+    evaluated = run_in_one_process("eval", [
+        [f"--train_dir={d}", "--run_once", "--segment_labels", f"--eval_data_pattern={data}",
+         f"--results_dir={tmp_path / 'results' / d.name}"]
+        for d, data in ((frame_model, unrated), (video_dir, unrated))])
+    assert [e[2].strip().splitlines() for e in evaluated] == [
+        [f"error: {unrated.split(',')[0]} and 1 more {no_ratings}"],
+        [f"error: --segment_labels scores 5-frame segments: {video_dir} holds a video-level "
+         "model; give a frame-level one (train.py --frame_features)"]], evaluated
+
+    submission = tmp_path / "segments.csv"
+    submission.write_text("Class,Segments\n3,abcd:0\n")
+    scored = run_tool("segment_eval.py", f"--submission_file={submission}",
+                      f"--eval_data_pattern={generated_data['video'].split(',')[0]}",
+                      check=False)
+    assert scored.returncode == 1 and "--frame_features" not in scored.stderr, scored.stderr
+    assert scored.stderr.strip().endswith(
+        "(video-level records? segments are rated in the 2019 release's frame-level records)")
+
+    structure = generate_data.HiddenStructure(50, seed=0)
+    rated = generate_data.write_shards(generate_data.synthetic_records(
+        structure, 40, 0, "rated", frame_level=True, min_frames=10, max_frames=40,
+        rated_classes=set(range(50))), str(tmp_path), "rated", 1)[0]
+    common = [f"--init_from={frame_model}", f"--train_data_pattern={rated}", "--segment_labels",
+              "--max_steps=2", "--batch_size=16"]
+    hinge, other_model = run_in_one_process("train", [
+        [f"--train_dir={tmp_path / 'hinge'}", "--label_loss=HingeLoss", *common],
+        [f"--train_dir={tmp_path / 'other'}", "--max_frames=20", *common]])
+    assert hinge[0] == 0, hinge
+    import model_flags
+    assert model_flags.read(str(tmp_path / "hinge"))["label_loss"] == "HingeLoss"
+    assert other_model[0] == 1 and other_model[2].strip().splitlines() == [
+        f"error: model flags differ from {frame_model}/model_flags.json (max_frames): "
+        "--init_from loads those weights, so only --label_loss may change; leave the others "
+        "out"], other_model

@@ -59,6 +59,17 @@ def test_a_config_that_cannot_work_is_refused(generated_data, tmp_path):
         trainer.Trainer(config_for(generated_data, tmp_path, optimizer="Adamm"))
     with pytest.raises(ValueError, match="circulant_learning_rate_scale must be positive"):
         trainer.Trainer(config_for(generated_data, tmp_path, circulant_learning_rate_scale=0))
+    with pytest.raises(ValueError, match=re.escape(
+            "--keep_best_checkpoint keeps the checkpoint of the best validation: add "
+            "--validation_data_pattern (records not trained on)")):
+        trainer.Trainer(config_for(generated_data, tmp_path, keep_best_checkpoint=True))
+
+
+def test_a_learning_rate_scale_for_weights_the_model_lacks_is_named(generated_data, tmp_path,
+                                                                     capsys):
+    trainer.Trainer(config_for(generated_data, tmp_path, learning_rate_scales="monarch=2"))
+    assert ("warning: --learning_rate_scales=monarch: this model has no monarch weights: "
+            "ignored") in capsys.readouterr().err
 
 
 def test_only_the_epochs_end_is_shown_as_estimated(generated_data, tmp_path, capsys,
@@ -455,3 +466,17 @@ def test_the_end_validates_unless_a_validation_came_just_before(generated_data, 
                 for n in (21, 25)}
     assert steps_of == {21: [20], 25: [20, 25]}
     assert "validated at step 20, 1 step(s) before the end: not again" in capsys.readouterr().out
+
+
+def test_a_changed_decay_on_resume_is_said(generated_data, tmp_path, capsys):
+    def run(**changes):
+        trainer.Trainer(config_for(generated_data, tmp_path, checkpoint_steps=1,
+                                   **changes)).run()
+        return capsys.readouterr().out
+
+    run(max_steps=1, ema_decay=0.2)
+    assert ("--ema_decay=0.5: the average of the weights goes on with this decay (it was 0.2; "
+            "leave the flag out to keep the saved one)") in run(max_steps=2, ema_decay=0.5)
+    assert "the average of the weights goes on (decay 0.5, as saved)" in run(max_steps=3)
+    assert "--ema_decay=0.2: the average" in run(max_steps=4, ema_decay=0.2)
+    assert "goes on with this decay" not in run(max_steps=5, ema_decay=0.2)  # as saved
