@@ -105,6 +105,20 @@ def warn_if_index_lost(train_dir, paths):
                    f"names none there: found {len(paths)} checkpoint(s) by their files")
 
 
+def rebuild_index(train_dir, paths):
+    """A lost `checkpoint` index written anew, listing `paths` (newest first), so that saving
+    goes on rotating the old checkpoints away; an index that names a checkpoint is kept."""
+    if paths and tf.train.latest_checkpoint(train_dir) is None:
+        # The CheckpointState text proto that tf.train.CheckpointManager reads; it rotates
+        # away only the checkpoints with a timestamp (their files' times here).
+        oldest_first = list(reversed(paths))
+        lines = [f'model_checkpoint_path: "{os.path.basename(paths[0])}"'] + [
+            f'all_model_checkpoint_paths: "{os.path.basename(p)}"' for p in oldest_first] + [
+            f"all_model_checkpoint_timestamps: {tf.io.gfile.stat(p + '.index').mtime_nsec / 1e9}"
+            for p in oldest_first]
+        utils.atomic_write(os.path.join(train_dir, "checkpoint"), "\n".join(lines) + "\n")
+
+
 def restore_newest(restore, train_dir, paths=None):
     """The path of the newest of `paths` (default: candidates(train_dir)) that restore(path)
     reads; each damaged one passed over is named in a one-line warning. ValueError when none

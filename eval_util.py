@@ -13,6 +13,7 @@ order alike.
 """
 
 import time
+import weakref
 
 import numpy as np
 
@@ -176,6 +177,9 @@ class EvaluationMetrics:
         return results
 
 
+_PREDICTORS = weakref.WeakKeyDictionary()  # model -> {jit_compile: its traced prediction}
+
+
 def evaluate(model, reader, files, loss_fn, batch_size, top_k=20, mean_ap=False, num_readers=8,
              on_batch=None, jit_compile=False, on_predictions=None):
     """Metrics of a Keras model over every video of `files`, each counted exactly once.
@@ -191,7 +195,14 @@ def evaluate(model, reader, files, loss_fn, batch_size, top_k=20, mean_ap=False,
     import readers
 
     metrics = EvaluationMetrics(top_k, mean_ap=mean_ap)
-    predict = tf.function(lambda batch: model(batch, training=False), jit_compile=jit_compile)
+    # One traced function per model, whatever the batch size, kept for the next evaluation
+    # (training validates the same model many times).
+    predictors = _PREDICTORS.setdefault(model, {})
+    if jit_compile not in predictors:
+        held = weakref.ref(model)  # the cache must not keep the model alive
+        predictors[jit_compile] = tf.function(lambda batch: held()(batch, training=False),
+                                              jit_compile=jit_compile, reduce_retracing=True)
+    predict = predictors[jit_compile]
     started = time.time()
     with reader.reraise_data_errors(files):
         for batch in reader.dataset(files, batch_size, num_readers=num_readers):

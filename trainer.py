@@ -599,6 +599,8 @@ class Trainer:
         summary = (model_summary.format_summary(self.model, name) + "\n"
                    + model_summary.format_memory(memory, per_device))
         print(summary, flush=True)
+        if self.in_use():
+            print(f"in use: {'; '.join(self.in_use())}", flush=True)
         rows, totals = model_summary.summarize(self.model)
         self.summary_files = {"model_summary.txt": summary + "\n", SUMMARY_FILE: json.dumps({
             "model": name, **totals, "expected_memory_bytes": memory,
@@ -606,6 +608,26 @@ class Trainer:
             "layers": [{"path": path, "kind": kind, "weights": weights, "dense": dense}
                        for path, kind, weights, dense in rows]}, indent=1)}
         model_summary.check_budget(self.model, self.config.max_model_mb)
+
+    def in_use(self):
+        """What this run adds to plain training, one phrase each (its first lines say so)."""
+        c = self.config
+        said = []
+        if self.teacher is not None:
+            paths, _ = c.teachers()
+            said.append(f"distillation from {', '.join(paths)} (weight "
+                        f"{c.distillation_weight:g}, temperature {c.distillation_temperature:g}"
+                        + (f", {c.teacher_folds} folds" if c.teacher_folds else "")
+                        + (", cached" if c.teacher_cache else "") + ")")
+        if self.unlabelled:
+            files = len(self.unlabelled)
+            said.append(f"the unlabelled videos of {files} file{'s' if files > 1 else ''} "
+                        "(--unlabelled_data_pattern)")
+        if self.averaged is not None:
+            decay = f"decay {c.ema_decay:g}" if c.ema_decay else "the saved decay"
+            said.append(f"a moving average of the weights ({decay}), used by validation and "
+                        "every tool")
+        return said
 
     def write_summary_files(self):
         if self.chief:
@@ -624,13 +646,15 @@ class Trainer:
         # -- restore the newest readable checkpoint, or prepare a new run --
         averaging = {checkpoints.AVERAGED: self.averaged, "ema_decay": self.ema_decay} \
             if self.averaged is not None else {}
-        checkpoint = tf.train.Checkpoint(model=self.model, **self.optimizers, **averaging)
-        manager = tf.train.CheckpointManager(checkpoint, self.out_dir, max_to_keep=5,
-                                             checkpoint_name="model.ckpt")
         # Restored as saved: an average the checkpoint lacks starts at its weights.
         latest = self._restore(tf.train.Checkpoint(
             model=self.model, **self.optimizers,
             **(averaging if checkpoints.AVERAGED in self.saved else {})))
+        # Made after the restore, which may rebuild a lost index: the manager keeps the five
+        # newest checkpoints of those the index lists.
+        checkpoint = tf.train.Checkpoint(model=self.model, **self.optimizers, **averaging)
+        manager = tf.train.CheckpointManager(checkpoint, self.out_dir, max_to_keep=5,
+                                             checkpoint_name="model.ckpt")
         if latest is None and c.init_from:
             self._initialize_from(c.init_from)
         elif latest is None:
@@ -730,6 +754,7 @@ class Trainer:
             self.train_dir, found)
         if self.chief:
             checkpoints.move_aside(found[:found.index(latest)], self.train_dir)
+            checkpoints.rebuild_index(self.train_dir, found[found.index(latest):])
         print(f"resumed from {latest} at step {int(self.optimizer.iterations.numpy())}")
         return latest
 

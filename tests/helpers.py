@@ -44,11 +44,13 @@ print(json.dumps(results))
 """
 
 
-def run_in_one_process(tool, arguments, timeout=300):
+def run_in_one_process(tool, arguments, timeout=300, env=None):
     """[(exit code, stdout, stderr)] of the command-line tool `tool` ("train", "eval", ...) run
-    with each list of arguments in turn, all in one process: one TensorFlow start-up for all."""
+    with each list of arguments in turn, all in one process: one TensorFlow start-up for all;
+    env: variables set for it."""
     done = subprocess.run([sys.executable, "-c", _IN_ONE_PROCESS, tool, json.dumps(arguments)],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO_DIR)
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO_DIR,
+                          env={**os.environ, **(env or {})})
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1])
 

@@ -116,3 +116,15 @@ def test_watching_says_what_it_waits_for_when_the_newest_is_evaluated(trained, t
         watcher.communicate(timeout=60)
     assert first.startswith("waiting for a checkpoint after step 30 (step 30 is in "
                             "eval_results.jsonl already: --run_once evaluates it again)")
+
+
+def test_after_a_lost_index_the_old_checkpoints_are_rotated_away_as_before(trained, tmp_path,
+                                                                            generated_data):
+    folder = copy_of(trained, tmp_path, "rotated", lose_index=True)  # steps 10, 20 and 30
+    done = run_tool("train.py", f"--train_dir={folder}", "--max_steps=60", "--num_epochs=100",
+                    "--checkpoint_steps=10", f"--train_data_pattern={generated_data['video']}",
+                    "--batch_size=32")
+    assert "missing or names none there: found 3 checkpoint(s)" in done.stderr
+    assert sorted(checkpoint_step(p) for p in checkpoints.candidates(str(folder))) == \
+        [20, 30, 40, 50, 60]  # the five newest, as the index had kept them
+    assert not list(folder.glob("model.ckpt-10.*"))

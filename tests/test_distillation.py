@@ -247,9 +247,15 @@ def test_a_distilled_run_trains_and_bad_teachers_are_one_line(generated_data, te
                        f"--unlabelled_data_pattern={unlabelled}", "--num_classes=50",
                        "--batch_size=32", "--num_epochs=1", f"--teacher={teachers / 'knn'}",
                        "--teacher_cache"]
+    temporary = tmp_path / "temporary"  # where the .tgz teacher is unpacked
+    temporary.mkdir()
     (code, out, err), (code_u, out_u, err_u), *refused = run_in_one_process(
-        "train", [trained, with_unlabelled, *arguments])
+        "train", [trained, with_unlabelled, *arguments], env={"TMPDIR": str(temporary)})
+    assert list(temporary.iterdir()) == []  # removed once loaded, and by every refused run
     assert code == 0 and "done at step 4" in out, err[-2000:]
+    assert f"\nin use: distillation from {teachers}/moe.tgz (weight " in out
+    assert ", cached)\n" in out
+    assert "; the unlabelled videos of 1 file (--unlabelled_data_pattern)\n" in out_u
     # an epoch of 400 + 200 videos in batches of 32: 19 steps (13 for the labelled alone)
     assert code_u == 0 and "done at step 19 (--num_epochs=1 done)" in out_u, err_u[-2000:]
     for (flags, message), (code, _, err) in zip(cases, refused):

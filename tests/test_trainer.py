@@ -474,9 +474,24 @@ def test_a_changed_decay_on_resume_is_said(generated_data, tmp_path, capsys):
                                    **changes)).run()
         return capsys.readouterr().out
 
-    run(max_steps=1, ema_decay=0.2)
+    assert ("\nin use: a moving average of the weights (decay 0.2), used by validation and "
+            "every tool\n") in run(max_steps=1, ema_decay=0.2)
     assert ("--ema_decay=0.5: the average of the weights goes on with this decay (it was 0.2; "
             "leave the flag out to keep the saved one)") in run(max_steps=2, ema_decay=0.5)
     assert "the average of the weights goes on (decay 0.5, as saved)" in run(max_steps=3)
     assert "--ema_decay=0.2: the average" in run(max_steps=4, ema_decay=0.2)
     assert "goes on with this decay" not in run(max_steps=5, ema_decay=0.2)  # as saved
+
+
+def test_repeated_validations_trace_the_prediction_once_for_every_batch_size(generated_data):
+    """The last partial batch and every later validation reuse one traced function (TensorFlow
+    warns of retracing past five traces in eleven calls)."""
+    import readers
+
+    model = checkpoints.build_model(model_flags.describe("MoeModel", num_classes=50),
+                                    readers.VideoReader(50))
+    files = generated_data["video"].split(",")
+    results = [eval_util.evaluate(model, readers.VideoReader(50), files, losses.get_loss(
+        "CrossEntropyLoss"), batch_size=64) for _ in range(6)]  # 600 videos: 9 full, 1 of 24
+    assert all(r["gap"] == results[0]["gap"] for r in results)
+    assert eval_util._PREDICTORS[model][False].experimental_get_tracing_count() <= 2
