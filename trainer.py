@@ -770,7 +770,7 @@ class Trainer:
     def _start_average(self, latest):
         """The average's decay (the one given, else the checkpoint's) and where it starts."""
         c = self.config
-        saved_decay = float(self.ema_decay)  # the checkpoint's, where it had an average
+        saved_decay = float(self.ema_decay.numpy())  # the checkpoint's, where it had an average
         if c.ema_decay:
             self.ema_decay.assign(c.ema_decay)
         if latest is not None and checkpoints.AVERAGED not in self.saved:
