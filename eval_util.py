@@ -180,6 +180,19 @@ class EvaluationMetrics:
 _PREDICTORS = weakref.WeakKeyDictionary()  # model -> {jit_compile: its traced prediction}
 
 
+def _predictor(model, jit_compile):
+    """The model's prediction as one traced function, whatever the batch size, kept for the
+    next evaluation (training validates the same model many times)."""
+    import tensorflow as tf
+
+    predictors = _PREDICTORS.setdefault(model, {})
+    if jit_compile not in predictors:
+        held = weakref.ref(model)  # the cache must not keep the model alive
+        predictors[jit_compile] = tf.function(lambda batch: held()(batch, training=False),
+                                              jit_compile=jit_compile, reduce_retracing=True)
+    return predictors[jit_compile]
+
+
 def evaluate(model, reader, files, loss_fn, batch_size, top_k=20, mean_ap=False, num_readers=8,
              on_batch=None, jit_compile=False, on_predictions=None):
     """Metrics of a Keras model over every video of `files`, each counted exactly once.
@@ -190,23 +203,14 @@ def evaluate(model, reader, files, loss_fn, batch_size, top_k=20, mean_ap=False,
     over the rated ones. on_predictions(batch, probabilities) sees each batch's probabilities
     (numpy) as the model gave them.
     """
-    import tensorflow as tf
 
     import readers
 
     metrics = EvaluationMetrics(top_k, mean_ap=mean_ap)
-    # One traced function per model, whatever the batch size, kept for the next evaluation
-    # (training validates the same model many times).
-    predictors = _PREDICTORS.setdefault(model, {})
-    if jit_compile not in predictors:
-        held = weakref.ref(model)  # the cache must not keep the model alive
-        predictors[jit_compile] = tf.function(lambda batch: held()(batch, training=False),
-                                              jit_compile=jit_compile, reduce_retracing=True)
-    predict = predictors[jit_compile]
     started = time.time()
     with reader.reraise_data_errors(files):
         for batch in reader.dataset(files, batch_size, num_readers=num_readers):
-            probabilities = predict(readers.model_inputs(batch))
+            probabilities = _predictor(model, jit_compile)(readers.model_inputs(batch))
             weights = batch.get("label_weights")
             scored = probabilities if weights is None else probabilities * weights
             metrics.add(scored.numpy(), batch["labels"].numpy(),
