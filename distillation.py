@@ -17,15 +17,12 @@ near-identical features); teachers trained on folds (--teacher_folds) predict ea
 one teacher that never saw it (train.py --holdout_fold).
 """
 
-import os
 
 import tensorflow as tf
 
-import bundles
-import checkpoints
 import losses
-import model_flags
 import readers
+import trained_models
 
 EPSILON = 1e-6  # probabilities are clipped to [EPSILON, 1 - EPSILON] before their logits
 
@@ -85,20 +82,25 @@ class Teacher:
                              f"with --holdout_fold=i/{folds} for each fold i), got {len(paths)}")
         self.folds = folds
         self.weights = [float(w) for w in weights]
-        self.members = [self._member(path, num_classes, frame_features,
-                                     os.path.join(untar_dir, f"teacher-{i}"))
-                        for i, path in enumerate(paths)]
+        self.members = [self._member(path, num_classes, frame_features, untar_dir)
+                        for path in paths]
         self.cache = PredictionCache(num_classes) if cache else None
 
     @staticmethod
     def _member(path, num_classes, frame_features, untar_dir):
         """A function of [B] serialized records -> [B, C] probabilities of one teacher."""
-        if path.endswith((".tgz", ".tar.gz")):
-            path = bundles.safe_untar(path, untar_dir)
-        if not model_flags.exists(path):
+        try:
+            opened = trained_models.open_model(path, untar_dir)
+        except ValueError as err:
+            if "is neither a train_dir" not in str(err):
+                raise
             raise ValueError(f"--teacher={path} is neither a train_dir of train.py nor an "
-                             "exported model (a SavedModel folder or .tgz of export_model.py)")
-        description = model_flags.read(path)
+                             "exported model (a SavedModel folder or .tgz of export_model.py)") \
+                from None
+        description = opened.description
+        if description is None:
+            raise ValueError(f"--teacher={path}: the exported model has no model_flags.json: "
+                             "export it with export_model.py")
         if description["frame_features"] != frame_features:
             levels = {True: "frame-level", False: "video-level"}
             raise ValueError(f"--teacher={path} reads {levels[description['frame_features']]} "
@@ -107,20 +109,13 @@ class Teacher:
         if description["num_classes"] != num_classes:
             raise ValueError(f"--teacher={path} predicts {description['num_classes']} classes, "
                              f"the student {num_classes}")
-        if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
-            loaded = tf.saved_model.load(path)  # kept by the closure: it owns the variables
-
-            def serve(serialized):
-                return loaded.signatures["serving_default"](serialized=serialized)["predictions"]
-
-            return serve
-        model, reader, _, _ = checkpoints.load(path)  # the averaged weights where kept
-        model.trainable = False
-        if hasattr(model, "leave_self_out"):
-            model.leave_self_out = True  # a KnnMoeModel: not the video itself as a neighbour
+        if isinstance(opened, trained_models.CheckpointModel):  # the averaged weights where kept
+            opened.model.trainable = False
+            if hasattr(opened.model, "leave_self_out"):
+                opened.model.leave_self_out = True  # a KnnMoeModel: not the video itself
 
         def predict(serialized):
-            return model(readers.model_inputs(reader.parse(serialized)), training=False)
+            return opened(serialized)[1]
 
         return predict
 

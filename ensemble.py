@@ -39,6 +39,7 @@ import eval_util  # noqa: E402
 import inference  # noqa: E402 - its flags --input_data_pattern, --output_file, --top_k, ...
 import model_flags  # noqa: E402
 import readers  # noqa: E402
+import trained_models  # noqa: E402
 
 flags.DEFINE_string("inputs", "", "Comma-separated train_dirs, exported models (SavedModel "
                     "folders or .tgz bundles) and submission CSVs.")
@@ -58,45 +59,15 @@ for _name in ("input_data_pattern", "output_file", "top_k", "batch_size", "num_r
 FLAGS = flags.FLAGS
 
 
-class ModelInput:
-    """A model that maps a batch of serialized records to (ids, probabilities)."""
-
-    def __init__(self, name, num_classes, predict):
-        self.name, self.num_classes, self._predict = name, num_classes, predict
-
-    def __call__(self, serialized):
-        ids, probabilities = self._predict(serialized)
-        return ids.numpy(), probabilities.numpy()
-
-
 def load_model(path, untar_dir):
-    """A ModelInput from a train_dir, a SavedModel folder or a .tgz bundle (unpacked in a new
-    folder inside untar_dir)."""
-    if path.endswith((".tgz", ".tar.gz")):
-        path = bundles.safe_untar(path, untar_dir)
-    if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
-        serve = tf.saved_model.load(path).signatures["serving_default"]
-
-        def predict_saved(serialized):
-            try:
-                out = serve(serialized=serialized)
-            except tf.errors.InvalidArgumentError as err:
-                raise bundles.serving_error(path, err) from None
-            return out["video_id"], out["predictions"]
-
-        return ModelInput(path, serve.structured_outputs["predictions"].shape[-1],
-                          predict_saved)
-    if model_flags.exists(path):
-        model, reader, _, _ = checkpoints.load(path, FLAGS.checkpoint)
-
-        @tf.function
-        def predict_checkpoint(serialized):
-            batch = reader.parse(serialized)
-            return batch["id"], model(batch, training=False)
-
-        return ModelInput(path, reader.num_classes, predict_checkpoint)
-    raise ValueError(f"{path} is neither a submission (.csv), an exported model (.tgz or a "
-                     "SavedModel folder) nor a train_dir of train.py")
+    """A trained model of the inputs (trained_models.open_model), at --checkpoint."""
+    try:
+        return trained_models.open_model(path, untar_dir, FLAGS.checkpoint)
+    except ValueError as err:
+        if "is neither a train_dir" not in str(err):
+            raise
+        raise ValueError(f"{path} is neither a submission (.csv), an exported model (.tgz or a "
+                         "SavedModel folder) nor a train_dir of train.py") from None
 
 
 def read_submission(path):
@@ -181,7 +152,7 @@ def record_batches(models, submissions, files, num_classes, top_k, batch_size, n
                        parsed["video_id"]).numpy()
         scores = np.zeros([len(ids), num_classes])
         for weight, model in models:
-            _, probabilities = model(serialized)
+            _, probabilities = model.predict(serialized)
             scores += weight * probabilities.astype(np.float64)
         missing += add_submissions(scores, ids, submissions, num_classes)
         labels = parsed["labels"]
@@ -274,19 +245,12 @@ def run():
         if FLAGS[name].present:
             raise ValueError(f"--{name} is inference.py's: list every model in --inputs")
     weights = utils.parse_weights(FLAGS.weights, len(inputs), "weights", "input")
-    with bundles.unpacking_folder(FLAGS.untar_model_dir) as untar:
-        score(inputs, weights, untar)
-
-
-def score(inputs, weights, untar):
-    """The submission of the weighted ensemble of `inputs`, and its metrics on labelled
-    records; .tgz inputs unpacked in `untar`."""
     models, submissions = [], []
     for path, weight in zip(inputs, weights):
         if path.endswith(".csv"):
             submissions.append((weight, read_submission(path)))
         else:
-            models.append((weight, load_model(path, untar)))
+            models.append((weight, load_model(path, FLAGS.untar_model_dir)))
     check_same_videos([path for path in inputs if path.endswith(".csv")],
                       [rows for _, rows in submissions])
     started = time.time()

@@ -32,10 +32,9 @@ import utils
 utils.quiet_tensorflow()
 import tensorflow as tf  # noqa: E402
 
-import bundles  # noqa: E402
-import checkpoints  # noqa: E402
 import readers  # noqa: E402
 import segments  # noqa: E402
+import trained_models  # noqa: E402
 
 flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The train_dir of train.py.")
 flags.DEFINE_string("input_model_tgz", "", "An exported model bundle (export_model.py).")
@@ -66,44 +65,11 @@ def format_row(video_id, classes, scores):
     return f"{video_id.decode()},{pairs}\n"
 
 
-def checkpoint_predictions(files, top_k, batch_size, num_readers):
-    """(classes of the model, iterator of (ids, classes, scores) batches) from the latest
-    checkpoint of --train_dir."""
-    model, reader, _, _ = checkpoints.load(FLAGS.train_dir)
-    reader.labels_used = False
-    k = min(top_k, reader.num_classes)
-
-    @tf.function
-    def predict(batch):
-        scores, classes = tf.math.top_k(model(batch, training=False), k)
-        return batch["id"], classes, scores
-
-    def batches():
-        with reader.reraise_data_errors(files):
-            for batch in reader.dataset(files, batch_size, num_readers=num_readers):
-                yield (t.numpy() for t in predict(batch))
-
-    return reader.num_classes, batches()
-
-
-def saved_model_predictions(model_dir, files, top_k, batch_size, num_readers):
-    """(classes of the model, iterator of (ids, classes, scores) batches) from an exported
-    SavedModel."""
-    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
-    batches = ((out["video_id"].numpy(), out["class_indexes"].numpy()[:, :top_k],
-                out["class_scores"].numpy()[:, :top_k])
-               for out in served(serve, model_dir, files, batch_size, num_readers))
-    return serve.structured_outputs["predictions"].shape[-1], batches
-
-
-def served(serve, model_dir, files, batch_size, num_readers):
-    """The outputs of an exported model's signature `serve` on batches of the records; a
-    record it cannot parse is one line (bundles.serving_error)."""
-    for serialized in readers.serialized_batches(files, batch_size, num_readers):
-        try:
-            yield serve(serialized=serialized)
-        except tf.errors.InvalidArgumentError as err:
-            raise bundles.serving_error(model_dir, err) from None
+def top_classes(batches, top_k):
+    """(ids, classes, scores) batches: each video's top_k classes of (ids, probabilities)."""
+    for ids, probabilities in batches:
+        scores, classes = tf.math.top_k(probabilities, min(top_k, probabilities.shape[-1]))
+        yield ids, classes.numpy(), scores.numpy()
 
 
 def run():
@@ -113,26 +79,18 @@ def run():
     if not FLAGS.input_data_pattern or not FLAGS.output_file:
         raise ValueError("--input_data_pattern and --output_file are required")
     files = readers.resolve_files(FLAGS.input_data_pattern)
-    with bundles.unpacking_folder(FLAGS.untar_model_dir) as untar:
-        model_dir = FLAGS.saved_model_dir
-        if FLAGS.input_model_tgz:
-            model_dir = bundles.safe_untar(FLAGS.input_model_tgz, untar)
-        predict(model_dir, files)
-
-
-def predict(model_dir, files):
-    """The submission of the model in model_dir (an exported one), else of --train_dir."""
     if FLAGS.segment_labels:
-        return segment_inference(model_dir, files)
-    if model_dir:
-        num_classes, batches = saved_model_predictions(model_dir, files, FLAGS.top_k,
-                                                       FLAGS.batch_size, FLAGS.num_readers)
-    else:
-        num_classes, batches = checkpoint_predictions(files, FLAGS.top_k, FLAGS.batch_size,
-                                                      FLAGS.num_readers)
-    readers.check_release(files, num_classes)
-
+        label_ids = segments.read_label_ids(FLAGS.segment_label_ids_file)
+        if FLAGS.segment_max_pred < 1:
+            raise ValueError(f"--segment_max_pred must be at least 1, got "
+                             f"{FLAGS.segment_max_pred}")
+    opened = trained_models.open_model(
+        FLAGS.input_model_tgz or FLAGS.saved_model_dir or FLAGS.train_dir, FLAGS.untar_model_dir)
+    readers.check_release(files, opened.num_classes)
+    if FLAGS.segment_labels:
+        return segment_inference(opened, files, label_ids)
     total, exact = readers.estimate_records(files)
+    batches = top_classes(opened.videos(files, FLAGS.batch_size, FLAGS.num_readers), FLAGS.top_k)
     videos, seconds = write_submission(FLAGS.output_file, batches,
                                        utils.Progress(total, estimated=not exact),
                                        FLAGS.log_seconds)
@@ -142,61 +100,11 @@ def predict(model_dir, files):
           f"({videos / max(seconds, 1e-9):,.0f} videos/s)")
 
 
-def checkpoint_segment_scores(files, batch_size, num_readers):
-    """(classes of the model, iterator of (ids, starts, probabilities) batches of segments)
-    from the latest checkpoint of --train_dir."""
-    model, _, description, _ = checkpoints.load(FLAGS.train_dir)
-    if not description["frame_features"]:
-        raise ValueError(f"--segment_labels scores 5-frame segments: {FLAGS.train_dir} holds a "
-                         "video-level model; give a frame-level one (train.py --frame_features)")
-    reader = checkpoints.make_reader(description, segments="all")
-    reader.labels_used = False
-
-    @tf.function
-    def predict(batch):
-        return batch["id"], batch["start"], model(readers.model_inputs(batch), training=False)
-
-    def batches():
-        with reader.reraise_data_errors(files):
-            for batch in reader.dataset(files, batch_size, num_readers=num_readers):
-                yield (t.numpy() for t in predict(batch))
-
-    return reader.num_classes, batches()
-
-
-# Videos served at once by an export's segments signature: a 300-frame video is 60 segments.
-SEGMENTS_PER_VIDEO = 60
-
-
-def saved_model_segment_scores(model_dir, files, batch_size, num_readers):
-    """(classes of the model, iterator of (ids, starts, probabilities) batches of segments)
-    from an exported frame-level SavedModel's segments signature."""
-    loaded = tf.saved_model.load(model_dir)
-    if bundles.SEGMENTS_SIGNATURE not in loaded.signatures:
-        raise ValueError(f"--segment_labels: {model_dir} has no '{bundles.SEGMENTS_SIGNATURE}' "
-                         "signature (a video-level model, or exported before segments were "
-                         "served): export a frame-level model again with export_model.py, or "
-                         "give its --train_dir")
-    serve = loaded.signatures[bundles.SEGMENTS_SIGNATURE]
-    videos = max(1, batch_size // SEGMENTS_PER_VIDEO)
-    batches = ((out["video_id"].numpy(), out["segment_start"].numpy(), out["predictions"].numpy())
-               for out in served(serve, model_dir, files, videos, num_readers))
-    return serve.structured_outputs["predictions"].shape[-1], batches
-
-
-def segment_inference(model_dir, files):
-    """--segment_labels: every segment of `files` scored and the segment CSV written."""
-    label_ids = segments.read_label_ids(FLAGS.segment_label_ids_file)
-    if FLAGS.segment_max_pred < 1:
-        raise ValueError(f"--segment_max_pred must be at least 1, got {FLAGS.segment_max_pred}")
-    if model_dir:
-        num_classes, batches = saved_model_segment_scores(model_dir, files, FLAGS.batch_size,
-                                                          FLAGS.num_readers)
-    else:
-        num_classes, batches = checkpoint_segment_scores(files, FLAGS.batch_size,
-                                                         FLAGS.num_readers)
-    readers.check_release(files, num_classes)
-    ranking = segments.Ranking(label_ids, num_classes, FLAGS.segment_max_pred)
+def segment_inference(opened, files, label_ids):
+    """--segment_labels: every segment of `files` scored and the segment CSV of the classes
+    label_ids written."""
+    batches = opened.segments(files, FLAGS.batch_size, FLAGS.num_readers)
+    ranking = segments.Ranking(label_ids, opened.num_classes, FLAGS.segment_max_pred)
     videos, _ = readers.estimate_records(files)
     scored, seconds = rank_segments(ranking, batches, videos, FLAGS.log_seconds)
     if not scored:

@@ -23,7 +23,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import bundles
 import checkpoints
 import distillation
 import eval_util
@@ -418,11 +417,11 @@ class Trainer:
         self.best = None  # checkpoints.BestCheckpoint, at the first validation
         self.validated_at = None  # the step of the last validation
         paths, weights = c.teachers()
-        if paths:  # a .tgz teacher's unpacked folder is not needed once it is loaded
-            with self.strategy.scope(), bundles.unpacking_folder() as untar:
+        if paths:  # a .tgz teacher is unpacked in a temporary folder, gone once it is loaded
+            with self.strategy.scope():
                 self.teacher = distillation.Teacher(
                     paths, weights, c.model_flags["num_classes"], c.model_flags["frame_features"],
-                    untar, c.teacher_folds, c.teacher_cache)
+                    "", c.teacher_folds, c.teacher_cache)
         with self.strategy.scope():
             model_utils.set_batch_norm_momentum(self.model, c.batch_norm_momentum)
             model_utils.set_circulant_recompute(self.model, c.recompute_circulant)
