@@ -24,10 +24,12 @@ utils.quiet_tensorflow()
 import tensorflow as tf  # noqa: E402
 
 import checkpoints  # noqa: E402
+import devices  # noqa: E402
 import model_flags  # noqa: E402
 import model_settings as settings_groups  # noqa: E402
 import models  # noqa: E402
 import readers  # noqa: E402
+import train_config  # noqa: E402
 import trainer  # noqa: E402
 
 # -- flags: the starter's names and defaults ------------------------------------------------------
@@ -51,7 +53,7 @@ flags.DEFINE_bool("log_device_placement", False, "Not supported (accepted for th
 
 def config_fields():
     """TrainConfig's fields that are flags (all but the model description)."""
-    return [f for f in dataclasses.fields(trainer.TrainConfig) if f.name != "model_flags"]
+    return [f for f in dataclasses.fields(train_config.TrainConfig) if f.name != "model_flags"]
 
 
 def define_config_flags():
@@ -109,13 +111,13 @@ def define_model_flags():
 
 def help_overview():
     """The flags by group, for --help (each flag's own help follows, alphabetically)."""
-    groups = {group: [] for group in trainer.GROUPS}
+    groups = {group: [] for group in train_config.GROUPS}
     for field in config_fields():
         groups.setdefault(field.metadata["group"], []).append(field.name)
     for group, names in OWN_FLAGS.items():
         groups[group] = names + groups[group]
-    groups[trainer.COMPACT] = [f.name for f in dataclasses.fields(settings_groups.Compact)] \
-        + groups[trainer.COMPACT]
+    groups[train_config.COMPACT] = [f.name for f in dataclasses.fields(settings_groups.Compact)] \
+        + groups[train_config.COMPACT]
 
     def wrapped(first, items, indent):
         return textwrap.fill(first + ", ".join(items), 100, subsequent_indent=" " * indent)
@@ -197,7 +199,7 @@ def run():
     if not FLAGS.train_data_pattern:
         raise ValueError("--train_data_pattern is required")
     if FLAGS.cpu_devices > 1:
-        trainer.split_cpu(FLAGS.cpu_devices)  # before the records are read
+        devices.split_cpu(FLAGS.cpu_devices)  # before the records are read
     files = readers.resolve_files(FLAGS.train_data_pattern)
     # A run is bound to its model flags once it has a checkpoint: until then they may change.
     resuming = (not FLAGS.start_new_model and tf.io.gfile.isdir(FLAGS.train_dir)
@@ -215,8 +217,8 @@ def run():
         settings = model_settings(files)
     readers.check_release(files, settings["num_classes"])
     warn_about_unused_flags(settings)
-    config = trainer.TrainConfig(model_flags=settings,
-                                 **{f.name: FLAGS[f.name].value for f in config_fields()})
+    config = train_config.TrainConfig(model_flags=settings,
+                                      **{f.name: FLAGS[f.name].value for f in config_fields()})
     stopped_by = trainer.Trainer(config).run()
     if stopped_by:
         sys.exit(128 + stopped_by)

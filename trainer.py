@@ -1,10 +1,14 @@
-"""Training, importable: a `TrainConfig` and a `Trainer` that builds the input, model,
-optimizers and checkpoint from it and runs the loop. No global flags: train.py turns its flags
+"""Training, importable: a `Trainer` that builds the input, model, optimizers and checkpoint
+from a `train_config.TrainConfig` and runs the loop. No global flags: train.py turns its flags
 into a config; benchmarks, experiments and tests build the same Trainer and call the same step.
 
-    config = TrainConfig(train_dir="/tmp/m", train_data_pattern="train*.tfrecord",
-                         model_flags=model_flags.describe("MoeModel", ...), max_steps=100)
+    config = train_config.TrainConfig(
+        train_dir="/tmp/m", train_data_pattern="train*.tfrecord",
+        model_flags=model_flags.describe("MoeModel", ...), max_steps=100)
     Trainer(config).run()
+
+Its parts: train_config (the schema and its checks), optimizers (per kind of weights), devices
+(the strategy), averaging (--ema_decay), run_dir (the log and the checkpoints as saved).
 
 What a run writes in train_dir: checkpoints (`model.ckpt-<step>`, the last 5), model_flags.json
 (with the first checkpoint), model_summary.txt and .json, train_log.jsonl (one line per progress
@@ -13,7 +17,6 @@ theirs to train_dir/workers/<index>.
 """
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -23,336 +26,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import averaging
 import checkpoints
+import devices
 import distillation
 import eval_util
-import layer_kinds
 import losses
 import model_flags
 import model_summary
 import model_utils
+import optimizers
 import readers
+import run_dir
 import utils
-
-
-class FusedAdam(keras.optimizers.Adam):
-    """Keras' Adam, each variable's update one TensorFlow kernel (ResourceApplyAdam): one pass
-    over the weight and its two moments instead of Keras' several, the same formula (Kingma &
-    Ba's, epsilon outside the square root). On the 2-core CPU the update of the 22M weights of
-    the video-level MoE took 32 ms instead of 76 (BENCHMARKS.md)."""
-
-    def update_step(self, gradient, variable, learning_rate):
-        if self.amsgrad:
-            return super().update_step(gradient, variable, learning_rate)
-        dtype = variable.dtype
-        step = tf.cast(self.iterations + 1, dtype)
-        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
-        index = self._get_variable_index(variable)
-        tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=self._momentums[index].handle,
-            v=self._velocities[index].handle, beta1_power=beta_1 ** step,
-            beta2_power=beta_2 ** step, lr=tf.cast(learning_rate, dtype), beta1=beta_1,
-            beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
-
-
-OPTIMIZERS = {
-    "AdamOptimizer": FusedAdam,
-    "GradientDescentOptimizer": keras.optimizers.SGD,
-    "MomentumOptimizer": lambda lr, **kw: keras.optimizers.SGD(lr, momentum=0.9, **kw),
-    "AdagradOptimizer": keras.optimizers.Adagrad,
-    "RMSPropOptimizer": keras.optimizers.RMSprop,
-}
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # the Keras policies' names
-TRAIN_LOG_FILE = "train_log.jsonl"
-SUMMARY_FILE = "model_summary.json"
-
-
-def option(default, meaning, group, choices=None, flag_default=dataclasses.MISSING):
-    """A TrainConfig field: its default, its meaning and its group (train.py makes one flag of
-    each field, of the field's type, with this help, in this group of its --help; an enum where
-    `choices` are given). flag_default: the flag's default for a field that has none."""
-    return dataclasses.field(default=default, metadata={
-        "help": meaning, "group": group, "choices": choices,
-        "flag_default": default if flag_default is dataclasses.MISSING else flag_default})
-
-
-GROUPS = DATA, TRAINING, DISTILLATION, DEVICES, COMPACT = (
-    "data", "training", "distillation", "devices and speed", "compact layers")  # --help's
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything a training run needs besides the data: train.py's flags of the same names,
-    declared here once (train.py defines them from these fields)."""
-
-    model_flags: dict = None  # the model description that model_flags.json keeps (required)
-    train_dir: str = option(None, "Checkpoints, summaries, model_flags.json.", TRAINING,
-                            flag_default="/tmp/yt8m_model/")
-    train_data_pattern: str = option(None, "Comma-separated globs of training TFRecords.", DATA,
-                                     flag_default="")
-    validation_data_pattern: str = option("", "Evaluate on these files as training goes.", DATA)
-    unlabelled_data_pattern: str = option(
-        "", "Comma-separated globs of more training records whose labels are not used (none "
-            "needed): each of their videos trains on the teacher's probabilities alone. Needs "
-            "--teacher.", DATA)
-    num_readers: int = option(8, "Files read in parallel.", DATA)
-    skip_corrupt_records: bool = option(
-        False, "Drop unreadable records and the damaged ends of files instead of stopping; "
-               "counts are printed with the progress.", DATA)
-    segment_labels: bool = option(
-        False, "Segment-rated frame-level records (2019): one example per rated 5-frame "
-               "segment, the loss on its rated classes alone (the others count neither as "
-               "positives nor as negatives); validation on rated segments too.", DATA)
-    start_new_model: bool = option(False, "Start afresh (old checkpoints are moved aside).",
-                                   TRAINING)
-    init_from: str = option(
-        "", "A new run starts from the weights of this train_dir's newest checkpoint (the "
-            "moving average where it kept one; a fresh optimizer), its model flags taken from "
-            "there (of them only --label_loss may change; the training flags are this run's): "
-            "e.g. a video-level frame model fine-tuned with --segment_labels. A run that has "
-            "checkpoints of its own resumes from them instead.", TRAINING)
-    batch_size: int = option(1024, "Global batch size, whatever the number of devices.",
-                             TRAINING)
-    num_epochs: int = option(5, "Passes over the training data in this run (a resumed run "
-                                "counts its own).", TRAINING)
-    max_steps: int | None = option(None, "Stop at this global step.", TRAINING)
-    base_learning_rate: float = option(0.01, "Initial learning rate.", TRAINING)
-    learning_rate_decay: float = option(0.95, "Factor applied every decay period.", TRAINING)
-    learning_rate_decay_examples: float = option(4000000, "Examples per decay period.",
-                                                 TRAINING)
-    optimizer: str = option("AdamOptimizer", "The optimizer, by the starter's names.", TRAINING,
-                            choices=tuple(OPTIMIZERS))
-    clip_gradient_norm: float = option(1.0, "Clip each gradient to this norm (0: no clipping).",
-                                       TRAINING)
-    label_smoothing: float = option(0.0, "Label smoothing (CrossEntropy and Softmax losses).",
-                                    TRAINING)
-    regularization_penalty: float = option(1.0, "Weight of the models' L2 penalties.", TRAINING)
-    seed: int = option(0, "Seeds weights, shuffling and frame sampling.", TRAINING)
-    batch_norm_momentum: float = option(
-        0.99, "Momentum of the batch-norm layers' moving statistics, which evaluation uses. "
-              "Lower it (0.9) for runs of a few hundred steps or at high learning rates, where "
-              "the weights outpace a 0.99 average.", TRAINING)
-    keep_best_checkpoint: bool = option(
-        False, "Also keep the checkpoint of the best validation GAP in train_dir/best/ "
-               "(export_model.py --checkpoint=best exports it).", TRAINING)
-    checkpoint_steps: int = option(500, "Save a checkpoint every this many steps.", TRAINING)
-    log_steps: int = option(10, "Print progress every this many steps.", TRAINING)
-    validation_steps: int = option(1000, "Evaluate every this many steps (and at the end).",
-                                   TRAINING)
-    max_model_mb: float = option(0, "Stop at start when the float32 weights exceed this (0: no "
-                                    "limit; the 2018 challenge allowed 1024).", TRAINING)
-    ema_decay: float = option(
-        0.0, "Keep an exponential moving average of the weights, this decay a step (0: none; "
-             "a half-life of h steps is 0.5 ** (1 / h): the 2018 winners' 2,000 steps is "
-             "0.99965). Validation, eval.py, inference.py and export_model.py use the average; "
-             "a resumed run goes on with it.", TRAINING)
-    teacher: str = option(
-        "", "Distil: train on a frozen teacher's probabilities too (comma-separated train_dirs "
-            "or exported models, averaged; each reads the training records itself).",
-        DISTILLATION)
-    teacher_weights: str = option("", "Comma-separated weight of each teacher (default: "
-                                      "equal).", DISTILLATION)
-    teacher_folds: int = option(
-        0, "The teachers are K models, teacher i trained with --holdout_fold=i/K: each video's "
-           "soft targets come from the one that never saw it (0: all teachers, averaged).",
-        DISTILLATION)
-    teacher_cache: bool = option(
-        False, "Keep the teacher's probabilities of each video in memory from its first batch "
-               "on (the teacher is frozen: later epochs cost a lookup instead of the teacher's "
-               "pass). Videos x classes x 4 bytes: 0.67 GB for 43,552 videos of 3,862 classes.",
-        DISTILLATION)
-    distillation_weight: float = option(
-        0.5, "The share of the loss on the teacher's probabilities (the rest on the labels).",
-        DISTILLATION)
-    distillation_temperature: float = option(
-        1.0, "Temperature T on the logits of both (the soft loss times T^2; 1: none, as the "
-             "2018 winners).", DISTILLATION)
-    holdout_fold: str = option(
-        "", "I/K: train without the videos of fold I of K (a hash of the video id), to make "
-            "one of K teachers for --teacher_folds=K.", DATA)
-    learning_rate_scales: str = option(
-        "", "The learning rate of the structured layers' weights, by kind, as a multiple of the "
-            "other weights': KIND=SCALE,... (kinds circulant, low_rank, monarch; each scaled "
-            "kind has its own optimizer).", COMPACT)
-    circulant_learning_rate_scale: float = option(
-        1.0, "The same as --learning_rate_scales=circulant=SCALE: the learning rate of the "
-             "diagonal and circulant vectors as a multiple of the other weights'.", COMPACT)
-    recompute_circulant: bool = option(
-        False, "Diagonal-circulant layers keep only their input for the backward pass and "
-               "compute the rest again there: less memory, more time, the same results.",
-        DEVICES)
-    num_gpu: int | None = option(None, "Local GPUs to train on (default: all; 0: the CPU). "
-                                       "CUDA_VISIBLE_DEVICES chooses which.", DEVICES)
-    cpu_devices: int = option(0, "Split the CPU into this many logical devices and mirror over "
-                                 "them (to try distribution without GPUs).", DEVICES)
-    mixed_precision: str = option(
-        "float32", "Compute in float16 (with loss scaling; GPUs) or bfloat16 (recent CPUs, TPUs, "
-                   "GPUs); weights, circulant FFTs and class probabilities stay float32.",
-        DEVICES, choices=PRECISIONS)
-    jit_compile: bool = option(False, "Compile the training and validation steps with XLA.",
-                               DEVICES)
-    steps_per_loop: int = option(
-        10, "Training steps per call of the compiled loop (more: less Python between steps; "
-            "progress, checkpoints and signals wait for the end of a call, which stops at every "
-            "log, checkpoint and validation step).", DEVICES)
-
-    def check(self):
-        """A ValueError naming the flag for a setting that cannot work."""
-        for name in ("model_flags", "train_dir", "train_data_pattern"):
-            if getattr(self, name) is None:
-                raise ValueError(f"TrainConfig needs {name}")
-        if self.mixed_precision not in PRECISIONS:
-            raise ValueError(f"unknown --mixed_precision {self.mixed_precision!r}; choose one "
-                             f"of {', '.join(PRECISIONS)}")
-        if self.steps_per_loop < 1:
-            raise ValueError(f"--steps_per_loop must be at least 1, got {self.steps_per_loop}")
-        if self.num_gpu is not None and self.num_gpu < 0:
-            raise ValueError(f"--num_gpu must be 0 or more, got {self.num_gpu}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of "
-                             f"{', '.join(OPTIMIZERS)}")
-        self.kind_scales()
-        self.holdout()
-        self.teachers()
-        if not 0 <= self.distillation_weight <= 1:
-            raise ValueError(f"--distillation_weight must be between 0 and 1, got "
-                             f"{self.distillation_weight:g}")
-        if not self.distillation_temperature > 0:
-            raise ValueError(f"--distillation_temperature must be positive, got "
-                             f"{self.distillation_temperature:g}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"--ema_decay must be at least 0 and below 1, got "
-                             f"{self.ema_decay:g}")
-        if self.keep_best_checkpoint and not self.validation_data_pattern:
-            raise ValueError("--keep_best_checkpoint keeps the checkpoint of the best "
-                             "validation: add --validation_data_pattern (records not trained on)")
-        loss = losses.get_loss(self.model_flags["label_loss"], self.label_smoothing)
-        if self.segment_labels:
-            if not self.model_flags["frame_features"]:
-                raise ValueError("--segment_labels trains a frame-level model on segment-rated "
-                                 "frame-level records: add --frame_features and a frame model")
-            if not loss.takes_weights:
-                raise ValueError(f"--segment_labels: {self.model_flags['label_loss']} cannot "
-                                 "leave the unrated classes out; use --label_loss="
-                                 "CrossEntropyLoss or HingeLoss")
-            if self.teacher:
-                raise ValueError("--segment_labels with --teacher: a teacher scores whole "
-                                 "videos, not rated segments; train on segments without one")
-
-    def holdout(self):
-        """(fold, folds) of --holdout_fold, or None."""
-        if not self.holdout_fold:
-            return None
-        fold, _, folds = self.holdout_fold.partition("/")
-        try:
-            fold, folds = int(fold), int(folds)
-        except ValueError:
-            fold = folds = -1
-        if not 0 <= fold < folds:
-            raise ValueError(f"--holdout_fold={self.holdout_fold}: give I/K with 0 <= I < K, "
-                             "e.g. 0/5")
-        return fold, folds
-
-    def teachers(self):
-        """([paths], [weights summing to 1]) of --teacher and --teacher_weights."""
-        paths = [p.strip() for p in self.teacher.split(",") if p.strip()]
-        if not paths and self.unlabelled_data_pattern:
-            raise ValueError("--unlabelled_data_pattern needs --teacher: a video without labels "
-                             "trains on the teacher's probabilities alone")
-        if not paths:
-            if self.teacher_weights or self.teacher_folds or self.teacher_cache:
-                raise ValueError("--teacher_weights, --teacher_folds and --teacher_cache need "
-                                 "--teacher")
-            return [], []
-        return paths, utils.parse_weights(self.teacher_weights, len(paths), "teacher_weights",
-                                          "teacher")
-
-    def kind_scales(self):
-        """{kind: learning-rate scale} of the structured kinds whose scale is not 1, from
-        --learning_rate_scales and --circulant_learning_rate_scale (ValueError naming the flag
-        for a bad one)."""
-        scales = {}
-        for item in (i.strip() for i in self.learning_rate_scales.split(",") if i.strip()):
-            kind, _, value = (part.strip() for part in item.partition("="))
-            if kind not in layer_kinds.SIZE_OPTION:
-                raise ValueError(f"--learning_rate_scales={item}: unknown kind {kind!r}; "
-                                 f"valid: {', '.join(layer_kinds.SIZE_OPTION)}")
-            try:
-                scales[kind] = float(value)
-            except ValueError:
-                raise ValueError(f"--learning_rate_scales={item}: the scale after '=' is a "
-                                 "number, e.g. circulant=3") from None
-        if self.circulant_learning_rate_scale != 1:
-            if scales.get("circulant", self.circulant_learning_rate_scale) != \
-                    self.circulant_learning_rate_scale:
-                raise ValueError("--circulant_learning_rate_scale and --learning_rate_scales="
-                                 "circulant=... disagree: give one")
-            scales["circulant"] = self.circulant_learning_rate_scale
-        for kind, scale in scales.items():
-            if not scale > 0:
-                name = "--circulant_learning_rate_scale" if kind == "circulant" and \
-                    "circulant" not in self.learning_rate_scales else \
-                    f"--learning_rate_scales={kind}"
-                raise ValueError(f"{name} must be positive, got {scale:g}")
-        return {kind: scale for kind, scale in scales.items() if scale != 1}
-
-
-def split_cpu(cpu_devices):
-    """The CPU as `cpu_devices` logical devices. TensorFlow allows it only before its first
-    op: a tool calls this first (train.py reads records before it builds the Trainer)."""
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    wanted = [tf.config.LogicalDeviceConfiguration()] * cpu_devices
-    if len(tf.config.get_logical_device_configuration(cpu) or []) == cpu_devices:
-        return
-    try:
-        tf.config.set_logical_device_configuration(cpu, wanted)
-    except RuntimeError:
-        raise RuntimeError(f"--cpu_devices={cpu_devices}: TensorFlow started before the CPU "
-                           "was split; call trainer.split_cpu first") from None
-
-
-def make_strategy(cpu_devices=0, num_gpu=None):
-    """N logical CPUs (cpu_devices > 1), several workers (TF_CONFIG), num_gpu local GPUs (None:
-    all; 0: the CPU), or one device."""
-    if cpu_devices > 1:
-        split_cpu(cpu_devices)
-        return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(cpu_devices)])
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    if sum(len(v) for k, v in cluster.items() if k in ("chief", "worker")) > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = len(tf.config.list_physical_devices("GPU"))
-    if num_gpu is not None and num_gpu > gpus:
-        utils.warn(f"--num_gpu={num_gpu}: this machine has {gpus} GPUs; using {gpus}")
-    used = gpus if num_gpu is None else min(num_gpu, gpus)
-    if used > 1:
-        return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(used)])
-    if used == 0 and gpus:
-        return tf.distribute.OneDeviceStrategy("/cpu:0")
-    return tf.distribute.get_strategy()
-
-
-def is_chief_worker(strategy):
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return True
-    resolver = strategy.cluster_resolver
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict())
-
-
-def move_previous_run(train_dir):
-    """Everything of train_dir into old-<time>/, a train_dir again; not earlier old-* folders,
-    nor the other workers' scratch folders, in use by them already."""
-    previous = [f for f in tf.io.gfile.listdir(train_dir)
-                if not f.startswith("old-") and f.rstrip("/") != "workers"]
-    if not previous:
-        return
-    aside = os.path.join(train_dir, f"old-{time.strftime('%Y%m%d-%H%M%S')}")
-    tf.io.gfile.makedirs(aside)
-    for name in previous:
-        tf.io.gfile.rename(os.path.join(train_dir, name.rstrip("/")),
-                           os.path.join(aside, name.rstrip("/")))
-    print(f"--start_new_model: moved the previous run to {aside}", flush=True)
 
 
 class Trainer:
@@ -366,8 +52,8 @@ class Trainer:
     def __init__(self, config, build_model=None):
         config.check()
         self.config = c = config
-        self.strategy = make_strategy(c.cpu_devices, c.num_gpu)
-        self.chief = is_chief_worker(self.strategy)
+        self.strategy = devices.make_strategy(c.cpu_devices, c.num_gpu)
+        self.chief = devices.is_chief_worker(self.strategy)
         self.train_dir = utils.prepare_dir(c.train_dir)
         # Non-chief workers write their (identical) checkpoints and summaries to a scratch folder.
         self.out_dir = self.train_dir if self.chief else utils.prepare_dir(os.path.join(
@@ -391,7 +77,7 @@ class Trainer:
         # What the checkpoint to resume from holds (its optimizers, an average of the weights).
         self.saved = set() if c.start_new_model else checkpoints.saved_objects(
             checkpoints.candidates(self.train_dir))
-        averaging = c.ema_decay > 0 or checkpoints.AVERAGED in self.saved
+        keeps_average = c.ema_decay > 0 or checkpoints.AVERAGED in self.saved
 
         def new_model():
             if build_model is None:
@@ -405,10 +91,9 @@ class Trainer:
                 self.model = new_model()
                 # The moving average of the weights: a second model, whose weights start as
                 # the first's (or the checkpoint's average) and follow them step by step.
-                self.averaged = new_model() if averaging else None
-                if averaging:
-                    for target, source in zip(self.averaged.weights, self.model.weights):
-                        target.assign(source)
+                self.averaged = new_model() if keeps_average else None
+                if keeps_average:
+                    averaging.copy_weights(self.averaged, self.model)
                     self.ema_decay = tf.Variable(c.ema_decay, trainable=False, name="ema_decay")
         finally:
             keras.mixed_precision.set_global_policy(policy)
@@ -426,7 +111,8 @@ class Trainer:
             model_utils.set_batch_norm_momentum(self.model, c.batch_norm_momentum)
             model_utils.set_circulant_recompute(self.model, c.recompute_circulant)
             self.learning_rate = self._schedule(c.base_learning_rate)
-            self.optimizers, self.groups = self._optimizers()
+            self.optimizers, self.groups = optimizers.for_kinds(
+            c, self.model, self.saved, self.learning_rate, self._schedule)
             # float16 gradients underflow: the loss is scaled (dynamically) and the gradients
             # unscaled. Checkpoints keep the inner optimizers, as in float32 runs, so a run may
             # change precision when it resumes (the loss scale starts again).
@@ -439,45 +125,6 @@ class Trainer:
             if c.jit_compile else self._replica_step
         self.train_step = tf.function(self._train_step)
         self.train_loop = tf.function(self._train_loop)
-
-    def _optimizers(self):
-        """({name: optimizer}, {name: its variables}): "optimizer" for the weights at the base
-        learning rate, and "<kind>_optimizer" for the structured variables of each kind that
-        the config scales (the names of their slots in checkpoints).
-
-        A resumed run keeps the optimizers of its checkpoint, whose slots are laid out by
-        them: a kind that had its own keeps it (at scale 1 if none is given now; Keras clips
-        and updates each variable alone, so that is the same training), and a kind that had
-        none cannot get one."""
-        c = self.config
-        clip = {"clipnorm": c.clip_gradient_norm} if c.clip_gradient_norm > 0 else {}
-        trainable = self.model.trainable_variables
-        optimizers = {"optimizer": OPTIMIZERS[c.optimizer](self.learning_rate, **clip)}
-        groups = {"optimizer": trainable}
-        scales = c.kind_scales()
-        saved = self.saved
-        if saved:
-            had = {kind for kind in layer_kinds.SIZE_OPTION if f"{kind}_optimizer" in saved}
-            for kind in sorted(set(scales) - had):
-                if model_utils.structured_variables(self.model, kind):
-                    raise ValueError(
-                        f"{c.train_dir} trained its {kind} weights with the others' optimizer: "
-                        f"a learning-rate scale for them cannot start on resume; leave out "
-                        f"--learning_rate_scales={kind} (or --circulant_learning_rate_scale), "
-                        "or train afresh with --start_new_model")
-            scales = {kind: scales.get(kind, 1.0) for kind in had}
-        for kind, scale in sorted(scales.items()):
-            scaled = {id(v) for v in model_utils.structured_variables(self.model, kind)}
-            if not scaled:
-                utils.warn(f"--learning_rate_scales={kind}: this model has no {kind} weights: "
-                           "ignored")
-                continue
-            name = f"{kind}_optimizer"
-            optimizers[name] = OPTIMIZERS[c.optimizer](
-                self._schedule(c.base_learning_rate * scale), **clip)
-            groups[name] = [v for v in trainable if id(v) in scaled]
-            groups["optimizer"] = [v for v in groups["optimizer"] if id(v) not in scaled]
-        return optimizers, groups
 
     @property
     def optimizer(self):
@@ -529,26 +176,13 @@ class Trainer:
         for optimizer, step in zip(self.optimizers.values(), before):
             optimizer.iterations.assign(step + 1)  # a step skipped for overflow counts too
         if self.averaged is not None:
-            self._update_average()
+            averaging.update(self.averaged, self.model, self.ema_decay, self.optimizer.iterations)
         return self.strategy.reduce("SUM", loss, axis=None), probabilities, labels
 
-    def _update_average(self):
-        """average = d * average + (1 - d) * weights after step n, d = min(ema_decay,
-        (1 + n) / (10 + n)) (TensorFlow's ExponentialMovingAverage with num_updates: early
-        steps do not drag the start along)."""
-        step = tf.cast(self.optimizer.iterations, tf.float32)
-        decay = tf.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
-        for average, weight in zip(self.averaged.trainable_variables,
-                                   self.model.trainable_variables):
-            average.assign(decay * average + (1.0 - decay) * weight)
-
     def sync_average(self):
-        """The averaged model's other variables (batch-norm statistics, a model's memory) set
-        to the model's: they are averages or data already. Before it is saved or evaluated."""
+        """The averaged model's statistics up to date, before it is saved or evaluated."""
         if self.averaged is not None:
-            for average, value in zip(self.averaged.non_trainable_variables,
-                                      self.model.non_trainable_variables):
-                average.assign(value)
+            averaging.sync_statistics(self.averaged, self.model)
 
     @property
     def evaluated_model(self):
@@ -601,11 +235,12 @@ class Trainer:
         if self.in_use():
             print(f"in use: {'; '.join(self.in_use())}", flush=True)
         rows, totals = model_summary.summarize(self.model)
-        self.summary_files = {"model_summary.txt": summary + "\n", SUMMARY_FILE: json.dumps({
-            "model": name, **totals, "expected_memory_bytes": memory,
-            "batch_per_device": per_device,
-            "layers": [{"path": path, "kind": kind, "weights": weights, "dense": dense}
-                       for path, kind, weights, dense in rows]}, indent=1)}
+        described = {"model": name, **totals, "expected_memory_bytes": memory,
+                     "batch_per_device": per_device,
+                     "layers": [{"path": path, "kind": kind, "weights": weights, "dense": dense}
+                                for path, kind, weights, dense in rows]}
+        self.summary_files = {"model_summary.txt": summary + "\n",
+                              run_dir.SUMMARY_FILE: json.dumps(described, indent=1)}
         model_summary.check_budget(self.model, self.config.max_model_mb)
 
     def in_use(self):
@@ -639,19 +274,19 @@ class Trainer:
         c = self.config
         # -- the run's folder and summary --
         if c.start_new_model and self.chief:
-            move_previous_run(self.train_dir)
+            run_dir.move_previous_run(self.train_dir)
         self.write_summary()
 
         # -- restore the newest readable checkpoint, or prepare a new run --
-        averaging = {checkpoints.AVERAGED: self.averaged, "ema_decay": self.ema_decay} \
+        average_state = {checkpoints.AVERAGED: self.averaged, "ema_decay": self.ema_decay} \
             if self.averaged is not None else {}
         # Restored as saved: an average the checkpoint lacks starts at its weights.
         latest = self._restore(tf.train.Checkpoint(
             model=self.model, **self.optimizers,
-            **(averaging if checkpoints.AVERAGED in self.saved else {})))
+            **(average_state if checkpoints.AVERAGED in self.saved else {})))
         # Made after the restore, which may rebuild a lost index: the manager keeps the five
         # newest checkpoints of those the index lists.
-        checkpoint = tf.train.Checkpoint(model=self.model, **self.optimizers, **averaging)
+        checkpoint = tf.train.Checkpoint(model=self.model, **self.optimizers, **average_state)
         manager = tf.train.CheckpointManager(checkpoint, self.out_dir, max_to_keep=5,
                                              checkpoint_name="model.ckpt")
         if latest is None and c.init_from:
@@ -660,7 +295,7 @@ class Trainer:
             self._before_first_step()
         if self.averaged is not None:
             self._start_average(latest)
-        saver = Saver(manager, self.chief, self.train_dir, self._flags_to_write(latest),
+        saver = run_dir.Saver(manager, self.chief, self.train_dir, self._flags_to_write(latest),
                       saved_step=int(self.optimizer.iterations.numpy()) if latest else None,
                       before_saving=self.sync_average)
 
@@ -673,7 +308,7 @@ class Trainer:
         summaries = contextlib.ExitStack()  # TensorBoard's writer, once a step has run
         step = start_step = int(self.optimizer.iterations.numpy())
         progress = self._progress(start_step)
-        log = ProgressLog(os.path.join(self.out_dir, TRAIN_LOG_FILE), start_step)
+        log = run_dir.ProgressLog(os.path.join(self.out_dir, run_dir.TRAIN_LOG_FILE), start_step)
 
         with summaries:
             # -- the loop: rounds of steps, each ending at a step that logs, saves, validates or is
@@ -728,7 +363,7 @@ class Trainer:
                 reason = f"--max_steps={c.max_steps} reached"
             else:
                 reason = f"--num_epochs={c.num_epochs} done"
-            print(f"done at step {step} ({reason}): {self.train_dir}{skip_note(skipped)}",
+            print(f"done at step {step} ({reason}): {self.train_dir}{run_dir.skip_note(skipped)}",
                   flush=True)
             return stop.requested
 
@@ -762,8 +397,7 @@ class Trainer:
         path = checkpoints.restore_newest(
             lambda p: checkpoints.restore(self.model, p), train_dir)
         if self.averaged is not None:
-            for average, weight in zip(self.averaged.weights, self.model.weights):
-                average.assign(weight)
+            averaging.copy_weights(self.averaged, self.model)
         print(f"--init_from: the weights of {path}", flush=True)
 
     def _start_average(self, latest):
@@ -773,8 +407,7 @@ class Trainer:
         if c.ema_decay:
             self.ema_decay.assign(c.ema_decay)
         if latest is not None and checkpoints.AVERAGED not in self.saved:
-            for average, weight in zip(self.averaged.weights, self.model.weights):
-                average.assign(weight)
+            averaging.copy_weights(self.averaged, self.model)
             print(f"--ema_decay: the average of the weights starts at step "
                   f"{int(self.optimizer.iterations.numpy())}", flush=True)
         elif latest is not None and not c.ema_decay:
@@ -847,7 +480,8 @@ class Trainer:
         """The progress line of `step`, its TensorBoard scalars and its train_log.jsonl line."""
         c = self.config
         loss, probabilities, labels = outputs
-        probabilities, labels = gather(self.strategy, probabilities), gather(self.strategy, labels)
+        probabilities = devices.gather(self.strategy, probabilities)
+        labels = devices.gather(self.strategy, labels)
         if self.unlabelled:  # the batch's GAP over its labelled videos (the others have none)
             labelled = labels.any(axis=1)
             probabilities, labels = probabilities[labelled], labels[labelled]
@@ -863,7 +497,7 @@ class Trainer:
             "learning_rate": float(self.learning_rate(step)),
             "seconds_left": progress.left(step, now)}
         self._report(values, progress, skipped)
-        append_train_log(log.path, values, skipped)
+        run_dir.append_train_log(log.path, values, skipped)
 
     def _report(self, values, progress, skipped):
         v = values
@@ -872,7 +506,7 @@ class Trainer:
         print(f"step {progress.status(v['step'])} | epoch {v['epoch']:.1f}/"
               f"{self.config.num_epochs} | {v['examples_per_second']:,.0f} examples/s | "
               f"loss {v['loss']:.4f} | GAP {v['gap']:.3f} | hit@1 {v['hit_at_one']:.3f} | "
-              f"lr {v['learning_rate']:.2e}{left}{skip_note(skipped)}", flush=True)
+              f"lr {v['learning_rate']:.2e}{left}{run_dir.skip_note(skipped)}", flush=True)
         for name in ("loss", "gap", "hit_at_one", "learning_rate", "examples_per_second"):
             tf.summary.scalar(f"train/{name}", v[name], step=v["step"])
 
@@ -900,23 +534,6 @@ class Trainer:
                 print(f"the best validation so far: kept in {self.best.folder}", flush=True)
 
 
-def append_train_log(path, values, skipped=None):
-    """One line of train_log.jsonl: a progress line's values, as JSON, with the wall-clock time
-    (a resumed run appends to the same file)."""
-    record = dict(values, time=time.time())
-    if skipped is not None:
-        record.update(skipped_records=int(skipped.records.numpy()),
-                      damaged_files=int(skipped.damaged_files.numpy()))
-    with tf.io.gfile.GFile(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def read_train_log(train_dir):
-    """The records of train_dir/train_log.jsonl, in order."""
-    with tf.io.gfile.GFile(os.path.join(train_dir, TRAIN_LOG_FILE)) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def finite(loss, step):
     """The loss as a float; stop (keeping the last checkpoint) when it is not finite."""
     loss = float(loss)
@@ -926,54 +543,3 @@ def finite(loss, step):
     return loss
 
 
-def skip_note(skipped):
-    if skipped is None or not (skipped.records.numpy() or skipped.damaged_files.numpy()):
-        return ""
-    return f" | {skipped}"
-
-
-def gather(strategy, values):
-    return np.concatenate([v.numpy() for v in strategy.experimental_local_results(values)])
-
-
-class ProgressLog:
-    """train_log.jsonl of a run, and the training rate since the last progress line."""
-
-    def __init__(self, path, start_step):
-        self.path, self.start_step = path, start_step
-        self.last_time, self.last_step = time.time(), start_step
-
-    def rate(self, step, now, batch_size):
-        """Examples a second since the last call (or the start)."""
-        rate = (step - self.last_step) * batch_size / max(now - self.last_time, 1e-9)
-        self.last_time, self.last_step = now, step
-        return rate
-
-
-class Saver:
-    """The run's checkpoints: one per step at most, model_flags.json written (by the chief)
-    before the first, a failed save one line that names the checkpoint kept."""
-
-    def __init__(self, manager, chief, train_dir, flags_to_write, saved_step=None,
-                 before_saving=lambda: None):
-        self.manager, self.chief, self.train_dir = manager, chief, train_dir
-        self.flags_to_write, self.saved_step = flags_to_write, saved_step
-        self.before_saving = before_saving
-
-    def save(self, step):
-        if step == self.saved_step:
-            return
-        self.before_saving()
-        if self.chief and self.flags_to_write is not None:
-            model_flags.write(self.train_dir, self.flags_to_write)
-            self.flags_to_write = None
-        try:
-            path = self.manager.save(checkpoint_number=step)
-        except (tf.errors.OpError, OSError) as err:
-            kept = self.manager.latest_checkpoint
-            reason = (getattr(err, "message", None) or str(err)).strip() or "no reason given"
-            raise OSError(f"could not save the checkpoint of step {step} in "
-                          f"{self.manager.directory} ({reason.splitlines()[0]}; disk full?); "
-                          + (f"{kept} is kept" if kept else "no earlier checkpoint")) from None
-        self.saved_step = step
-        print(f"saved {path}", flush=True)

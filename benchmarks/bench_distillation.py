@@ -26,6 +26,8 @@ import bundles  # noqa: E402
 import checkpoints  # noqa: E402
 import model_flags  # noqa: E402
 import quantization  # noqa: E402
+import run_dir  # noqa: E402
+import train_config  # noqa: E402
 import trainer  # noqa: E402
 
 flags.DEFINE_integer("steps", 150, "Training steps per setting.")
@@ -44,7 +46,7 @@ STUDENTS = {
 
 def rate(folder):
     """Median examples/s of the progress lines after the first two (warm-up, tracing)."""
-    rates = [r["examples_per_second"] for r in trainer.read_train_log(folder)[2:]]
+    rates = [r["examples_per_second"] for r in run_dir.read_train_log(folder)[2:]]
     return statistics.median(rates)
 
 
@@ -53,7 +55,7 @@ def train_files():
 
 
 def train(folder, model, settings, steps, **changes):
-    config = trainer.TrainConfig(
+    config = train_config.TrainConfig(
         train_dir=folder, start_new_model=True, model_flags=model_flags.describe(
             model, **settings), train_data_pattern=train_files(), batch_size=BATCH,
         max_steps=steps, log_steps=10, checkpoint_steps=10**6, **changes)

@@ -39,7 +39,10 @@ import tensorflow as tf  # noqa: E402
 import eval_util  # noqa: E402
 import generate_data  # noqa: E402
 import model_flags  # noqa: E402
+import optimizers  # noqa: E402
 import readers  # noqa: E402
+import run_dir  # noqa: E402
+import train_config  # noqa: E402
 import trainer  # noqa: E402
 
 # (name, steps_per_loop, log_steps, jit_compile, mixed_precision[, Keras' own Adam]); the
@@ -88,7 +91,7 @@ def description_and_data(folder):
 
 def config(folder, description, files, batch, name, steps_per_loop, log_steps, jit, precision,
            warm_up):
-    return trainer.TrainConfig(
+    return train_config.TrainConfig(
         train_dir=os.path.join(folder, f"run_{abs(hash(name))}"), start_new_model=True,
         train_data_pattern=",".join(files), model_flags=description, batch_size=batch,
         num_epochs=1000, max_steps=warm_up + FLAGS.steps, log_steps=log_steps,
@@ -99,14 +102,14 @@ def config(folder, description, files, batch, name, steps_per_loop, log_steps, j
 def timed_run(run_config, warm_up, keras_adam=False):
     """Training examples/s of a run between its first progress line at or after `warm_up`
     steps and its last (keras_adam: with Keras' Adam instead of the fused one)."""
-    fused = trainer.OPTIMIZERS["AdamOptimizer"]
+    fused = optimizers.OPTIMIZERS["AdamOptimizer"]
     if keras_adam:
-        trainer.OPTIMIZERS["AdamOptimizer"] = keras.optimizers.Adam
+        optimizers.OPTIMIZERS["AdamOptimizer"] = keras.optimizers.Adam
     try:
         trainer.Trainer(run_config).run()
     finally:
-        trainer.OPTIMIZERS["AdamOptimizer"] = fused
-    log = [r for r in trainer.read_train_log(run_config.train_dir) if r["step"] >= warm_up]
+        optimizers.OPTIMIZERS["AdamOptimizer"] = fused
+    log = [r for r in run_dir.read_train_log(run_config.train_dir) if r["step"] >= warm_up]
     if len(log) < 2:
         raise SystemExit(f"error: --steps={FLAGS.steps} gives fewer than two progress lines "
                          "to time between; use a multiple of 100")

@@ -52,6 +52,7 @@ import losses  # noqa: E402
 import model_flags  # noqa: E402
 import model_summary  # noqa: E402
 import readers  # noqa: E402
+import train_config  # noqa: E402
 import trainer  # noqa: E402
 
 SCALES = {"paper": dict(video_clusters=8192, audio_clusters=4096),
@@ -82,7 +83,7 @@ CLASSES = readers.NUM_CLASSES
 def build(variant, files):
     """(model, train step, predict, trainer) of a variant: train.py's Trainer and its step."""
     compact, k, recompute = (*VARIANTS[variant], False)[:3]
-    config = trainer.TrainConfig(
+    config = train_config.TrainConfig(
         train_dir=os.path.join(os.path.dirname(files[0]), f"train_dir_{variant}"),
         train_data_pattern=",".join(files),
         model_flags=model_flags.describe("TwoStreamModel", CLASSES, compact_layers=compact,

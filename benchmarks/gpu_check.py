@@ -47,6 +47,7 @@ import circulant_ops  # noqa: E402
 import generate_data  # noqa: E402
 import model_flags  # noqa: E402
 import readers  # noqa: E402
+import train_config  # noqa: E402
 import trainer  # noqa: E402
 
 VARIANTS = {"dense": ("", 1), "fc_k1": ("fc", 1), "fc_k3": ("fc", 3), "fc_k6": ("fc", 6),
@@ -151,7 +152,7 @@ def make_files(folder, classes):
 
 def build(folder, files, classes, sizes, variant, precision, jit):
     compact, k = VARIANTS[variant]
-    config = trainer.TrainConfig(
+    config = train_config.TrainConfig(
         train_dir=os.path.join(folder, "train_dirs", f"{variant}_{precision}_{jit}"),
         train_data_pattern=",".join(files), batch_size=FLAGS.batch, num_epochs=1000,
         model_flags=model_flags.describe("TwoStreamModel", classes, frame_features=True,

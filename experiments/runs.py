@@ -13,7 +13,7 @@ sys.path.insert(0, REPO)
 import utils  # noqa: E402
 
 utils.quiet_tensorflow()
-import trainer  # noqa: E402
+import run_dir  # noqa: E402
 
 # The video-level experiments' data (below utils.shared_data_dir()) and training: the real 2018
 # files, 43,552 training videos, validation after every epoch.
@@ -60,7 +60,7 @@ def run_tool(script, args, log):
 def finished_seconds(args, train_dir):
     """The wall seconds of a finished run of train.py's `args` in train_dir, else None."""
     if not (os.path.exists(os.path.join(train_dir, "done"))
-            and os.path.exists(os.path.join(train_dir, trainer.SUMMARY_FILE))):
+            and os.path.exists(os.path.join(train_dir, run_dir.SUMMARY_FILE))):
         return None
     with open(os.path.join(train_dir, "done")) as done:
         finished = json.load(done)
@@ -70,7 +70,7 @@ def finished_seconds(args, train_dir):
 
 def summary(train_dir):
     """train.py's model_summary.json of the run."""
-    with open(os.path.join(train_dir, trainer.SUMMARY_FILE)) as f:
+    with open(os.path.join(train_dir, run_dir.SUMMARY_FILE)) as f:
         return json.load(f)
 
 
@@ -87,7 +87,7 @@ def layer_weights(train_dir, suffix):
 
 def examples_per_second(train_dir):
     """The median training rate of the progress records, the first (warm-up) left out."""
-    rates = [r["examples_per_second"] for r in trainer.read_train_log(train_dir)[1:]]
+    rates = [r["examples_per_second"] for r in run_dir.read_train_log(train_dir)[1:]]
     return statistics.median(rates) if rates else None
 
 

@@ -35,6 +35,7 @@ import tensorflow as tf  # noqa: E402
 import model_flags  # noqa: E402
 import model_utils  # noqa: E402
 import readers  # noqa: E402
+import train_config  # noqa: E402
 import trainer  # noqa: E402
 
 VARIANTS = ("moe", "dropout", "split_l2_dropout", "moe_l2", "batchnorm_input", "raw", "hidden")
@@ -91,7 +92,7 @@ def run_variant(variant):
     data = os.path.join(shared_data_dir(), "yt8m-2018-video")
     rate, decay = {"hidden": (0.002, 0.7), "moe_l2": (0.01, 0.8)}.get(variant, (0.01, 1.0))
     train_dir = os.path.join(FLAGS.output_dir, variant)
-    config = trainer.TrainConfig(
+    config = train_config.TrainConfig(
         train_dir=train_dir, start_new_model=True,
         train_data_pattern=os.path.join(data, "train", "*.tfrecord"),
         validation_data_pattern=os.path.join(data, "validate", "*.tfrecord"),

@@ -10,6 +10,8 @@ import checkpoints
 import distillation
 import model_flags
 import readers
+import run_dir
+import train_config
 import trainer
 
 
@@ -146,7 +148,7 @@ def test_a_cached_teacher_predicts_each_video_once_and_the_same_as_without_the_c
     np.testing.assert_allclose(cached(serialized, ids).numpy(), expected, atol=1e-6)
     assert seen == [40, 24] and cached.cache.size() == 64
     with pytest.raises(ValueError, match="--teacher_cache need --teacher"):
-        trainer.TrainConfig(train_dir=str(tmp_path / "s"), model_flags=description,
+        train_config.TrainConfig(train_dir=str(tmp_path / "s"), model_flags=description,
                             train_data_pattern=generated_data["video"],
                             teacher_cache=True).check()
 
@@ -156,7 +158,7 @@ def test_a_cached_teacher_predicts_each_video_once_and_the_same_as_without_the_c
 def test_a_training_step_mixes_the_label_loss_and_the_soft_loss(generated_data, teachers,
                                                                 tmp_path, temperature):
     description = model_flags.describe("LogisticModel", num_classes=50)
-    config = trainer.TrainConfig(
+    config = train_config.TrainConfig(
         train_dir=str(tmp_path / "student"), model_flags=description, batch_size=32,
         train_data_pattern=generated_data["video"], teacher=str(teachers / "moe"),
         distillation_weight=0.3, distillation_temperature=temperature,
@@ -175,7 +177,7 @@ def test_a_training_step_mixes_the_label_loss_and_the_soft_loss(generated_data, 
 @pytest.mark.slow  # the teachers are trained by TensorFlow processes
 def test_an_unlabelled_video_trains_on_the_soft_loss_alone(generated_data, teachers, tmp_path):
     *labelled, unlabelled = generated_data["video"].split(",")  # 3 shards of 200 videos
-    config = trainer.TrainConfig(
+    config = train_config.TrainConfig(
         train_dir=str(tmp_path / "student"),
         model_flags=model_flags.describe("LogisticModel", num_classes=50), batch_size=64,
         train_data_pattern=",".join(labelled), unlabelled_data_pattern=unlabelled,
@@ -206,7 +208,7 @@ def test_distillation_on_two_cpu_devices_trains_as_on_one(generated_data, teache
              "--teacher_folds=2", "--teacher_cache"]
     for folder, devices in (("one", []), ("two", ["--cpu_devices=2"])):
         run_tool("train.py", f"--train_dir={tmp_path / folder}", *flags, *devices)
-    one, two = (trainer.read_train_log(str(tmp_path / folder)) for folder in ("one", "two"))
+    one, two = (run_dir.read_train_log(str(tmp_path / folder)) for folder in ("one", "two"))
     assert [r["step"] for r in one] == [r["step"] for r in two] == [1, 2, 3, 4, 5, 6]
     for first, second in zip(one, two):
         assert first["loss"] == pytest.approx(second["loss"], rel=1e-4), first["step"]

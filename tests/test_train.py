@@ -17,7 +17,7 @@ import tensorflow as tf
 from helpers import checkpoint_step, run_in_one_process, run_tool
 
 import checkpoints
-import trainer
+import run_dir
 from utils import REPO_DIR
 
 pytestmark = pytest.mark.slow  # every test here starts TensorFlow processes
@@ -47,7 +47,7 @@ def train(args, env=None):
 
 def losses_of(train_dir):
     """{step: loss} of the progress records of train_dir (train_log.jsonl, every run's)."""
-    return {r["step"]: r["loss"] for r in trainer.read_train_log(str(train_dir))}
+    return {r["step"]: r["loss"] for r in run_dir.read_train_log(str(train_dir))}
 
 
 def ok(done):
@@ -121,7 +121,7 @@ def test_repeated_sigkill_at_random_moments_never_costs_a_checkpoint(data, tmp_p
     resumed = int(re.search(r"resumed from .*model\.ckpt-(\d+) at step (\d+)", out)[2])
     assert resumed == newest or f"model.ckpt-{newest} is damaged" in done.stderr, out
     assert resumed >= last_saved
-    assert trainer.read_train_log(str(tmp_path))[-1]["step"] == newest + 3
+    assert run_dir.read_train_log(str(tmp_path))[-1]["step"] == newest + 3
     evaluated = run_tool("eval.py", f"--train_dir={tmp_path}",
                          f"--eval_data_pattern={data['video']}", "--run_once")
     assert re.search(rf"^step {newest + 3}: 600 videos \| GAP@20 0\.\d+", evaluated.stdout,

@@ -10,9 +10,13 @@ import tensorflow as tf
 from helpers import checkpoint_step
 
 import checkpoints
+import devices
 import eval_util
 import losses
 import model_flags
+import optimizers
+import run_dir
+import train_config
 import trainer
 
 FRAME_SETTINGS = dict(video_clusters=32, audio_clusters=16, fc_size=32, iterations=10,
@@ -26,14 +30,14 @@ def config_for(generated_data, train_dir, model="MoeModel", frame=False, setting
     description = model_flags.describe(model, num_classes=50, frame_features=frame,
                                        max_frames=40 if frame else 300, **settings)
     run = dict(batch_size=32, max_steps=4, log_steps=2, checkpoint_steps=2, num_epochs=100)
-    return trainer.TrainConfig(
+    return train_config.TrainConfig(
         train_dir=str(train_dir), model_flags=description,
         train_data_pattern=generated_data["frames" if frame else "video"],
         **{**run, **changes})
 
 
 def losses_of(train_dir):
-    return {r["step"]: r["loss"] for r in trainer.read_train_log(str(train_dir))}
+    return {r["step"]: r["loss"] for r in run_dir.read_train_log(str(train_dir))}
 
 
 def test_a_run_from_python_writes_what_train_py_writes(generated_data, tmp_path):
@@ -42,9 +46,9 @@ def test_a_run_from_python_writes_what_train_py_writes(generated_data, tmp_path)
     assert not list(tmp_path.iterdir())  # built, nothing written before run()
     assert run.run() == 0
     assert model_flags.read(str(tmp_path)) == config.model_flags
-    log = trainer.read_train_log(str(tmp_path))
+    log = run_dir.read_train_log(str(tmp_path))
     assert [r["step"] for r in log] == [1, 2, 4] and log[-1]["total_steps"] == 4
-    summary = json.loads((tmp_path / trainer.SUMMARY_FILE).read_text())
+    summary = json.loads((tmp_path / run_dir.SUMMARY_FILE).read_text())
     assert summary["weights"] == run.model.count_params()
     memory = summary["expected_memory_bytes"]  # Adam: two moments a weight
     assert 2 * memory["gradients"] <= memory["optimizer"] < 2 * memory["gradients"] + 100
@@ -98,9 +102,9 @@ def test_an_experiment_trains_its_own_model_with_the_same_step(generated_data, t
     assert run.run() == 0
     assert int(run.optimizer.iterations.numpy()) == 4
     assert (run.model.dense.kernel.numpy() != first).any()
-    assert json.loads((tmp_path / trainer.SUMMARY_FILE).read_text())["model"] == "linear_probe"
+    assert json.loads((tmp_path / run_dir.SUMMARY_FILE).read_text())["model"] == "linear_probe"
     assert not model_flags.exists(str(tmp_path))  # no registered model could be rebuilt from it
-    assert len(trainer.read_train_log(str(tmp_path))) == 3
+    assert len(run_dir.read_train_log(str(tmp_path))) == 3
 
 
 @pytest.mark.parametrize("model, compact", [("MoeModel", ""), ("MoeModel", "moe,gating"),
@@ -130,7 +134,7 @@ def test_resume_continues_at_the_saved_step_with_the_optimizer_state(generated_d
     trainer.Trainer(config_for(generated_data, tmp_path, max_steps=15, checkpoint_steps=5,
                                log_steps=1)).run()
     assert f"resumed from {tmp_path}/model.ckpt-10 at step 10" in capsys.readouterr().out
-    steps = [r["step"] for r in trainer.read_train_log(str(tmp_path))]
+    steps = [r["step"] for r in run_dir.read_train_log(str(tmp_path))]
     assert steps == list(range(1, 16))  # the second run logged steps 11 to 15
     assert checkpoint_step(str(tmp_path / "model.ckpt-15")) == 15
     saved = tf.train.load_checkpoint(str(tmp_path / "model.ckpt-10"))
@@ -343,7 +347,7 @@ def test_several_steps_per_loop_train_the_same_as_one(generated_data, tmp_path, 
                                          max_steps=13, log_steps=5, checkpoint_steps=6))
         run.run()
         weights[steps] = [v.numpy() for v in run.model.weights]
-        logs[steps] = [r["step"] for r in trainer.read_train_log(str(folder))]
+        logs[steps] = [r["step"] for r in run_dir.read_train_log(str(folder))]
         assert sorted(p.name for p in folder.glob("model.ckpt-*.index")) == [
             "model.ckpt-12.index", "model.ckpt-13.index", "model.ckpt-6.index"]
     assert logs[1] == logs[4] == logs[100] == [1, 5, 10]
@@ -358,7 +362,7 @@ def test_several_steps_per_loop_train_the_same_as_one(generated_data, tmp_path, 
 
 
 def test_num_gpu_beyond_the_machine_warns_and_uses_what_there_is(capsys):
-    strategy = trainer.make_strategy(num_gpu=2)
+    strategy = devices.make_strategy(num_gpu=2)
     assert strategy.num_replicas_in_sync == max(1, len(tf.config.list_physical_devices("GPU")))
     if not tf.config.list_physical_devices("GPU"):
         assert "--num_gpu=2: this machine has 0 GPUs; using 0" in capsys.readouterr().err
@@ -373,7 +377,7 @@ def test_the_fused_adam_update_is_keras_adam():
              for _ in range(5)]
     final = {}
     for optimizer in (keras.optimizers.Adam(0.1, clipnorm=1.0),
-                      trainer.FusedAdam(0.1, clipnorm=1.0)):
+                      optimizers.FusedAdam(0.1, clipnorm=1.0)):
         weights = [keras.Variable(w) for w in start]
         for step in grads:
             optimizer.apply_gradients(zip(step, weights))
