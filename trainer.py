@@ -70,13 +70,35 @@ class Trainer:
                                               segments="rated" if c.segment_labels else None)
         self.loss_fn = losses.get_loss(c.model_flags["label_loss"], c.label_smoothing)
         keras.utils.set_random_seed(c.seed)
+        # What the checkpoint to resume from holds (its optimizers, an average of the weights).
+        self.saved = set() if c.start_new_model else checkpoints.saved_objects(
+            checkpoints.candidates(self.train_dir))
+        self._build_models(build_model)
+        self.registered_model = build_model is None
+        self.teacher = None
+        self.best = None  # checkpoints.BestCheckpoint, at the first validation
+        self.validated_at = None  # the step of the last validation
+        paths, weights = c.teachers()
+        if paths:  # a .tgz teacher is unpacked in a temporary folder, gone once it is loaded
+            with self.strategy.scope():
+                self.teacher = distillation.Teacher(
+                    paths, weights, c.model_flags["num_classes"], c.model_flags["frame_features"],
+                    "", c.teacher_folds, c.teacher_cache)
+        self._build_optimizers()
+        self.replica_step = tf.function(self._replica_step, jit_compile=True) \
+            if c.jit_compile else self._replica_step
+        self.train_step = tf.function(self._train_step)
+        self.train_loop = tf.function(self._train_loop)
+
+    def _build_models(self, build_model):
+        """The model (the registered one of model_flags, or build_model()) and, with averaged
+        weights, its moving average: a second model whose weights start as the first's (or the
+        checkpoint's average) and follow them step by step."""
+        c = self.config
         policy = keras.mixed_precision.global_policy()
         # The policy of the layers created now (weights stay float32; each layer computes in
         # float16 or bfloat16; the circulant FFTs and the class probabilities in float32).
         keras.mixed_precision.set_global_policy(c.mixed_precision)
-        # What the checkpoint to resume from holds (its optimizers, an average of the weights).
-        self.saved = set() if c.start_new_model else checkpoints.saved_objects(
-            checkpoints.candidates(self.train_dir))
         keeps_average = c.ema_decay > 0 or checkpoints.AVERAGED in self.saved
 
         def new_model():
@@ -89,30 +111,22 @@ class Trainer:
         try:
             with self.strategy.scope():
                 self.model = new_model()
-                # The moving average of the weights: a second model, whose weights start as
-                # the first's (or the checkpoint's average) and follow them step by step.
                 self.averaged = new_model() if keeps_average else None
                 if keeps_average:
                     averaging.copy_weights(self.averaged, self.model)
                     self.ema_decay = tf.Variable(c.ema_decay, trainable=False, name="ema_decay")
         finally:
             keras.mixed_precision.set_global_policy(policy)
-        self.registered_model = build_model is None
-        self.teacher = None
-        self.best = None  # checkpoints.BestCheckpoint, at the first validation
-        self.validated_at = None  # the step of the last validation
-        paths, weights = c.teachers()
-        if paths:  # a .tgz teacher is unpacked in a temporary folder, gone once it is loaded
-            with self.strategy.scope():
-                self.teacher = distillation.Teacher(
-                    paths, weights, c.model_flags["num_classes"], c.model_flags["frame_features"],
-                    "", c.teacher_folds, c.teacher_cache)
+
+    def _build_optimizers(self):
+        """The learning rate, the optimizers and the variables each one updates, built."""
+        c = self.config
         with self.strategy.scope():
             model_utils.set_batch_norm_momentum(self.model, c.batch_norm_momentum)
             model_utils.set_circulant_recompute(self.model, c.recompute_circulant)
             self.learning_rate = self._schedule(c.base_learning_rate)
             self.optimizers, self.groups = optimizers.for_kinds(
-            c, self.model, self.saved, self.learning_rate, self._schedule)
+                c, self.model, self.saved, self.learning_rate, self._schedule)
             # float16 gradients underflow: the loss is scaled (dynamically) and the gradients
             # unscaled. Checkpoints keep the inner optimizers, as in float32 runs, so a run may
             # change precision when it resumes (the loss scale starts again).
@@ -121,10 +135,6 @@ class Trainer:
                              for o in self.optimizers.values()]
             for applier, variables in zip(self.appliers, self.groups.values()):
                 applier.build(variables)
-        self.replica_step = tf.function(self._replica_step, jit_compile=True) \
-            if c.jit_compile else self._replica_step
-        self.train_step = tf.function(self._train_step)
-        self.train_loop = tf.function(self._train_loop)
 
     @property
     def optimizer(self):
@@ -278,26 +288,7 @@ class Trainer:
         self.write_summary()
 
         # -- restore the newest readable checkpoint, or prepare a new run --
-        average_state = {checkpoints.AVERAGED: self.averaged, "ema_decay": self.ema_decay} \
-            if self.averaged is not None else {}
-        # Restored as saved: an average the checkpoint lacks starts at its weights.
-        latest = self._restore(tf.train.Checkpoint(
-            model=self.model, **self.optimizers,
-            **(average_state if checkpoints.AVERAGED in self.saved else {})))
-        # Made after the restore, which may rebuild a lost index: the manager keeps the five
-        # newest checkpoints of those the index lists.
-        checkpoint = tf.train.Checkpoint(model=self.model, **self.optimizers, **average_state)
-        manager = tf.train.CheckpointManager(checkpoint, self.out_dir, max_to_keep=5,
-                                             checkpoint_name="model.ckpt")
-        if latest is None and c.init_from:
-            self._initialize_from(c.init_from)
-        elif latest is None:
-            self._before_first_step()
-        if self.averaged is not None:
-            self._start_average(latest)
-        saver = run_dir.Saver(manager, self.chief, self.train_dir, self._flags_to_write(latest),
-                      saved_step=int(self.optimizer.iterations.numpy()) if latest else None,
-                      before_saving=self.sync_average)
+        saver = self._restore_or_start()
 
         # -- input, validation, progress --
         skipped = readers.SkipCounts() if c.skip_corrupt_records else None
@@ -347,25 +338,55 @@ class Trainer:
             self._open_summaries(summaries)  # no step ran (max_steps reached): validation's
 
             # -- the end: a last validation, and why the run stopped --
-            # The end validates, unless a validation came within a tenth of the interval
-            # (an epoch that ends a step after a validation step: the same weights, nearly).
-            recent = self.validated_at is not None and \
-                step - self.validated_at <= c.validation_steps // 10
-            if validation and step % c.validation_steps != 0 and not stop.requested:
-                if recent:
-                    print(f"validated at step {self.validated_at}, {step - self.validated_at} "
-                          "step(s) before the end: not again", flush=True)
-                else:
-                    self.validate(validation, step)
-            if stop.requested:
-                reason = f"stopped by signal {stop.requested}"
-            elif c.max_steps is not None and step >= c.max_steps:
-                reason = f"--max_steps={c.max_steps} reached"
+            return self._end(step, validation, stop, skipped)
+
+    def _restore_or_start(self):
+        """The newest readable checkpoint restored (or --init_from's weights, or a new model's
+        preparation), the average started; returns the run's Saver."""
+        c = self.config
+        average_state = {checkpoints.AVERAGED: self.averaged, "ema_decay": self.ema_decay} \
+            if self.averaged is not None else {}
+        # Restored as saved: an average the checkpoint lacks starts at its weights.
+        latest = self._restore(tf.train.Checkpoint(
+            model=self.model, **self.optimizers,
+            **(average_state if checkpoints.AVERAGED in self.saved else {})))
+        # Made after the restore, which may rebuild a lost index: the manager keeps the five
+        # newest checkpoints of those the index lists.
+        checkpoint = tf.train.Checkpoint(model=self.model, **self.optimizers, **average_state)
+        manager = tf.train.CheckpointManager(checkpoint, self.out_dir, max_to_keep=5,
+                                             checkpoint_name="model.ckpt")
+        if latest is None and c.init_from:
+            self._initialize_from(c.init_from)
+        elif latest is None:
+            self._before_first_step()
+        if self.averaged is not None:
+            self._start_average(latest)
+        return run_dir.Saver(manager, self.chief, self.train_dir, self._flags_to_write(latest),
+                             saved_step=int(self.optimizer.iterations.numpy()) if latest else None,
+                             before_saving=self.sync_average)
+
+    def _end(self, step, validation, stop, skipped):
+        """A last validation, and why the run stopped; returns the signal number (0: none)."""
+        c = self.config
+        # The end validates, unless a validation came within a tenth of the interval (an
+        # epoch that ends a step after a validation step: the same weights, nearly).
+        recent = self.validated_at is not None and \
+            step - self.validated_at <= c.validation_steps // 10
+        if validation and step % c.validation_steps != 0 and not stop.requested:
+            if recent:
+                print(f"validated at step {self.validated_at}, {step - self.validated_at} "
+                      "step(s) before the end: not again", flush=True)
             else:
-                reason = f"--num_epochs={c.num_epochs} done"
-            print(f"done at step {step} ({reason}): {self.train_dir}{run_dir.skip_note(skipped)}",
-                  flush=True)
-            return stop.requested
+                self.validate(validation, step)
+        if stop.requested:
+            reason = f"stopped by signal {stop.requested}"
+        elif c.max_steps is not None and step >= c.max_steps:
+            reason = f"--max_steps={c.max_steps} reached"
+        else:
+            reason = f"--num_epochs={c.num_epochs} done"
+        print(f"done at step {step} ({reason}): {self.train_dir}{run_dir.skip_note(skipped)}",
+              flush=True)
+        return stop.requested
 
     def _open_summaries(self, summaries):
         """Once: the summary files of write_summary, and TensorBoard's writer as the default
