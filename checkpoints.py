@@ -35,6 +35,14 @@ def make_reader(model_flags, trained=True, segments=None):
     return reader
 
 
+def check_scores_segments(model_flags, train_dir):
+    """A ValueError unless the model of `train_dir` (its model_flags) is a frame-level one, the
+    kind that scores 5-frame segments (--segment_labels)."""
+    if not model_flags["frame_features"]:
+        raise ValueError(f"--segment_labels scores 5-frame segments: {train_dir} holds a "
+                         "video-level model; give a frame-level one (train.py --frame_features)")
+
+
 def example_batch(reader):
     """A one-video batch of the reader's shapes, to create a model's weights."""
     if isinstance(reader, readers.FrameReader):

@@ -91,9 +91,7 @@ class Teacher:
         """A function of [B] serialized records -> [B, C] probabilities of one teacher."""
         try:
             opened = trained_models.open_model(path, untar_dir)
-        except ValueError as err:
-            if "is neither a train_dir" not in str(err):
-                raise
+        except trained_models.NotATrainedModel:
             raise ValueError(f"--teacher={path} is neither a train_dir of train.py nor an "
                              "exported model (a SavedModel folder or .tgz of export_model.py)") \
                 from None

@@ -63,9 +63,7 @@ def load_model(path, untar_dir):
     """A trained model of the inputs (trained_models.open_model), at --checkpoint."""
     try:
         return trained_models.open_model(path, untar_dir, FLAGS.checkpoint)
-    except ValueError as err:
-        if "is neither a train_dir" not in str(err):
-            raise
+    except trained_models.NotATrainedModel:
         raise ValueError(f"{path} is neither a submission (.csv), an exported model (.tgz or a "
                          "SavedModel folder) nor a train_dir of train.py") from None
 
@@ -141,23 +139,18 @@ def record_batches(models, submissions, files, num_classes, top_k, batch_size, n
     """(ids, classes, scores) batches of the weighted ensemble over every record of `files`
     (the models', and the submissions' scores of those videos); labelled videos go into
     `metrics`."""
-    context = {"id": tf.io.FixedLenFeature([], tf.string, default_value=""),
-               "video_id": tf.io.FixedLenFeature([], tf.string, default_value=""),
-               "labels": tf.io.VarLenFeature(tf.int64)}
     records = readers.serialized_batches(files, batch_size, num_readers)
     missing = 0
     for serialized in records:
-        parsed = tf.io.parse_example(serialized, context)
-        ids = tf.where(tf.strings.length(parsed["id"]) > 0, parsed["id"],
-                       parsed["video_id"]).numpy()
+        ids, labels = readers.ids_and_labels(serialized)
+        ids = ids.numpy()
         scores = np.zeros([len(ids), num_classes])
         for weight, model in models:
             _, probabilities = model.predict(serialized)
             scores += weight * probabilities.astype(np.float64)
         missing += add_submissions(scores, ids, submissions, num_classes)
-        labels = parsed["labels"]
         if tf.size(labels.values) and int(tf.reduce_max(labels.values)) >= num_classes:
-            raise readers.DataError(f"{pattern_of(files)}: a record has a label outside [0, "
+            raise readers.DataError(f"{readers.named(files)}: a record has a label outside [0, "
                                     f"{num_classes}), the classes of the ensemble")
         labels = tf.sparse.to_indicator(labels, num_classes).numpy()
         if labels.any():
@@ -166,10 +159,6 @@ def record_batches(models, submissions, files, num_classes, top_k, batch_size, n
         yield ids, classes.numpy(), top.numpy()
     if missing:
         utils.warn(f"{missing} video rows were not in a submission: scored 0 there")
-
-
-def pattern_of(files):
-    return files[0] + (f" and {len(files) - 1} more" if len(files) > 1 else "")
 
 
 def submissions_classes(files, submissions):

@@ -95,9 +95,8 @@ def run():
     if not FLAGS.run_once:
         wait_for_first_checkpoint(FLAGS.train_dir)
     description = model_flags.read(FLAGS.train_dir)
-    if FLAGS.segment_labels and not description["frame_features"]:
-        raise ValueError(f"--segment_labels scores 5-frame segments: {FLAGS.train_dir} holds a "
-                         "video-level model; give a frame-level one (train.py --frame_features)")
+    if FLAGS.segment_labels:
+        checkpoints.check_scores_segments(description, FLAGS.train_dir)
     reader = checkpoints.make_reader(description,
                                      segments="rated" if FLAGS.segment_labels else None)
     label_ids = segments.read_label_ids(FLAGS.segment_label_ids_file) \

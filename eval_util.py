@@ -180,9 +180,10 @@ class EvaluationMetrics:
 _PREDICTORS = weakref.WeakKeyDictionary()  # model -> {jit_compile: its traced prediction}
 
 
-def _predictor(model, jit_compile):
-    """The model's prediction as one traced function, whatever the batch size, kept for the
-    next evaluation (training validates the same model many times)."""
+def traced_prediction(model, jit_compile=False):
+    """The model's prediction (training=False) of a batch's model inputs as one traced function,
+    whatever the batch size, kept for the next call (training validates the same model many
+    times; inference predicts every batch)."""
     import tensorflow as tf
 
     predictors = _PREDICTORS.setdefault(model, {})
@@ -210,7 +211,7 @@ def evaluate(model, reader, files, loss_fn, batch_size, top_k=20, mean_ap=False,
     started = time.time()
     with reader.reraise_data_errors(files):
         for batch in reader.dataset(files, batch_size, num_readers=num_readers):
-            probabilities = _predictor(model, jit_compile)(readers.model_inputs(batch))
+            probabilities = traced_prediction(model, jit_compile)(readers.model_inputs(batch))
             weights = batch.get("label_weights")
             scored = probabilities if weights is None else probabilities * weights
             metrics.add(scored.numpy(), batch["labels"].numpy(),

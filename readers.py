@@ -180,10 +180,10 @@ def estimate_records(files, sample=64):
 
 def no_records(files):
     """The DataError for input files that hold no record at all."""
-    return DataError(f"no records in {_named(files)}")
+    return DataError(f"no records in {named(files)}")
 
 
-def _named(files):
+def named(files):
     """'a.tfrecord' or 'a.tfrecord and 3 more'."""
     files = [files] if isinstance(files, str) else list(files)
     return files[0] + (f" and {len(files) - 1} more" if len(files) > 1 else "")
@@ -194,6 +194,18 @@ def _has_records(files):
         return any(True for _ in tf.data.TFRecordDataset(list(files)).take(1))
     except tf.errors.OpError:  # a damaged file: the reader has named it already
         return False
+
+
+def video_ids(context):
+    """[B] the video ids of parsed record contexts: `id`, or `video_id` in 2017 files."""
+    return tf.where(tf.strings.length(context["id"]) > 0, context["id"], context["video_id"])
+
+
+def ids_and_labels(serialized):
+    """(ids [B], labels: a [B, None] SparseTensor of class ids) of [B] serialized records of
+    either level, nothing else parsed."""
+    context = tf.io.parse_example(serialized, _Reader._context_spec())
+    return video_ids(context), context["labels"]
 
 
 class SkipCounts:
@@ -350,7 +362,7 @@ class _Reader:
         without rated segments where they are read (--segment_labels)."""
         if self.segments == "rated" and _has_records(files):
             return DataError(
-                f"{_named(files)} hold no rated segments (no segment_labels, "
+                f"{named(files)} hold no rated segments (no segment_labels, "
                 "segment_start_times and segment_scores): --segment_labels reads the "
                 "segment-rated records of the 2019 release; leave it out to use whole videos")
         return no_records(files)
@@ -358,9 +370,7 @@ class _Reader:
     def record_id(self, record):
         """The video id of one serialized record ('id', or 'video_id' in 2017 files)."""
         spec = {k: v for k, v in self._context_spec().items() if k != "labels"}
-        context = self._parse_context(record, spec)
-        return tf.where(tf.strings.length(context["id"]) > 0, context["id"],
-                        context["video_id"])
+        return video_ids(self._parse_context(record, spec))
 
     @staticmethod
     def _parse_context(record, spec):
@@ -407,7 +417,7 @@ class _Reader:
         }
 
     def _ids_and_labels(self, context, names):
-        ids = tf.where(tf.strings.length(context["id"]) > 0, context["id"], context["video_id"])
+        ids = video_ids(context)
         data_errors.assert_all(tf.strings.length(ids) > 0, names,
                                "record has neither 'id' nor 'video_id'")
         labels = context["labels"]
@@ -627,8 +637,7 @@ class FrameReader(_Reader):
                 [tf.cast(lengths[n], tf.int32) for n in self.feature_names]), axis=0),
                 self.max_frames)
             row, classes, starts, scores, _ = self._checked_ratings(context, names, num_frames)
-            ids = tf.where(tf.strings.length(context["id"]) > 0, context["id"],
-                           context["video_id"])
+            ids = video_ids(context)
             return {"id": tf.gather(ids, row), "start": starts, "class": classes,
                     "score": scores}
 

@@ -18,8 +18,14 @@ import tensorflow as tf
 
 import bundles
 import checkpoints
+import eval_util
 import model_flags
 import readers
+
+
+class NotATrainedModel(ValueError):
+    """A path that is neither a train_dir nor an exported model (callers name their flag)."""
+
 
 # Videos served at once by an export's segments signature: a 300-frame video is 60 segments.
 SEGMENTS_PER_VIDEO = 60
@@ -36,8 +42,8 @@ def open_model(path, untar_dir="", checkpoint=""):
         return ExportedModel(path)
     if model_flags.exists(path):
         return CheckpointModel(path, checkpoint)
-    raise ValueError(f"{path} is neither a train_dir of train.py nor an exported model (a "
-                     "SavedModel folder or the .tgz of export_model.py)")
+    raise NotATrainedModel(f"{path} is neither a train_dir of train.py nor an exported model (a "
+                           "SavedModel folder or the .tgz of export_model.py)")
 
 
 class CheckpointModel:
@@ -49,7 +55,6 @@ class CheckpointModel:
             train_dir, checkpoint)
         self.reader.labels_used = False  # predictions only: labels are not read
         self.num_classes = self.reader.num_classes
-        self.frame_level = self.description["frame_features"]
         self._predict = tf.function(self.__call__)
 
     def __call__(self, serialized):
@@ -63,26 +68,22 @@ class CheckpointModel:
     def videos(self, files, batch_size, num_readers=8):
         """(ids [B], probabilities [B, C]) NumPy batches of every video of `files`, the
         records parsed by the input pipeline."""
-        predict = tf.function(lambda batch: self.model(readers.model_inputs(batch),
-                                                       training=False))
+        predict = eval_util.traced_prediction(self.model)
         with self.reader.reraise_data_errors(files):
             for batch in self.reader.dataset(files, batch_size, num_readers=num_readers):
-                yield batch["id"].numpy(), predict(batch).numpy()
+                yield batch["id"].numpy(), predict(readers.model_inputs(batch)).numpy()
 
     def segments(self, files, batch_size, num_readers=8):
         """(ids [S], starts [S], probabilities [S, C]) NumPy batches of every 5-frame segment
         of the videos of `files` (from frame 0; the last one shorter)."""
-        if not self.frame_level:
-            raise ValueError(f"--segment_labels scores 5-frame segments: {self.train_dir} holds "
-                             "a video-level model; give a frame-level one (train.py "
-                             "--frame_features)")
+        checkpoints.check_scores_segments(self.description, self.train_dir)
         reader = checkpoints.make_reader(self.description, segments="all")
         reader.labels_used = False
-        predict = tf.function(lambda batch: self.model(readers.model_inputs(batch),
-                                                       training=False))
+        predict = eval_util.traced_prediction(self.model)
         with reader.reraise_data_errors(files):
             for batch in reader.dataset(files, batch_size, num_readers=num_readers):
-                yield batch["id"].numpy(), batch["start"].numpy(), predict(batch).numpy()
+                yield (batch["id"].numpy(), batch["start"].numpy(),
+                       predict(readers.model_inputs(batch)).numpy())
 
 
 class ExportedModel:
@@ -104,11 +105,15 @@ class ExportedModel:
     def predict(self, serialized):
         """NumPy (ids, probabilities) of one batch of serialized records; a record the model
         cannot read is one line (bundles.serving_error)."""
+        out = self._serve(self.serve, serialized)
+        return out["video_id"].numpy(), out["predictions"].numpy()
+
+    def _serve(self, signature, serialized):
+        """The signature's outputs; a record the model cannot read is one line."""
         try:
-            ids, probabilities = self(serialized)
+            return signature(serialized=serialized)
         except tf.errors.InvalidArgumentError as err:
             raise bundles.serving_error(self.source, err) from None
-        return ids.numpy(), probabilities.numpy()
 
     def videos(self, files, batch_size, num_readers=8):
         for serialized in readers.serialized_batches(files, batch_size, num_readers):
@@ -125,9 +130,6 @@ class ExportedModel:
         serve = self.loaded.signatures[bundles.SEGMENTS_SIGNATURE]
         videos = max(1, batch_size // SEGMENTS_PER_VIDEO)
         for serialized in readers.serialized_batches(files, videos, num_readers):
-            try:
-                out = serve(serialized=serialized)
-            except tf.errors.InvalidArgumentError as err:
-                raise bundles.serving_error(self.source, err) from None
+            out = self._serve(serve, serialized)
             yield (out["video_id"].numpy(), out["segment_start"].numpy(),
                    out["predictions"].numpy())

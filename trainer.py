@@ -242,8 +242,9 @@ class Trainer:
         summary = (model_summary.format_summary(self.model, name) + "\n"
                    + model_summary.format_memory(memory, per_device))
         print(summary, flush=True)
-        if self.in_use():
-            print(f"in use: {'; '.join(self.in_use())}", flush=True)
+        in_use = self.in_use()
+        if in_use:
+            print(f"in use: {'; '.join(in_use)}", flush=True)
         rows, totals = model_summary.summarize(self.model)
         described = {"model": name, **totals, "expected_memory_bytes": memory,
                      "batch_per_device": per_device,
