@@ -273,6 +273,9 @@ def safe_untar(tgz_path, folder):
 def _unpack(tgz_path, target):
     """The archive unpacked into the empty folder `target`; returns the folder of its
     saved_model.pb relative to `target` (from the archive's member list, not from the disk)."""
+    if not os.path.isfile(tgz_path):
+        raise ValueError(f"{tgz_path} does not exist: give the bundle that export_model.py "
+                         "--output_tgz wrote")
     try:
         with tarfile.open(tgz_path, "r:*") as tar:
             members = tar.getmembers()

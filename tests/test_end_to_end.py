@@ -250,6 +250,11 @@ def test_a_file_that_is_no_archive_is_named_as_such(tmp_path):
     assert str(refused.value) == (
         f"{tmp_path}/model.tgz is not a .tgz (or .tar) archive: give the bundle that "
         "export_model.py --output_tgz wrote, or the SavedModel folder")
+    with pytest.raises(ValueError) as missing:
+        bundles.safe_untar(str(tmp_path / "none.tgz"), str(tmp_path / "target"))
+    assert str(missing.value) == (f"{tmp_path}/none.tgz does not exist: give the bundle that "
+                                  "export_model.py --output_tgz wrote")
+    assert list((tmp_path / "target").iterdir()) == []
 
 
 def test_sigkill_of_inference_leaves_no_partial_submission(trained, shared_data):
