@@ -79,10 +79,8 @@ def candidates(train_dir):
         state = tf.train.get_checkpoint_state(train_dir)
     except (tf.errors.OpError, ValueError):  # an unreadable index: the files still count
         state = None
-    if state:
-        paths.update(os.path.join(train_dir, p) if not os.path.isabs(p) and "://" not in p
-                     else p for p in [*state.all_model_checkpoint_paths,
-                                      state.model_checkpoint_path])
+    if state:  # its relative paths come joined to train_dir already
+        paths.update([*state.all_model_checkpoint_paths, state.model_checkpoint_path])
     pattern = re.compile(re.escape(CHECKPOINT_NAME) + r"-\d+$")
     for index in tf.io.gfile.glob(os.path.join(train_dir, CHECKPOINT_NAME + "-*.index")):
         paths.add(index[:-len(".index")])

@@ -128,3 +128,9 @@ def test_after_a_lost_index_the_old_checkpoints_are_rotated_away_as_before(train
     assert sorted(checkpoint_step(p) for p in checkpoints.candidates(str(folder))) == \
         [20, 30, 40, 50, 60]  # the five newest, as the index had kept them
     assert not list(folder.glob("model.ckpt-10.*"))
+
+
+def test_a_relative_train_dir_lists_each_checkpoint_once(trained, tmp_path, monkeypatch):
+    copy_of(trained, tmp_path, "relative")
+    monkeypatch.chdir(tmp_path)
+    assert checkpoints.candidates("relative") == [f"relative/model.ckpt-{s}" for s in (30, 20, 10)]
