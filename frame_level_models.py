@@ -115,7 +115,7 @@ class NetFV(_ClusterPooling):
 
     def __init__(self, cluster_size, couple_weights=True, structure=DENSE, **kwargs):
         super().__init__(cluster_size, structure, **kwargs)
-        self.couple_weights = couple_weights and structure.kind == "dense"  # needs a dense W
+        self.couple_weights = couple_weights and structure.name == "dense"  # needs a dense W
 
     def build(self, input_shape):
         dim = int(input_shape[-1])
@@ -233,8 +233,8 @@ def _classifier(num_classes, s, prob_gating):
         return LogisticClassifier(num_classes, s.structure("classifier"), s.moe_l2,
                                   name="classifier")
     return MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2, s.structure("moe_gates"),
-                         s.structure("moe_experts"), prob_gating, s.structure("gating"),
-                         name="classifier")
+                         s.structure("moe_experts"),
+                         s.structure("gating") if prob_gating else None, name="classifier")
 
 
 class FrameLevelLogisticModel(FrameModel):
@@ -363,8 +363,8 @@ class _LearnablePoolingModel(FrameModel):
         self.gating = ContextGating(s.structure("gating"), name="gating") if s.gating else None
         self.classifier = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2,
                                         s.structure("moe_gates"), s.structure("moe_experts"),
-                                        s.moe_prob_gating, s.structure("gating"),
-                                        name="classifier")
+                                        s.structure("gating") if s.moe_prob_gating
+                                        else None, name="classifier")
 
     def call(self, inputs, training=False):
         frames, mask = self.frames(inputs, training)

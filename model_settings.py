@@ -13,7 +13,6 @@ again without a meaning (the group's meaning stays).
 
 import dataclasses
 
-import circulant_ops
 import layer_kinds
 import model_utils
 
@@ -68,63 +67,62 @@ class ModelSettings:
                                  f"{', '.join(map(str, valid))}, got {value!r}")
 
 
-@settings
-class Compact(ModelSettings):
-    """Which places are structured, of which kind, and each kind's options
-    (layer_kinds.Structure)."""
+def _kind_options():
+    """(setting, type, field) of every layer kind's options (layer_kinds.KINDS), in the
+    registry's order: the model settings that give them."""
+    return [(o.metadata["setting"], o.type,
+             setting(o.default, o.metadata["meaning"], o.metadata["choices"]))
+            for kind in layer_kinds.KINDS.values() for o in kind.options()]
 
-    compact_layers: str = setting(
-        "", "Places made structured, comma-separated, each SITE (diagonal-circulant), "
-        "SITE=KIND or SITE=KIND:SIZE (SIZE: that site's own k_factor, low_rank or "
-        "monarch_blocks); sites " + ", ".join(model_utils.SITES) + " (moe: gates, experts and "
-        "a logistic classifier; fc: every hidden layer, bottleneck included); kinds "
-        + ", ".join(layer_kinds.KINDS) + ".")
-    k_factor: int = setting(1, "Diagonal-circulant factors per circulant layer (2*k*n weights "
-                               "each).")
-    circulant_diagonal_side: str = setting(
-        layer_kinds.Structure.diagonal_side,
-        "input: each factor C*D; output: D*C (the first form).",
-        choices=circulant_ops.DIAGONAL_SIDES)
-    circulant_expansion: str = setting(
-        layer_kinds.Structure.expansion,
-        "For more outputs than inputs: blocks (independent n x n products side by side) or "
-        "pad (one product of size >= outputs).", choices=circulant_ops.EXPANSIONS)
-    circulant_leaky_slope: float = setting(
-        layer_kinds.Structure.leaky_slope,
-        "Slope of a leaky ReLU between circulant factors (1: linear).")
-    circulant_regularized: bool = setting(
-        layer_kinds.Structure.regularized, "L2 penalty on the circulant and diagonal vectors "
-                                           "too.")
-    low_rank: int = setting(0, "Rank r of the low_rank layers (U V: (inputs + outputs) * r "
-                               "weights); BottleneckModel makes a classifier that "
-                               "compact_layers leaves dense low rank when r > 0.")
-    monarch_blocks: int = setting(0, "Blocks of each factor of the monarch layers (0: about the "
-                                     "square root of the layer's smaller side).")
+
+def _compact_layers_meaning():
+    sized = [s for s in map(layer_kinds.size_setting, layer_kinds.KINDS) if s]
+    return ("Places made structured, comma-separated, each SITE (diagonal-circulant), SITE=KIND "
+            f"or SITE=KIND:SIZE (SIZE: that site's own {', '.join(sized[:-1])} or {sized[-1]}); "
+            "sites " + ", ".join(model_utils.SITES) + " (moe: gates, experts and a logistic "
+            "classifier; fc: every hidden layer, bottleneck included); kinds "
+            + ", ".join(layer_kinds.KINDS) + ".")
+
+
+@settings
+class _CompactSites(ModelSettings):
+    """Which places are structured (compact_layers), of which kind, and each kind's options:
+    the fields of Compact, made from the layer kinds' registry."""
 
     def __post_init__(self):
         super().__post_init__()
         for site in self.compact():
-            self.structure(site)
+            self.kind_at(site)
 
     def compact(self):
         """{site: (kind, size or None)} of the places named in compact_layers (unknown names
         raise)."""
         return model_utils.parse_compact_layers(self.compact_layers)
 
-    def structure(self, site):
-        """The Structure of the model's layer(s) at `site`: its kind (dense unless named, or
-        named through the broader site it falls back to) with this model's options, the
-        site's own size where compact_layers gives one."""
+    def kind_at(self, site):
+        """The layer kind at `site` (layer_kinds): dense unless named, or named through the
+        broader site it falls back to, with this model's options, the site's own size where
+        compact_layers gives one."""
         kinds = self.compact()
         kind, size = kinds.get(site) or kinds.get(model_utils.FALLBACK.get(site), ("dense", None))
-        options = dict(k_factor=self.k_factor, low_rank=self.low_rank,
-                       monarch_blocks=self.monarch_blocks)
-        if size is not None:
-            options[layer_kinds.SIZE_OPTION[kind]] = size
-        return layer_kinds.Structure(
-            kind, diagonal_side=self.circulant_diagonal_side,
-            expansion=self.circulant_expansion, leaky_slope=self.circulant_leaky_slope,
-            regularized=self.circulant_regularized, **options)
+        return layer_kinds.get(kind).from_settings(self, size)
+
+    def structure(self, site):
+        """What a model asks for its layer(s) at `site`: kind_at(site), the site counted among
+        those the model has (asked_sites)."""
+        object.__setattr__(self, "_asked", {*getattr(self, "_asked", ()), site})
+        return self.kind_at(site)
+
+    def asked_sites(self):
+        """The sites whose kind a model built on these settings asked for."""
+        return set(getattr(self, "_asked", ()))
+
+
+Compact = dataclasses.make_dataclass(
+    "Compact", [("compact_layers", str, setting("", _compact_layers_meaning())),
+                *_kind_options()],
+    bases=(_CompactSites,), frozen=True, kw_only=True)
+Compact.__module__ = __name__
 
 
 @settings

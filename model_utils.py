@@ -1,5 +1,5 @@
 """Pieces the models share: the places a model can make structured and `linear` (a layer of
-the kind layer_kinds.Structure describes), frame sampling and masked pooling, Context Gating,
+one of the kinds of layer_kinds), frame sampling and masked pooling, Context Gating,
 the logistic and Mixture-of-Experts classifiers, and the walks over a built model's layers
 (structured variables, batch norms).
 """
@@ -17,14 +17,14 @@ import layer_kinds
 SITES = ("embedding", "fc", "bottleneck", "moe", "moe_gates", "moe_experts", "classifier",
          "gating")
 FALLBACK = {"moe_gates": "moe", "moe_experts": "moe", "classifier": "moe", "bottleneck": "fc"}
-DENSE = layer_kinds.Structure()
+DENSE = layer_kinds.KINDS["dense"]()
 
 
 def parse_compact_layers(value):
     """'fc,moe_gates=low_rank:4' (or a list of such) -> {site: (kind, size)}: a site named
-    alone is circulant; size, where given, is that site's own k_factor, low_rank or
-    monarch_blocks (layer_kinds.SIZE_OPTION), None where the model's setting applies. Unknown
-    sites, kinds or sizes raise with the valid ones."""
+    alone is circulant; size, where given, is that site's own value of the kind's size setting
+    (layer_kinds.size_setting: k_factor, low_rank, ...), None where the model's setting applies.
+    Unknown sites, kinds or sizes raise with the valid ones."""
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     kinds = {}
@@ -43,20 +43,21 @@ def parse_compact_layers(value):
     for site, (kind, size) in kinds.items():
         if size is None:
             continue
-        option = layer_kinds.SIZE_OPTION.get(kind)
+        option = layer_kinds.size_setting(kind)
         if option is None or not size.isdigit() or int(size) < 1:
+            sized = {k: s for k in layer_kinds.KINDS if (s := layer_kinds.size_setting(k))}
             raise ValueError(
                 f"--compact_layers={site}={kind}:{size}: the size after ':' is a whole number "
                 "of at least 1, the site's own "
-                + ", ".join(f"{o} for {k}" for k, o in layer_kinds.SIZE_OPTION.items())
+                + ", ".join(f"{o} for {k}" for k, o in sized.items())
                 + ("" if option else f"; {kind} layers have no size"))
         kinds[site] = (kind, int(size))
     return kinds
 
 
 def linear(units, structure=DENSE, use_bias=True, l2=0.0, bias=0.0, name=None):
-    """A Dense layer, or its replacement of the kind `structure` describes (bias: its initial
-    value)."""
+    """A Dense layer, or its replacement of the kind `structure` (a layer_kinds kind; bias: its
+    initial value)."""
     return structure.build(units, use_bias=use_bias, l2=l2, bias=bias, name=name)
 
 
@@ -155,21 +156,22 @@ def logistic_classifier(num_classes, settings):
 
 class MoeClassifier(keras.layers.Layer):
     """Mixture of experts: gates softmax over M+1 (one dummy expert), experts sigmoid; the gates
-    and the experts each a linear layer of the kind their Structure says.
+    and the experts each a linear layer of their kind.
 
     probabilities = sum_m gate_m * expert_m, per class. Optionally Context Gating on the output
-    probabilities (`prob_gating`, Miech et al. 2017), its matrix of the kind `gating` says.
+    probabilities (Miech et al. 2017): `prob_gating` is the kind of its matrix (None: none).
     """
 
     def __init__(self, num_classes, num_mixtures=2, l2=1e-8, gates=DENSE, experts=DENSE,
-                 prob_gating=False, gating=DENSE, **kwargs):
+                 prob_gating=None, **kwargs):
         super().__init__(**kwargs)
         self.num_classes, self.num_mixtures = num_classes, num_mixtures
         self.gates = linear(num_classes * (num_mixtures + 1), gates, use_bias=False, l2=l2,
                             name="gates")
         self.experts = linear(num_classes * num_mixtures, experts, l2=l2,
                               bias=prior_logit(num_classes), name="experts")
-        self.prob_gating = (ContextGating(gating, name="prob_gating") if prob_gating else None)
+        self.prob_gating = (ContextGating(prob_gating, name="prob_gating")
+                            if prob_gating is not None else None)
 
     def call(self, x, training=False):
         m = self.num_mixtures

@@ -6,7 +6,6 @@ returning class probabilities [B, num_classes].
 """
 
 import frame_level_models as frame
-import layer_kinds
 import model_settings
 import model_utils
 import video_level_models as video
@@ -72,21 +71,14 @@ def all_hyperparameters():
 
 
 def unused_compact_layers(name, num_classes, settings):
-    """The names in settings["compact_layers"] that make no layer of this model compact.
-
-    Each is tried alone on a model that is constructed but not built (no weights created).
-    """
-    unused = []
-    for site in sorted(model_utils.parse_compact_layers(settings.get("compact_layers", ""))):
-        # Probed as circulant whatever its kind: a dense one makes no layer to find.
-        model = build_model(name, num_classes, keras_name=f"probe_{site}",
-                            **{**settings, "compact_layers": site})
-        if not any(layer_kinds.kind_of(each) == "circulant"
-                   or (isinstance(each, model_utils.ContextGating)  # built later
-                       and each.structure.kind == "circulant")
-                   for each in model_utils.all_layers(model)):
-            unused.append(site)
-    return unused
+    """The names in settings["compact_layers"] that would make no layer of this model compact
+    alone: neither a site the model asks for nor the one such a site falls back to. The model
+    is constructed, not built (no weights created)."""
+    named = model_utils.parse_compact_layers(settings.get("compact_layers", ""))
+    model = build_model(name, num_classes, keras_name="probe", **settings)
+    asked = model.settings.asked_sites()
+    used = asked | {model_utils.FALLBACK.get(site) for site in asked}
+    return sorted(set(named) - used)
 
 
 def build_model(name, num_classes, keras_name=None, **settings):

@@ -55,7 +55,7 @@ def for_kinds(config, model, saved, learning_rate, schedule):
     groups = {"optimizer": trainable}
     scales = c.kind_scales()
     if saved:
-        had = {kind for kind in layer_kinds.SIZE_OPTION if f"{kind}_optimizer" in saved}
+        had = {kind for kind in layer_kinds.STRUCTURED if f"{kind}_optimizer" in saved}
         for kind in sorted(set(scales) - had):
             if model_utils.structured_variables(model, kind):
                 raise ValueError(

@@ -116,8 +116,8 @@ class TrainConfig:
             "one of K teachers for --teacher_folds=K.", DATA)
     learning_rate_scales: str = option(
         "", "The learning rate of the structured layers' weights, by kind, as a multiple of the "
-            "other weights': KIND=SCALE,... (kinds circulant, low_rank, monarch; each scaled "
-            "kind has its own optimizer).", COMPACT)
+            "other weights': KIND=SCALE,... (kinds " + ", ".join(layer_kinds.STRUCTURED) + "; each "
+            "scaled kind has its own optimizer).", COMPACT)
     circulant_learning_rate_scale: float = option(
         1.0, "The same as --learning_rate_scales=circulant=SCALE: the learning rate of the "
              "diagonal and circulant vectors as a multiple of the other weights'.", COMPACT)
@@ -218,9 +218,9 @@ class TrainConfig:
         scales = {}
         for item in (i.strip() for i in self.learning_rate_scales.split(",") if i.strip()):
             kind, _, value = (part.strip() for part in item.partition("="))
-            if kind not in layer_kinds.SIZE_OPTION:
+            if kind not in layer_kinds.STRUCTURED:
                 raise ValueError(f"--learning_rate_scales={item}: unknown kind {kind!r}; "
-                                 f"valid: {', '.join(layer_kinds.SIZE_OPTION)}")
+                                 f"valid: {', '.join(layer_kinds.STRUCTURED)}")
             try:
                 scales[kind] = float(value)
             except ValueError:

@@ -5,13 +5,13 @@ Gating on the output probabilities (Miech, Laptev & Sivic 2017). With "moe" in c
 their dense layers become diagonal-circulant (Araujo et al. 2018).
 """
 
-import dataclasses
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+import layer_kinds
 import model_settings as ms
 import model_utils
 from model_settings import setting, settings
@@ -59,7 +59,8 @@ class MoeModel(VideoModel):
         s = self.settings
         self.moe = MoeClassifier(num_classes, s.moe_num_mixtures, s.moe_l2,
                                  s.structure("moe_gates"), s.structure("moe_experts"),
-                                 self.prob_gating(), s.structure("gating"), name="moe")
+                                 s.structure("gating") if self.prob_gating() else None,
+                                 name="moe")
 
     def prob_gating(self):
         return self.settings.moe_prob_gating
@@ -131,7 +132,7 @@ class BottleneckModel(VideoModel):
         named = self.settings.compact()
         if self.settings.low_rank and site not in named \
                 and model_utils.FALLBACK.get(site) not in named:
-            return dataclasses.replace(structure, kind="low_rank")
+            return layer_kinds.KINDS["low_rank"].from_settings(self.settings)
         return structure
 
     def call(self, inputs, training=False):

@@ -31,10 +31,10 @@ SHAPES = {
     "context_gating": (3862, 3862, 0),
 }
 KINDS = {
-    "dense": layer_kinds.Structure(),
-    "circulant k=1": layer_kinds.Structure("circulant"),
-    "low_rank 32": layer_kinds.Structure("low_rank", low_rank=32),
-    "monarch": layer_kinds.Structure("monarch"),
+    "dense": layer_kinds.KINDS["dense"](),
+    "circulant k=1": layer_kinds.KINDS["circulant"](),
+    "low_rank 32": layer_kinds.KINDS["low_rank"](rank=32),
+    "monarch": layer_kinds.KINDS["monarch"](),
 }
 flags.DEFINE_integer("batch", 128, "Examples per step (the DBoF shape multiplies by frames).")
 flags.DEFINE_string("shapes", ",".join(SHAPES), "Shapes: " + ", ".join(SHAPES))

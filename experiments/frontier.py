@@ -413,15 +413,15 @@ def twins(family, settings, key):
         if own == {kind}:
             continue
         twin = {**kinds, **{site: (kind, None) for site in tested}} \
-            if kind not in layer_kinds.SIZE_OPTION else dict(kinds)
-        if kind in layer_kinds.SIZE_OPTION:
+            if not layer_kinds.KINDS[kind].size else dict(kinds)
+        if layer_kinds.KINDS[kind].size:
             for site in tested:  # one at a time, the others as they are so far
                 def weights_at(size, site=site, twin=twin, kind=kind):
                     return model_weights(with_sites(settings, {**twin, site: (kind, size)}))
 
                 size, _ = nearest(weights_at, list(range(1, SIZE_LIMITS[kind] + 1)), target)
                 twin[site] = (kind, size)
-        if any(size is None and kind in layer_kinds.SIZE_OPTION
+        if any(size is None and layer_kinds.KINDS[kind].size
                for site, (kind, size) in twin.items() if site in tested):
             found.append((kind, None, None))
             continue

@@ -11,13 +11,13 @@ import models
 
 SHAPES = [(24, 24), (10, 36), (36, 10)]  # square, expanding, reducing
 STRUCTURES = {
-    "dense": layer_kinds.Structure(),
-    "circulant k=2": layer_kinds.Structure("circulant", k_factor=2),
-    "circulant output side, padded": layer_kinds.Structure(
-        "circulant", k_factor=2, diagonal_side="output", expansion="pad"),
-    "low_rank 3": layer_kinds.Structure("low_rank", low_rank=3),
-    "monarch 4 blocks": layer_kinds.Structure("monarch", monarch_blocks=4),
-    "monarch, automatic blocks": layer_kinds.Structure("monarch"),
+    "dense": layer_kinds.KINDS["dense"](),
+    "circulant k=2": layer_kinds.KINDS["circulant"](k_factor=2),
+    "circulant output side, padded": layer_kinds.KINDS["circulant"](
+        k_factor=2, diagonal_side="output", expansion="pad"),
+    "low_rank 3": layer_kinds.KINDS["low_rank"](rank=3),
+    "monarch 4 blocks": layer_kinds.KINDS["monarch"](blocks=4),
+    "monarch, automatic blocks": layer_kinds.KINDS["monarch"](),
 }
 
 
@@ -82,7 +82,7 @@ def test_each_kind_against_its_float64_matrix(name, n_in, units, mode):
     x = tf.constant(rng.normal(size=(5, n_in)), tf.float32)
     layer(x)
     assert layer.count_params() == structure.weight_count(n_in, units)
-    variables = [layer.kernel] if structure.kind == "dense" else layer.structured_variables()
+    variables = [layer.kernel] if structure.name == "dense" else layer.structured_variables()
     weights = tf.constant(rng.normal(size=(5, units)), tf.float32)
 
     def step(x):
@@ -112,12 +112,12 @@ def test_each_kind_against_its_float64_matrix(name, n_in, units, mode):
 
 
 def test_monarch_keeps_two_n_sqrt_n_weights_when_square():
-    structure = layer_kinds.Structure("monarch")
+    structure = layer_kinds.KINDS["monarch"]()
     assert structure.weight_count(1024, 1024, use_bias=False) == 2 * 1024 * 32
-    assert layer_kinds.Structure("monarch", monarch_blocks=8).weight_count(
+    assert layer_kinds.KINDS["monarch"](blocks=8).weight_count(
         1152, 3862, use_bias=False) == 8 * 144 * (144 + 483)
     with pytest.raises(ValueError, match="monarch_blocks=40 is more than the smaller side"):
-        layer_kinds.Structure("monarch", monarch_blocks=40).build(10)(tf.zeros([1, 30]))
+        layer_kinds.KINDS["monarch"](blocks=40).build(10)(tf.zeros([1, 30]))
 
 
 @pytest.mark.parametrize("value, message", [
