@@ -62,8 +62,12 @@ GATING = {"output_gating": True, "compact_layers": "gating", "k_factor": 2, **CI
 MOE_1 = {"video_level_classifier_model": "MoeModel", "moe_num_mixtures": 1}
 # Sizes a twin's site may take: the circulant layers at most 4 factors (each factor is two FFTs
 # more per step; the paper went to 4), low rank and Monarch blocks up to the layer's sides.
-SIZE_LIMITS = {"circulant": 4, "low_rank": 4096, "monarch": 4096}
+SIZE_LIMITS = {"circulant": 4, "low_rank": 4096, "monarch": 4096, "btt": 4096}
 WITHIN = 0.01  # a twin's weights within 1% of its point's
+# Options a twin of a kind takes beside its size. BTT of b blocks and rank r keeps about
+# r*b*(inputs + outputs) weights: at the automatic b (about the square root of the smaller
+# side) even rank 1 is past every gating point's budget; 4 blocks leave the rank to size it.
+TWIN_SETTINGS = {"btt": {"btt_blocks": 4}}
 
 
 class Family:
@@ -409,14 +413,16 @@ def twins(family, settings, key):
     tested = FAMILIES[family].tested
     own = {kinds.get(site, ("dense", None))[0] for site in tested}
     found = []
+    point = settings
     for kind in layer_kinds.KINDS:
         if own == {kind}:
             continue
+        settings = {**point, **TWIN_SETTINGS.get(kind, {})}
         twin = {**kinds, **{site: (kind, None) for site in tested}} \
             if not layer_kinds.KINDS[kind].size else dict(kinds)
         if layer_kinds.KINDS[kind].size:
             for site in tested:  # one at a time, the others as they are so far
-                def weights_at(size, site=site, twin=twin, kind=kind):
+                def weights_at(size, site=site, twin=twin, kind=kind, settings=settings):
                     return model_weights(with_sites(settings, {**twin, site: (kind, size)}))
 
                 size, _ = nearest(weights_at, list(range(1, SIZE_LIMITS[kind] + 1)), target)

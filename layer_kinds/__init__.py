@@ -7,6 +7,7 @@ layer_kinds.base) and one line of the registry below.
 """
 
 from layer_kinds.base import Kind, option
+from layer_kinds.btt import BttKind
 from layer_kinds.circulant import CirculantKind
 from layer_kinds.dense import DenseKind
 from layer_kinds.low_rank import LowRankKind
@@ -15,7 +16,8 @@ from layer_kinds.monarch import MonarchKind
 __all__ = ["Kind", "option", "KINDS", "STRUCTURED", "get", "kind_of", "is_structured",
            "size_setting"]
 
-KINDS = {kind.name: kind for kind in (DenseKind, CirculantKind, LowRankKind, MonarchKind)}
+KINDS = {kind.name: kind for kind in (DenseKind, CirculantKind, LowRankKind, MonarchKind,
+                                      BttKind)}
 # The kinds that keep fewer weights than their matrix: each may have its own learning rate.
 STRUCTURED = tuple(name for name in KINDS if name != "dense")
 

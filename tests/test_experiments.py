@@ -141,7 +141,7 @@ def test_frontier_twins_make_the_tested_sites_of_each_other_kind_at_the_points_w
     target = frontier.model_weights(point)
     found = {kind: (twin, weights) for kind, twin, weights in
              frontier.twins("circulant_gating", point, key)}
-    assert set(found) == {"dense", "low_rank", "monarch"}  # not its own kind, circulant
+    assert set(found) == {"dense", "low_rank", "monarch", "btt"}  # not its own kind, circulant
     assert found["dense"][0] is None and found["dense"][1] > 100 * target  # 3,862 x 3,862
     for kind in ("low_rank", "monarch"):
         twin, weights = found[kind]
@@ -150,6 +150,9 @@ def test_frontier_twins_make_the_tested_sites_of_each_other_kind_at_the_points_w
         kinds = frontier.site_kinds(twin)
         assert kinds["gating"][0] == kind and kinds["classifier"] == ("low_rank", None)
         assert twin["low_rank"] == point["low_rank"]  # the rest of the model as it was
+    btt, weights = found["btt"]  # 4 blocks (TWIN_SETTINGS), the rest of the model sized again
+    assert btt["btt_blocks"] == 4 and frontier.site_kinds(btt)["gating"] == ("btt", 1)
+    assert abs(weights - target) <= 0.01 * target and btt["low_rank"] < point["low_rank"]
     # A 3,862 x 3,862 gate of rank 2 (2 * 2 * 3,862) is the nearest to the circulant gate's
     # 2 * 2 * 3,862 (k=2, input side).
     assert frontier.site_kinds(found["low_rank"][0])["gating"] == ("low_rank", 2)
@@ -169,11 +172,11 @@ def test_frontier_twin_table_puts_each_point_beside_its_twins():
              "seed": None, "weights": 1_930_006, "gap": None}]
     lines = frontier.twin_table(rows).splitlines()
     assert lines[2] == ("| 2M | low_rank (classifier) | - | - | "
-                        "**0.7220 (1.999M, own: low_rank=398)** | no fit (nearest 1.93M) |")
+                        "**0.7220 (1.999M, own: low_rank=398)** | no fit (nearest 1.93M) | - |")
     line = lines[3]
     assert line == ("| 2M | circulant_gating (gating) | no fit (nearest 14.9M) | "
                     "**0.7270 (1.995M, own: low_rank=391)** | "
-                    "0.7196 (1.995M, low_rank=391 gating=low_rank:2) | - |")
+                    "0.7196 (1.995M, low_rank=391 gating=low_rank:2) | - | - |")
     assert frontier.close_calls(rows, 0.01) == [("circulant_gating", "2M"),
                                                 ("circulant_gating/low_rank", "2M"),
                                                 ("low_rank", "2M")]

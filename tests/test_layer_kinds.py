@@ -18,6 +18,8 @@ STRUCTURES = {
     "low_rank 3": layer_kinds.KINDS["low_rank"](rank=3),
     "monarch 4 blocks": layer_kinds.KINDS["monarch"](blocks=4),
     "monarch, automatic blocks": layer_kinds.KINDS["monarch"](),
+    "btt rank 2, 3 blocks": layer_kinds.KINDS["btt"](rank=2, blocks=3),
+    "btt, automatic blocks": layer_kinds.KINDS["btt"](),
 }
 
 
@@ -60,6 +62,15 @@ def circulant_reference(diagonals, circulants, n_in, units, side, blocks):
     return tf.concat(stacked, axis=0)[:units, :n_in]
 
 
+def btt_reference(first, second, n_in, units):
+    """A[(k, a), (j, i)] = sum_t L[k, a, j, t] R[j, k, t, i] (R: first [b, b, r, p], L: second
+    [b, s, b, r]), rows k*s + a and columns j*p + i, cut to [units, n_in]."""
+    b, _, _, p = first.shape
+    s = second.shape[1]
+    full = tf.reshape(tf.einsum("kajt,jkti->kaji", second, first), [b * s, b * p])
+    return full[:units, :n_in]
+
+
 def reference_matrix(layer, variables, n_in, units):
     """The layer's [units, n_in] matrix from float64 copies of its structure variables."""
     kind = layer_kinds.kind_of(layer)
@@ -69,6 +80,8 @@ def reference_matrix(layer, variables, n_in, units):
         return tf.transpose(variables[0] @ variables[1])
     if kind == "monarch":
         return monarch_reference(*variables, n_in, units)
+    if kind == "btt":
+        return btt_reference(*variables, n_in, units)
     return circulant_reference(*variables, n_in, units, layer.diagonal_side, layer.blocks)
 
 
@@ -120,14 +133,40 @@ def test_monarch_keeps_two_n_sqrt_n_weights_when_square():
         layer_kinds.KINDS["monarch"](blocks=40).build(10)(tf.zeros([1, 30]))
 
 
+def test_btt_keeps_two_r_n_sqrt_n_weights_when_square_and_one_block_is_rank_r():
+    assert layer_kinds.KINDS["btt"](rank=3).weight_count(1024, 1024, use_bias=False) == \
+        2 * 3 * 1024 * 32
+    assert layer_kinds.KINDS["btt"](rank=2, blocks=4).weight_count(1152, 3862) == \
+        2 * 16 * (288 + 966) + 3862
+    one_block = layer_kinds.KINDS["btt"](rank=3, blocks=1).build(20)
+    one_block(tf.zeros([1, 30]))
+    assert np.linalg.matrix_rank(one_block.dense_matrix(), tol=1e-4) == 3  # float32 noise
+    with pytest.raises(ValueError, match="btt_blocks=40 is more than the smaller side"):
+        layer_kinds.KINDS["btt"](blocks=40).build(10)(tf.zeros([1, 30]))
+    with pytest.raises(ValueError, match="--btt_blocks must be 0 \\(automatic\\) or more, got -1"):
+        models.build_model("MoeModel", 10, compact_layers="moe=btt", btt_blocks=-1)
+
+
+def test_a_btt_layer_saves_and_restores_its_matrix(tmp_path):
+    layer = layer_kinds.KINDS["btt"](rank=2, blocks=3).build(10, name="btt")
+    x = tf.random.normal([4, 36], seed=1)
+    layer(x)
+    path = tf.train.Checkpoint(layer=layer).write(str(tmp_path / "ckpt"))
+    restored = layer_kinds.KINDS["btt"](rank=2, blocks=3).build(10, name="btt")
+    restored(x)
+    tf.train.Checkpoint(layer=restored).read(path).assert_existing_objects_matched()
+    np.testing.assert_array_equal(restored(x).numpy(), layer(x).numpy())
+
+
 @pytest.mark.parametrize("value, message", [
     ("fc=sparse", "unknown layer kind\\(s\\) sparse in --compact_layers; valid: dense, "
-                  "circulant, low_rank, monarch"),
+                  "circulant, low_rank, monarch, btt"),
     ("head=dense", "unknown compact layer\\(s\\) head; valid: embedding, fc"),
     ("moe_gates=low_rank", "a low_rank layer needs --low_rank of at least 1, got 0"),
     ("gating=low_rank:0", "gating=low_rank:0: the size after ':' is a whole number of at least "
                           "1, the site's own k_factor for circulant, low_rank for low_rank"),
     ("gating=dense:3", "dense layers have no size"),
+    ("gating=btt:0", "monarch_blocks for monarch, btt_rank for btt"),
     ("gating=monarch:two", "gating=monarch:two: the size after ':' is a whole number"),
 ])
 def test_unknown_sites_and_kinds_are_one_line_naming_the_valid_ones(value, message):

@@ -50,7 +50,7 @@ def test_every_model_trains_and_its_compact_variant_is_smaller(name):
 _DENSE_WEIGHTS = {}
 
 
-@pytest.mark.parametrize("kind", ["circulant", "low_rank", "monarch"])
+@pytest.mark.parametrize("kind", layer_kinds.STRUCTURED)
 @pytest.mark.parametrize("name", models.model_names())
 def test_every_model_with_every_kind_at_every_site_trains_saves_and_restores(name, kind,
                                                                              tmp_path):

@@ -17,6 +17,7 @@ import tensorflow as tf
 from helpers import checkpoint_step, run_in_one_process, run_tool
 
 import checkpoints
+import layer_kinds
 import run_dir
 from utils import REPO_DIR
 
@@ -370,7 +371,7 @@ def test_help_groups_the_flags_and_says_what_each_setting_means():
     assert "--embedding: <dbof|netvlad|netfv>: Each stream's embedding." in details
     flowing = " ".join(details.split())  # compact_layers' sites and kinds, however wrapped
     assert ("sites embedding, fc, bottleneck, moe, moe_gates, moe_experts, classifier, gating"
-            in flowing) and "kinds dense, circulant, low_rank, monarch" in flowing
+            in flowing) and "kinds " + ", ".join(layer_kinds.KINDS) in flowing
     assert "Model setting" not in details  # every setting has a meaning of its own
 
 

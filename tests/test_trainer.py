@@ -215,7 +215,7 @@ def test_a_resumed_run_keeps_the_optimizers_its_checkpoint_was_saved_with(genera
 
 @pytest.mark.parametrize("scales, message", [
     ("dense=2", "--learning_rate_scales=dense=2: unknown kind 'dense'; valid: circulant, "
-                "low_rank, monarch"),
+                "low_rank, monarch, btt"),
     ("monarch=fast", "--learning_rate_scales=monarch=fast: the scale after '=' is a number"),
     ("low_rank=-1", "--learning_rate_scales=low_rank must be positive, got -1"),
 ])
