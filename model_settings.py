@@ -76,7 +76,7 @@ def _kind_options():
 
 
 def _compact_layers_meaning():
-    sized = [s for s in map(layer_kinds.size_setting, layer_kinds.KINDS) if s]
+    sized = list(layer_kinds.SIZED.values())
     return ("Places made structured, comma-separated, each SITE (diagonal-circulant), SITE=KIND "
             f"or SITE=KIND:SIZE (SIZE: that site's own {', '.join(sized[:-1])} or {sized[-1]}); "
             "sites " + ", ".join(model_utils.SITES) + " (moe: gates, experts and a logistic "

@@ -23,7 +23,7 @@ DENSE = layer_kinds.KINDS["dense"]()
 def parse_compact_layers(value):
     """'fc,moe_gates=low_rank:4' (or a list of such) -> {site: (kind, size)}: a site named
     alone is circulant; size, where given, is that site's own value of the kind's size setting
-    (layer_kinds.size_setting: k_factor, low_rank, ...), None where the model's setting applies.
+    (layer_kinds.SIZED: k_factor, low_rank, ...), None where the model's setting applies.
     Unknown sites, kinds or sizes raise with the valid ones."""
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
@@ -43,13 +43,12 @@ def parse_compact_layers(value):
     for site, (kind, size) in kinds.items():
         if size is None:
             continue
-        option = layer_kinds.size_setting(kind)
+        option = layer_kinds.SIZED.get(kind)
         if option is None or not size.isdigit() or int(size) < 1:
-            sized = {k: s for k in layer_kinds.KINDS if (s := layer_kinds.size_setting(k))}
             raise ValueError(
                 f"--compact_layers={site}={kind}:{size}: the size after ':' is a whole number "
                 "of at least 1, the site's own "
-                + ", ".join(f"{o} for {k}" for k, o in sized.items())
+                + ", ".join(f"{o} for {k}" for k, o in layer_kinds.SIZED.items())
                 + ("" if option else f"; {kind} layers have no size"))
         kinds[site] = (kind, int(size))
     return kinds

@@ -15,8 +15,9 @@ t·b + i), is cut to `units`. q = min(p, s). Weights b·q·(p + s): at n = units
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
+
+from layer_kinds.base import matrix_of
 
 
 def block_sizes(n_in, units, blocks):
@@ -33,6 +34,14 @@ def weight_count(n_in, units, blocks, use_bias=True):
 def default_blocks(n_in, units):
     """About the square root of the smaller side: the Monarch paper's choice for a square matrix."""
     return max(1, round(math.sqrt(min(n_in, units))))
+
+
+def check_blocks(blocks, n_in, units, setting="monarch_blocks"):
+    """A ValueError naming `setting` when there are more blocks than the layer's smaller side
+    (a block would hold padding only)."""
+    if blocks > min(n_in, units):
+        raise ValueError(f"{setting}={blocks} is more than the smaller side of a {n_in} -> "
+                         f"{units} layer: use at most {min(n_in, units)}")
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
@@ -54,10 +63,7 @@ class Monarch(keras.layers.Layer):
         self.n_in = int(input_shape[-1])
         if self.blocks <= 0:
             self.blocks = default_blocks(self.n_in, self.units)
-        if self.blocks > min(self.n_in, self.units):
-            raise ValueError(f"monarch_blocks={self.blocks} is more than the smaller side of a "
-                             f"{self.n_in} -> {self.units} layer: use at most "
-                             f"{min(self.n_in, self.units)}")
+        check_blocks(self.blocks, self.n_in, self.units)
         b = self.blocks
         self.p, self.q, self.s = block_sizes(self.n_in, self.units, b)
         self.first = self.add_weight(
@@ -94,9 +100,7 @@ class Monarch(keras.layers.Layer):
         return self.n_in * self.units + (self.units if self.use_bias else 0)
 
     def dense_matrix(self):
-        """The [units, n_in] matrix A of y = x A^T + bias, from the layer itself."""
-        return tf.transpose(self.call(tf.eye(self.n_in)) - (
-            self.bias if self.bias is not None else 0.0)).numpy().astype(np.float64)
+        return matrix_of(self)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "blocks": self.blocks,

@@ -418,17 +418,16 @@ def twins(family, settings, key):
         if own == {kind}:
             continue
         settings = {**point, **TWIN_SETTINGS.get(kind, {})}
-        twin = {**kinds, **{site: (kind, None) for site in tested}} \
-            if not layer_kinds.KINDS[kind].size else dict(kinds)
-        if layer_kinds.KINDS[kind].size:
+        sized = kind in layer_kinds.SIZED
+        twin = dict(kinds) if sized else {**kinds, **{site: (kind, None) for site in tested}}
+        if sized:
             for site in tested:  # one at a time, the others as they are so far
                 def weights_at(size, site=site, twin=twin, kind=kind, settings=settings):
                     return model_weights(with_sites(settings, {**twin, site: (kind, size)}))
 
                 size, _ = nearest(weights_at, list(range(1, SIZE_LIMITS[kind] + 1)), target)
                 twin[site] = (kind, size)
-        if any(size is None and layer_kinds.KINDS[kind].size
-               for site, (kind, size) in twin.items() if site in tested):
+        if sized and any(size is None for site, (_, size) in twin.items() if site in tested):
             found.append((kind, None, None))
             continue
         candidate = with_sites(settings, twin)

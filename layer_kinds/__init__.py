@@ -13,13 +13,14 @@ from layer_kinds.dense import DenseKind
 from layer_kinds.low_rank import LowRankKind
 from layer_kinds.monarch import MonarchKind
 
-__all__ = ["Kind", "option", "KINDS", "STRUCTURED", "get", "kind_of", "is_structured",
-           "size_setting"]
+__all__ = ["Kind", "option", "KINDS", "STRUCTURED", "SIZED", "get", "kind_of", "is_structured"]
 
 KINDS = {kind.name: kind for kind in (DenseKind, CirculantKind, LowRankKind, MonarchKind,
                                       BttKind)}
 # The kinds that keep fewer weights than their matrix: each may have its own learning rate.
 STRUCTURED = tuple(name for name in KINDS if name != "dense")
+# {kind: the model setting that sizes it} ('k_factor' for circulant), of the kinds with a size.
+SIZED = {name: kind.setting_of(kind.size) for name, kind in KINDS.items() if kind.size}
 
 
 def get(name):
@@ -27,12 +28,6 @@ def get(name):
     if name not in KINDS:
         raise ValueError(f"unknown layer kind {name!r}; valid: {', '.join(KINDS)}")
     return KINDS[name]
-
-
-def size_setting(name):
-    """The model setting that sizes kind `name` ('k_factor' for circulant), None if none."""
-    kind = get(name)
-    return next((o.metadata["setting"] for o in kind.options() if o.name == kind.size), None)
 
 
 def kind_of(layer):

@@ -12,6 +12,8 @@ in `structure_kind`, and answers
 import dataclasses
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 
 def option(default, setting, meaning, choices=()):
@@ -44,10 +46,11 @@ class Kind:
             values[cls.size] = size
         return cls(**values)
 
-    def setting_of(self, option_name):
-        """The flag that gives an option: '--k_factor' for the circulant k_factor."""
-        field = next(o for o in self.options() if o.name == option_name)
-        return "--" + field.metadata["setting"]
+    @classmethod
+    def setting_of(cls, option_name):
+        """The model setting (and train.py flag) that gives an option: 'k_factor' for the
+        circulant k_factor."""
+        return next(o.metadata["setting"] for o in cls.options() if o.name == option_name)
 
     def build(self, units, use_bias=True, l2=0.0, bias=0.0, name=None):
         """The Keras layer of this kind (l2: its weights' penalty; bias: the bias's initial
@@ -61,3 +64,11 @@ class Kind:
     def weight_count(self, n_in, units, use_bias=True):
         """Weights of this kind's n_in -> units layer, bias included."""
         raise NotImplementedError
+
+
+def matrix_of(layer):
+    """The [units, n_in] matrix A of a built layer's y = x A^T + bias, from the layer itself
+    (its outputs on the identity, less its `bias`), in float64: `dense_matrix()` of the kinds
+    whose matrix is never stored."""
+    bias = layer.bias if layer.bias is not None else 0.0
+    return tf.transpose(layer.call(tf.eye(layer.n_in)) - bias).numpy().astype(np.float64)

@@ -19,11 +19,10 @@ import dataclasses
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import monarch_ops
-from layer_kinds.base import Kind, option
+from layer_kinds.base import Kind, matrix_of, option
 
 
 def block_sizes(n_in, units, blocks):
@@ -44,9 +43,9 @@ class BttKind(Kind):
 
     def __post_init__(self):
         if self.rank < 1:
-            raise ValueError(f"{self.setting_of('rank')} must be at least 1, got {self.rank}")
+            raise ValueError(f"--{self.setting_of('rank')} must be at least 1, got {self.rank}")
         if self.blocks < 0:
-            raise ValueError(f"{self.setting_of('blocks')} must be 0 (automatic) or more, got "
+            raise ValueError(f"--{self.setting_of('blocks')} must be 0 (automatic) or more, got "
                              f"{self.blocks}")
 
     def layer(self, units, use_bias, regularizer, bias_initializer, name):
@@ -81,10 +80,7 @@ class BlockTensorTrain(keras.layers.Layer):
         self.n_in = int(input_shape[-1])
         if self.blocks <= 0:
             self.blocks = monarch_ops.default_blocks(self.n_in, self.units)
-        if self.blocks > min(self.n_in, self.units):
-            raise ValueError(f"btt_blocks={self.blocks} is more than the smaller side of a "
-                             f"{self.n_in} -> {self.units} layer: use at most "
-                             f"{min(self.n_in, self.units)}")
+        monarch_ops.check_blocks(self.blocks, self.n_in, self.units, setting="btt_blocks")
         b, r = self.blocks, self.rank
         self.p, self.s = block_sizes(self.n_in, self.units, b)
         self.first = self.add_weight(
@@ -117,9 +113,7 @@ class BlockTensorTrain(keras.layers.Layer):
         return self.n_in * self.units + (self.units if self.use_bias else 0)
 
     def dense_matrix(self):
-        """The [units, n_in] matrix A of y = x A^T + bias, from the layer itself."""
-        return tf.transpose(self.call(tf.eye(self.n_in)) - (
-            self.bias if self.bias is not None else 0.0)).numpy().astype(np.float64)
+        return matrix_of(self)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "rank": self.rank,

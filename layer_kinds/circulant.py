@@ -29,7 +29,7 @@ class CirculantKind(Kind):
 
     def __post_init__(self):
         if self.k_factor < 1:
-            raise ValueError(f"{self.setting_of('k_factor')} must be at least 1, got "
+            raise ValueError(f"--{self.setting_of('k_factor')} must be at least 1, got "
                              f"{self.k_factor}")
         circulant_ops.check_options(self.diagonal_side, self.expansion, self.leaky_slope,
                                     prefix="circulant_")  # as the model settings spell them

@@ -19,7 +19,7 @@ class LowRankKind(Kind):
 
     def __post_init__(self):
         if self.rank < 1:
-            raise ValueError(f"a low_rank layer needs {self.setting_of('rank')} of at least 1, "
+            raise ValueError(f"a low_rank layer needs --{self.setting_of('rank')} of at least 1, "
                              f"got {self.rank}")
 
     def layer(self, units, use_bias, regularizer, bias_initializer, name):

@@ -18,7 +18,7 @@ class MonarchKind(Kind):
 
     def __post_init__(self):
         if self.blocks < 0:
-            raise ValueError(f"{self.setting_of('blocks')} must be 0 (automatic) or more, got "
+            raise ValueError(f"--{self.setting_of('blocks')} must be 0 (automatic) or more, got "
                              f"{self.blocks}")
 
     def layer(self, units, use_bias, regularizer, bias_initializer, name):
