@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import warnings
 
 import tensorflow as tf
 
@@ -63,7 +64,9 @@ def build_model(model_flags, reader):
             f"{'video' if frame_level else 'frame'}-level data")
     model = models.build_model(model_flags["model"], model_flags["num_classes"],
                                     **model_flags["settings"])
-    model(example_batch(reader), training=False)
+    with warnings.catch_warnings():  # Keras' guess at why a build fails; the error says why
+        warnings.filterwarnings("ignore", message=".*looks like it has unbuilt state")
+        model(example_batch(reader), training=False)
     return model
 
 

@@ -247,6 +247,17 @@ def cli_main(run):
     return main
 
 
+def error_line(err):
+    """The one line that says what went wrong. An error raised inside a layer's call or build
+    reaches us in Keras' wrapping ("Exception encountered when calling X.call()", the message
+    in bold, then the arguments): its own message is the line."""
+    text = str(err)
+    if text.startswith("Exception encountered when calling"):
+        found = re.search(r"\x1b\[1m(.*?)\x1b\[0m", text, re.S)
+        text = found.group(1) if found else text
+    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
+
+
 def run_cli(function):
     """Run a tool's main work; bad input, bad flags or a failing disk end in one line, exit 1.
 
@@ -266,7 +277,7 @@ def run_cli(function):
     except (DataError, ValueError, FloatingPointError, OSError) as err:
         if os.environ.get("YT8M_DEBUG"):
             raise
-        fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        fail(error_line(err))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
