@@ -23,6 +23,7 @@ import tensorflow as tf
 import losses
 import readers
 import trained_models
+import training_data
 
 EPSILON = 1e-6  # probabilities are clipped to [EPSILON, 1 - EPSILON] before their logits
 
@@ -133,3 +134,35 @@ class Teacher:
             return tf.stop_gradient(tf.dynamic_stitch(places, predicted))
         predictions = [tf.cast(member(serialized), tf.float32) for member in self.members]
         return tf.stop_gradient(tf.add_n([w * p for w, p in zip(self.weights, predictions)]))
+
+
+class DistillationTerm(losses.LossTerm):
+    """The teacher's share of the student's loss: (1 - w) * label loss + w * soft loss, and the
+    soft loss alone for a video of --unlabelled_data_pattern (batch["labelled"] 0)."""
+
+    def __init__(self, teacher, weight, temperature, unlabelled=()):
+        self.teacher, self.weight, self.temperature = teacher, weight, temperature
+        self.transforms = [training_data.KeepRecords()] + (
+            [training_data.Unlabelled(unlabelled)] if unlabelled else [])
+
+    @classmethod
+    def from_config(cls, config, unlabelled):
+        """The term of a train_config.TrainConfig with --teacher (built in the strategy's
+        scope), or None. A .tgz teacher is unpacked in a temporary folder, gone once loaded."""
+        c = config
+        paths, weights = c.teachers()
+        if not paths:
+            return None
+        teacher = Teacher(paths, weights, c.model_flags["num_classes"],
+                          c.model_flags["frame_features"], "", c.teacher_folds, c.teacher_cache)
+        return cls(teacher, c.distillation_weight, c.distillation_temperature, unlabelled)
+
+    def inputs(self, batch):
+        return {"soft_targets": self.teacher(batch["serialized"], batch["id"])}
+
+    def __call__(self, per_example, probabilities, batch):
+        soft = soft_cross_entropy(probabilities, batch["soft_targets"], self.temperature)
+        mixed = (1.0 - self.weight) * per_example + self.weight * soft
+        if "labelled" in batch:  # (B,): an unlabelled video has the soft loss alone
+            mixed = tf.where(batch["labelled"] > 0, mixed, soft)
+        return mixed

@@ -275,9 +275,8 @@ def run():
     if metrics.videos:
         results = metrics.results()
         classes = "" if models else f" (over {num_classes:,} classes)"
-        print(f"ensemble on {results['labelled']:,} labelled videos: GAP@{FLAGS.top_k} "
-              f"{results['gap']:.4f} | hit@1 {results['hit_at_one']:.4f} | PERR "
-              f"{results['perr']:.4f} | MAP {results['map']:.4f}{classes}")
+        print(f"ensemble on {results['labelled']:,} labelled videos: "
+              f"{eval_util.metrics_line(results, FLAGS.top_k)}{classes}")
         if FLAGS.metrics_file:
             utils.atomic_write(FLAGS.metrics_file, json.dumps(
                 {**{k: float(v) for k, v in results.items()}, "inputs": inputs,

@@ -166,15 +166,9 @@ def run():
 
 
 def report(step, results, writer, out_dir):
-    extra = f" | mAP(all) {results['map_all']:.4f}" if "map_all" in results else ""
-    if "segment_map" in results:
-        extra += (f" | segment MAP@{FLAGS.segment_max_pred:,} {results['segment_map']:.6f} "
-                  f"({results['segment_classes']} classes with rated positives)")
     what = "rated segments" if "segment_map" in results else "videos"
-    print(f"step {step}: {results['videos']:,} {what} | GAP@{FLAGS.top_k} {results['gap']:.4f} | "
-          f"hit@1 {results['hit_at_one']:.4f} | PERR {results['perr']:.4f} | "
-          f"MAP {results['map']:.4f}{extra} | "
-          f"loss {results['loss']:.4f} | {results['seconds']:.0f}s", flush=True)
+    print(f"step {step}: {results['videos']:,} {what} | "
+          + eval_util.metrics_line(results, FLAGS.top_k, FLAGS.segment_max_pred), flush=True)
     with tf.io.gfile.GFile(os.path.join(out_dir, RESULTS_FILE), "a") as out:
         out.write(json.dumps(dict(results, step=step)) + "\n")
     with writer.as_default():

@@ -177,6 +177,25 @@ class EvaluationMetrics:
         return results
 
 
+def metrics_line(results, top_k=None, segment_max_pred=None):
+    """The metrics as every tool prints them, of what `results` (EvaluationMetrics.results,
+    evaluate's) holds: "GAP@20 0.8123 | hit@1 ... | PERR ... | MAP ... [| mAP(all) ...]
+    [| segment MAP@N ... (C classes with rated positives)] [| loss ...] [| 12s]"."""
+    r = results
+    parts = [f"GAP{f'@{top_k}' if top_k else ''} {r['gap']:.4f}",
+             f"hit@1 {r['hit_at_one']:.4f}", f"PERR {r['perr']:.4f}", f"MAP {r['map']:.4f}"]
+    if "map_all" in r:
+        parts.append(f"mAP(all) {r['map_all']:.4f}")
+    if "segment_map" in r:
+        parts.append(f"segment MAP@{segment_max_pred:,} {r['segment_map']:.6f} "
+                     f"({r['segment_classes']} classes with rated positives)")
+    if "loss" in r:
+        parts.append(f"loss {r['loss']:.4f}")
+    if "seconds" in r:
+        parts.append(f"{r['seconds']:.0f}s")
+    return " | ".join(parts)
+
+
 _PREDICTORS = weakref.WeakKeyDictionary()  # model -> {jit_compile: its traced prediction}
 
 

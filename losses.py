@@ -10,6 +10,23 @@ neither as positives nor as negatives (the sum runs over the rated classes only)
 import tensorflow as tf
 
 
+class LossTerm:
+    """A share of the training loss beside the label loss (distillation's). The trainer's step
+    calls, on each device's part of a batch, `inputs` (outside the compiled step: it may run
+    what XLA cannot, such as a teacher parsing strings) and then, inside it, the term itself."""
+
+    transforms = ()  # the readers.Transforms its batches need (records kept, more videos)
+
+    def inputs(self, batch):
+        """More model inputs the term reads back in __call__ (a dict of [B, ...] tensors)."""
+        return {}
+
+    def __call__(self, per_example, probabilities, batch):
+        """The per-example loss [B] with this term's share, from the one before it [B], the
+        student's probabilities [B, C] and the batch (with this term's inputs)."""
+        return per_example
+
+
 def weighted(terms, weights):
     """[B, C] per-class terms times the weights, where given."""
     return terms if weights is None else terms * tf.cast(weights, tf.float32)

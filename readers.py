@@ -225,6 +225,24 @@ class SkipCounts:
                 f"{int(self.damaged_files.numpy()):,} files skipped")
 
 
+class Transform:
+    """A step the caller adds to the reading of `_Reader.dataset` (readers parse; training
+    composes: train.py's folds, unlabelled videos and records kept for a teacher are these).
+    Every hook is optional; the defaults change nothing."""
+
+    more_files = ()  # files read among dataset()'s; a record is then marked 1.0 (of those) or
+    # 0.0 (of these), and the mark reaches `batch`
+
+    def records(self, records, reader):
+        """The stream of records (or of (record, mark)) as read, before shuffling."""
+        return records
+
+    def batch(self, batch, serialized, mark):
+        """A parsed batch, given its [B] serialized records and their [B] marks (None without
+        more_files): the batch to yield."""
+        return batch
+
+
 class _Reader:
     """Shared pipeline: files -> records -> shuffle/repeat -> batch -> parse -> prefetch."""
 
@@ -241,8 +259,7 @@ class _Reader:
 
     def dataset(self, files, batch_size, num_epochs=1, shuffle=False, num_readers=8, seed=None,
                 shuffle_buffer=None, drop_remainder=False, skipped=None,
-                parallel_calls=tf.data.AUTOTUNE, keep_serialized=False, holdout=None,
-                unlabelled=()):
+                parallel_calls=tf.data.AUTOTUNE, transforms=()):
         """Batches from `files` (a pattern or a list of paths).
 
         Evaluation (shuffle=False) reads every record exactly once per epoch in a fixed order and
@@ -252,36 +269,27 @@ class _Reader:
         pipeline, and counted there; a damaged file (bad length or CRC, cut short) is read up to
         the damage, which is counted once per file per epoch. Records are then parsed one at a
         time, which is slower. parallel_calls: files read and batches parsed at once (default:
-        tf.data's tuning). keep_serialized: each batch also holds its records as read
-        ("serialized", [B] strings), for a model that parses them itself (a teacher).
-        holdout (fold, folds): leave out the videos of that fold (fold_of their ids).
-        unlabelled: more files (a pattern or a list), read among `files`, whose videos train
-        without labels (distillation's); each batch then holds "labelled", [B] 1.0 for a video
-        of `files` and 0.0 for one of these.
+        tf.data's tuning). transforms: what the caller adds to the reading (`Transform`s, in
+        order: training's folds, unlabelled videos, records kept for a teacher).
         """
-        def parse(serialized, labelled=None):
+        def parse(serialized, mark=None):
             batch = self.parse(serialized)
-            if keep_serialized:
-                batch["serialized"] = serialized
-            if labelled is not None:  # (B,): an unlabelled video's labels, if any, are not used
-                batch["labelled"] = labelled
-                batch["labels"] *= labelled[:, None]
-                batch["num_labels"] *= tf.cast(labelled, tf.int32)
+            for transform in transforms:
+                batch = transform.batch(batch, serialized, mark)
             return batch
 
         if isinstance(files, str):
             files = resolve_files(files)
-        if isinstance(unlabelled, str):
-            unlabelled = resolve_files(unlabelled)
-        paths = list(files) + list(unlabelled)
+        more = [path for transform in transforms for path in transform.more_files]
+        paths = list(files) + more
         columns = [paths]  # of file_ds: path (, size) (, labelled)
         read_file = tf.data.TFRecordDataset
         if skipped is not None:
             columns.append([tf.io.gfile.stat(path).length for path in paths])
             read_file = functools.partial(_tolerant_records, damaged=skipped.damaged)
-        if unlabelled:  # a record becomes (record, labelled)
-            columns.append([1.0] * len(files) + [0.0] * len(unlabelled))
-            read_file = functools.partial(_flagged_records, read_file)
+        if more:  # a record becomes (record, mark)
+            columns.append([1.0] * len(files) + [0.0] * len(more))
+            read_file = functools.partial(_marked_records, read_file)
         file_ds = tf.data.Dataset.from_tensor_slices(tuple(columns) if len(columns) > 1
                                                      else paths)
         if shuffle:
@@ -289,19 +297,14 @@ class _Reader:
         records = file_ds.repeat(num_epochs).interleave(
             read_file, cycle_length=max(1, num_readers), block_length=1,
             num_parallel_calls=parallel_calls, deterministic=True)
-        if holdout is not None:
-            fold, folds = holdout
-            records = records.filter(
-                lambda record, *_: fold_of(self.record_id(record)[None], folds)[0] != fold)
+        for transform in transforms:
+            records = transform.records(records, self)
         if shuffle:
             buffer = shuffle_buffer or max(10 * batch_size, 1024)
             records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-        if self.segments and keep_serialized:
-            raise DataError("a teacher reads whole videos: distillation does not take "
-                            "--segment_labels")
         if skipped is not None:
             batches = self._parse_tolerantly(records, skipped.records, parse,
-                                             paired=bool(unlabelled)).batch(
+                                             paired=bool(more)).batch(
                 batch_size, drop_remainder=drop_remainder)
         elif self.segments:  # a few videos at a time, then their segments into batches
             batches = records.batch(_VIDEOS_PER_SEGMENT_PARSE).map(
@@ -328,7 +331,7 @@ class _Reader:
         return round(records * found / read), exact and read == records
 
     def _parse_tolerantly(self, records, skipped, parse, paired=False):
-        """Records (paired: (record, labelled) pairs) -> parsed examples, dropping those that
+        """Records (paired: (record, mark) pairs) -> parsed examples, dropping those that
         fail; `skipped` counts them.
 
         Records are numbered before parsing, so the gap between a survivor's number and the
@@ -700,11 +703,11 @@ def _tolerant_records(path, size, damaged):
     return records.filter(lambda record, end: ~end).map(lambda record, end: record)
 
 
-def _flagged_records(read_file, *path_and_labelled):
-    """read_file's records of one file (its arguments but the last), each as (record,
-    labelled): the last argument, 1.0 or 0.0."""
-    *arguments, labelled = path_and_labelled
-    return read_file(*arguments).map(lambda record: (record, labelled))
+def _marked_records(read_file, *path_and_mark):
+    """read_file's records of one file (its arguments but the last), each as (record, mark):
+    the last argument, 1.0 or 0.0."""
+    *arguments, mark = path_and_mark
+    return read_file(*arguments).map(lambda record: (record, mark))
 
 
 def _bytes_feature(values):

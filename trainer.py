@@ -38,6 +38,7 @@ import model_utils
 import optimizers
 import readers
 import run_dir
+import training_data
 import utils
 
 
@@ -75,15 +76,11 @@ class Trainer:
             checkpoints.candidates(self.train_dir))
         self._build_models(build_model)
         self.registered_model = build_model is None
-        self.teacher = None
         self.best = None  # checkpoints.BestCheckpoint, at the first validation
         self.validated_at = None  # the step of the last validation
-        paths, weights = c.teachers()
-        if paths:  # a .tgz teacher is unpacked in a temporary folder, gone once it is loaded
-            with self.strategy.scope():
-                self.teacher = distillation.Teacher(
-                    paths, weights, c.model_flags["num_classes"], c.model_flags["frame_features"],
-                    "", c.teacher_folds, c.teacher_cache)
+        with self.strategy.scope():  # the shares of the loss beside the label loss
+            self.terms = [t for t in [distillation.DistillationTerm.from_config(
+                c, self.unlabelled)] if t is not None]
         self._build_optimizers()
         self.replica_step = tf.function(self._replica_step, jit_compile=True) \
             if c.jit_compile else self._replica_step
@@ -148,20 +145,14 @@ class Trainer:
                                                            c.learning_rate_decay, staircase=True)
 
     def _replica_step(self, batch):
-        """One step on one device's part of a batch: (loss, probabilities, labels). With a
-        teacher, batch["soft_targets"] holds its probabilities."""
-        c = self.config
+        """One step on one device's part of a batch (with the loss terms' inputs): (loss,
+        probabilities, labels)."""
         with tf.GradientTape(persistent=len(self.appliers) > 1) as tape:
             probabilities = tf.cast(self.model(batch, training=True), tf.float32)
             # Rated segments: label_weights [B, C], 1 at each segment's rated classes.
             per_example = self.loss_fn(probabilities, batch["labels"], batch.get("label_weights"))
-            if "soft_targets" in batch:
-                soft = distillation.soft_cross_entropy(probabilities, batch["soft_targets"],
-                                                       c.distillation_temperature)
-                per_example = (1.0 - c.distillation_weight) * per_example + \
-                    c.distillation_weight * soft
-                if "labelled" in batch:  # a video of --unlabelled_data_pattern: the soft loss
-                    per_example = tf.where(batch["labelled"] > 0, per_example, soft)
+            for term in self.terms:
+                per_example = term(per_example, probabilities, batch)
             loss = tf.nn.compute_average_loss(per_example)
             if self.model.losses:
                 penalty = tf.add_n([tf.cast(x, tf.float32) for x in self.model.losses])
@@ -179,9 +170,8 @@ class Trainer:
         before = [tf.identity(o.iterations.value) for o in self.optimizers.values()] \
             if self.loss_scaled else []
         inputs = readers.model_inputs(batch, labels=True)
-        if self.teacher is not None:  # apart from the (maybe XLA-compiled) step: strings in
-            inputs["soft_targets"] = self.strategy.run(self.teacher,
-                                                       args=(batch["serialized"], batch["id"]))
+        for term in self.terms:  # apart from the (maybe XLA-compiled) step: strings in
+            inputs.update(self.strategy.run(term.inputs, args=(batch,)))
         loss, probabilities, labels = self.strategy.run(self.replica_step, args=(inputs,))
         for optimizer, step in zip(self.optimizers.values(), before):
             optimizer.iterations.assign(step + 1)  # a step skipped for overflow counts too
@@ -220,10 +210,11 @@ class Trainer:
     def dataset(self, skipped=None):
         """The training batches, shuffled, num_epochs passes, distributed over the devices."""
         c = self.config
+        transforms = ([training_data.Holdout(*c.holdout())] if c.holdout() else []) + \
+            [t for term in self.terms for t in term.transforms]
         dataset = self.reader.dataset(self.files, c.batch_size, num_epochs=c.num_epochs,
                                       shuffle=True, num_readers=c.num_readers, seed=c.seed,
-                                      skipped=skipped, keep_serialized=self.teacher is not None,
-                                      holdout=c.holdout(), unlabelled=self.unlabelled)
+                                      skipped=skipped, transforms=transforms)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = \
             tf.data.experimental.AutoShardPolicy.DATA
@@ -258,7 +249,7 @@ class Trainer:
         """What this run adds to plain training, one phrase each (its first lines say so)."""
         c = self.config
         said = []
-        if self.teacher is not None:
+        if self.terms:
             paths, _ = c.teachers()
             said.append(f"distillation from {', '.join(paths)} (weight "
                         f"{c.distillation_weight:g}, temperature {c.distillation_temperature:g}"
@@ -539,9 +530,8 @@ class Trainer:
                                      self.config.batch_size, num_readers=self.config.num_readers,
                                      jit_compile=self.config.jit_compile)
         what = "rated segments" if self.reader.segments else "videos"
-        print(f"validation at step {step}: {results['videos']:,} {what} | GAP {results['gap']:.4f} "
-              f"| hit@1 {results['hit_at_one']:.4f} | PERR {results['perr']:.4f} | "
-              f"loss {results['loss']:.4f} | {results['seconds']:.0f}s", flush=True)
+        print(f"validation at step {step}: {results['videos']:,} {what} | "
+              + eval_util.metrics_line(results), flush=True)
         for name in ("gap", "hit_at_one", "perr", "loss"):
             tf.summary.scalar(f"validation/{name}", results[name], step=step)
         with open(os.path.join(self.out_dir, "validation.jsonl"), "a") as log:

@@ -13,6 +13,7 @@ import readers
 import run_dir
 import train_config
 import trainer
+import training_data
 
 
 def numpy_soft_cross_entropy(student, teacher, temperature):
@@ -98,7 +99,8 @@ def test_folds_split_the_videos_and_each_fold_takes_its_own_teacher(generated_da
     files = generated_data["video"].split(",")
 
     def ids(holdout=None):
-        return {i.decode() for b in reader.dataset(files, 100, holdout=holdout)
+        transforms = [training_data.Holdout(*holdout)] if holdout else []
+        return {i.decode() for b in reader.dataset(files, 100, transforms=transforms)
                 for i in b["id"].numpy()}
 
     every, kept_0, kept_1 = ids(), ids((0, 2)), ids((1, 2))
@@ -164,8 +166,9 @@ def test_a_training_step_mixes_the_label_loss_and_the_soft_loss(generated_data, 
         distillation_weight=0.3, distillation_temperature=temperature,
         regularization_penalty=0.0)
     run = trainer.Trainer(config)
-    batch = next(iter(run.reader.dataset(generated_data["video"], 32, keep_serialized=True)))
-    soft = run.teacher(batch["serialized"], batch["id"]).numpy()
+    batch = next(iter(run.reader.dataset(generated_data["video"], 32,
+                                         transforms=[training_data.KeepRecords()])))
+    soft = run.terms[0].teacher(batch["serialized"], batch["id"]).numpy()
     loss, probabilities, labels = run.train_step(batch)
     p = probabilities.numpy().astype(np.float64)
     eps = 1e-5
@@ -184,10 +187,10 @@ def test_an_unlabelled_video_trains_on_the_soft_loss_alone(generated_data, teach
         teacher=str(teachers / "moe"), distillation_weight=0.3, regularization_penalty=0.0)
     run = trainer.Trainer(config)
     batch = next(iter(run.reader.dataset(labelled, 64, shuffle=True, seed=2,
-                                         keep_serialized=True, unlabelled=[unlabelled])))
+                                         transforms=run.terms[0].transforms)))
     flags = batch["labelled"].numpy()
     assert 0 < flags.sum() < 64  # both kinds in the batch
-    soft = run.teacher(batch["serialized"], batch["id"]).numpy()
+    soft = run.terms[0].teacher(batch["serialized"], batch["id"]).numpy()
     loss, probabilities, labels = run.train_step(batch)
     p = probabilities.numpy().astype(np.float64)
     eps = 1e-5

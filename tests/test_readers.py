@@ -8,6 +8,7 @@ from records import frame_example, video_example, write
 
 import quantization
 import readers
+import training_data
 
 
 def test_video_level_records_both_id_keys_and_no_labels(tmp_path):
@@ -134,9 +135,10 @@ def test_unlabelled_files_are_read_among_the_labelled_and_flagged(tmp_path, tole
     unlabelled = [write(tmp_path / "u0.tfrecord", [video(f"u0-{j}", None) for j in range(5)]),
                   write(tmp_path / "u1.tfrecord", [video(f"u1-{j}", [7]) for j in range(4)])]
     skipped = readers.SkipCounts() if tolerant else None
-    kwargs = dict(num_epochs=2, shuffle=True, seed=1, skipped=skipped, keep_serialized=True)
-    got = read_all(readers.VideoReader(), labelled, batch_size=5, unlabelled=unlabelled,
-                   **kwargs)
+    kwargs = dict(num_epochs=2, shuffle=True, seed=1, skipped=skipped)
+    kept = training_data.KeepRecords()
+    got = read_all(readers.VideoReader(), labelled, batch_size=5, transforms=[
+        training_data.Unlabelled(unlabelled), kept], **kwargs)
     ids = [i.decode() for i in got["id"]]
     assert sorted(ids) == sorted(2 * [f"l{i}-{j}" for i in range(2) for j in range(6)]
                                  + 2 * [f"u0-{j}" for j in range(5)]
@@ -149,10 +151,10 @@ def test_unlabelled_files_are_read_among_the_labelled_and_flagged(tmp_path, tole
     parsed = readers.VideoReader().parse(tf.constant(got["serialized"]))
     assert [i.decode() for i in parsed["id"].numpy()] == ids
     # without unlabelled files, no flag and the same batches as before
-    plain = read_all(readers.VideoReader(), labelled, batch_size=5, **kwargs)
+    plain = read_all(readers.VideoReader(), labelled, batch_size=5, transforms=[kept], **kwargs)
     assert "labelled" not in plain and len(plain["id"]) == 24
-    held = read_all(readers.VideoReader(), labelled, batch_size=5, unlabelled=unlabelled,
-                    holdout=(0, 2))
+    held = read_all(readers.VideoReader(), labelled, batch_size=5, transforms=[
+        training_data.Holdout(0, 2), training_data.Unlabelled(unlabelled)])
     kept = [i.decode() for i in held["id"]]
     folds = readers.fold_of(tf.constant(kept), 2).numpy()
     assert 0 < len(kept) < 21 and (folds == 1).all()  # fold 0 left out
