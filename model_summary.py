@@ -63,6 +63,15 @@ def format_summary(model, name):
     return "\n".join(lines)
 
 
+def described(model, name, memory, per_device):
+    """model_summary.json's content: the totals, the memory training expects and each layer."""
+    rows, totals = summarize(model)
+    return {"model": name, **totals, "expected_memory_bytes": memory,
+            "batch_per_device": per_device,
+            "layers": [{"path": path, "kind": kind, "weights": weights, "dense": dense}
+                       for path, kind, weights, dense in rows]}
+
+
 def check_budget(model, max_model_mb):
     """Raise ValueError when the model's float32 weights exceed max_model_mb (0: no limit)."""
     _, totals = summarize(model)

@@ -8,9 +8,11 @@ import time
 import tensorflow as tf
 
 import model_flags
+import utils
 
 TRAIN_LOG_FILE = "train_log.jsonl"
 SUMMARY_FILE = "model_summary.json"
+VALIDATION_FILE = "validation.jsonl"
 
 
 def move_previous_run(train_dir):
@@ -49,6 +51,27 @@ def skip_note(skipped):
     if skipped is None or not (skipped.records.numpy() or skipped.damaged_files.numpy()):
         return ""
     return f" | {skipped}"
+
+
+def report_progress(values, status, num_epochs, skipped):
+    """Print a progress line of `values` (a train_log.jsonl line's; status: utils.Progress's of
+    its step) and write its TensorBoard scalars."""
+    v = values
+    left = f" | {utils.duration(v['seconds_left'])} left" if v["seconds_left"] is not None else ""
+    print(f"step {status} | epoch {v['epoch']:.1f}/{num_epochs} | "
+          f"{v['examples_per_second']:,.0f} examples/s | loss {v['loss']:.4f} | "
+          f"GAP {v['gap']:.3f} | hit@1 {v['hit_at_one']:.3f} | "
+          f"lr {v['learning_rate']:.2e}{left}{skip_note(skipped)}", flush=True)
+    for name in ("loss", "gap", "hit_at_one", "learning_rate", "examples_per_second"):
+        tf.summary.scalar(f"train/{name}", v[name], step=v["step"])
+
+
+def append_validation(out_dir, results, step):
+    """One line of validation.jsonl, and the validation's TensorBoard scalars."""
+    for name in ("gap", "hit_at_one", "perr", "loss"):
+        tf.summary.scalar(f"validation/{name}", results[name], step=step)
+    with tf.io.gfile.GFile(os.path.join(out_dir, VALIDATION_FILE), "a") as log:
+        log.write(json.dumps(dict(results, step=step)) + "\n")
 
 
 class ProgressLog:

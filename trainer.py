@@ -236,11 +236,7 @@ class Trainer:
         in_use = self.in_use()
         if in_use:
             print(f"in use: {'; '.join(in_use)}", flush=True)
-        rows, totals = model_summary.summarize(self.model)
-        described = {"model": name, **totals, "expected_memory_bytes": memory,
-                     "batch_per_device": per_device,
-                     "layers": [{"path": path, "kind": kind, "weights": weights, "dense": dense}
-                                for path, kind, weights, dense in rows]}
+        described = model_summary.described(self.model, name, memory, per_device)
         self.summary_files = {"model_summary.txt": summary + "\n",
                               run_dir.SUMMARY_FILE: json.dumps(described, indent=1)}
         model_summary.check_budget(self.model, self.config.max_model_mb)
@@ -415,21 +411,13 @@ class Trainer:
 
     def _start_average(self, latest):
         """The average's decay (the one given, else the checkpoint's) and where it starts."""
-        c = self.config
-        saved_decay = float(self.ema_decay.numpy())  # the checkpoint's, where it had an average
-        if c.ema_decay:
-            self.ema_decay.assign(c.ema_decay)
-        if latest is not None and checkpoints.AVERAGED not in self.saved:
-            averaging.copy_weights(self.averaged, self.model)
-            print(f"--ema_decay: the average of the weights starts at step "
-                  f"{int(self.optimizer.iterations.numpy())}", flush=True)
-        elif latest is not None and not c.ema_decay:
-            print(f"the average of the weights goes on (decay {saved_decay:g}, as saved)",
-                  flush=True)
-        elif latest is not None and np.float32(c.ema_decay) != np.float32(saved_decay):
-            print(f"--ema_decay={c.ema_decay:g}: the average of the weights goes on with this "
-                  f"decay (it was {saved_decay:g}; leave the flag out to keep the saved one)",
-                  flush=True)
+        if latest is None:  # a new run: the given decay, from its (maybe --init_from) weights
+            return
+        said = averaging.resume(self.averaged, self.model, self.ema_decay, self.config.ema_decay,
+                                checkpoints.AVERAGED in self.saved,
+                                int(self.optimizer.iterations.numpy()))
+        if said:
+            print(said, flush=True)
 
     def _before_first_step(self):
         """The model's work before a new run's first step (BeforeTraining); an experiment's
@@ -509,19 +497,8 @@ class Trainer:
             "hit_at_one": metrics.hit_at_one(),
             "learning_rate": float(self.learning_rate(step)),
             "seconds_left": progress.left(step, now)}
-        self._report(values, progress, skipped)
+        run_dir.report_progress(values, progress.status(step), c.num_epochs, skipped)
         run_dir.append_train_log(log.path, values, skipped)
-
-    def _report(self, values, progress, skipped):
-        v = values
-        left = f" | {utils.duration(v['seconds_left'])} left" \
-            if v["seconds_left"] is not None else ""
-        print(f"step {progress.status(v['step'])} | epoch {v['epoch']:.1f}/"
-              f"{self.config.num_epochs} | {v['examples_per_second']:,.0f} examples/s | "
-              f"loss {v['loss']:.4f} | GAP {v['gap']:.3f} | hit@1 {v['hit_at_one']:.3f} | "
-              f"lr {v['learning_rate']:.2e}{left}{run_dir.skip_note(skipped)}", flush=True)
-        for name in ("loss", "gap", "hit_at_one", "learning_rate", "examples_per_second"):
-            tf.summary.scalar(f"train/{name}", v[name], step=v["step"])
 
     def validate(self, files, step):
         self.validated_at = step
@@ -532,10 +509,7 @@ class Trainer:
         what = "rated segments" if self.reader.segments else "videos"
         print(f"validation at step {step}: {results['videos']:,} {what} | "
               + eval_util.metrics_line(results), flush=True)
-        for name in ("gap", "hit_at_one", "perr", "loss"):
-            tf.summary.scalar(f"validation/{name}", results[name], step=step)
-        with open(os.path.join(self.out_dir, "validation.jsonl"), "a") as log:
-            log.write(json.dumps(dict(results, step=step)) + "\n")
+        run_dir.append_validation(self.out_dir, results, step)
         if self.config.keep_best_checkpoint:
             if self.best is None:
                 self.best = checkpoints.BestCheckpoint(
