@@ -1,7 +1,7 @@
 """train_dir/model_flags.json: the description of a trained model, written, read, compared and
 merged here only.
 
-    {"format": 2, "model": "MoeModel", "frame_features": false,
+    {"format": 3, "model": "MoeModel", "frame_features": false,
      "feature_names": "mean_rgb,mean_audio", "feature_sizes": "1024,128", "num_classes": 3862,
      "max_frames": 300, "label_loss": "CrossEntropyLoss", "settings": {"moe_num_mixtures": 2}}
 
@@ -24,8 +24,10 @@ TOP_LEVEL = ("model", "frame_features", "feature_names", "feature_sizes", "num_c
              "max_frames", "label_loss")  # beside "settings", the model's own
 # Format 1 (no "format" key) was written before the circulant options existed: a file without
 # them describes circulant layers of the first form. Format 2 names every setting it depends
-# on; a setting added later takes its default.
-FORMAT = 2
+# on; a setting added later takes its default. Format 3 gave a setting that had two meanings a
+# second name (BottleneckModel's classifier_rank, which low_rank set too): a file of format 2
+# takes it from the older spelling.
+FORMAT = 3
 FIRST_CIRCULANT_FORM = {"circulant_diagonal_side": circulant_ops.FIRST_DIAGONAL_SIDE,
                         "circulant_expansion": circulant_ops.FIRST_EXPANSION,
                         "circulant_leaky_slope": 1.0, "circulant_regularized": True}
@@ -41,6 +43,9 @@ def describe(model, num_classes=readers.NUM_CLASSES, frame_features=None, featur
     reader = readers.make_reader(frame_features, num_classes, feature_names, feature_sizes,
                                  max_frames)
     defaults = models.given_settings(model)
+    for key, older in models.older_spellings(model).items():
+        if key not in settings and older in settings:
+            settings[key] = settings[older]
     return {"format": FORMAT, "model": model, "frame_features": frame_features,
             "feature_names": ",".join(reader.feature_names),
             "feature_sizes": ",".join(map(str, reader.feature_sizes)),
@@ -73,8 +78,12 @@ def migrate(description, where=FILE):
                          f"({FORMAT}): update yt8m-circulant")
     migrated = {**description, "format": FORMAT,
                 "settings": dict(description.get("settings", {}))}
-    if version < 2 and "k_factor" in models.given_settings(migrated["model"]):
-        migrated["settings"] = {**FIRST_CIRCULANT_FORM, **migrated["settings"]}
+    settings, defaults = migrated["settings"], models.given_settings(migrated["model"])
+    if version < 2 and "k_factor" in defaults:
+        migrated["settings"] = settings = {**FIRST_CIRCULANT_FORM, **settings}
+    if version < 3:
+        for key, older in models.older_spellings(migrated["model"]).items():
+            settings.setdefault(key, settings.get(older, defaults[older]))
     return migrated
 
 

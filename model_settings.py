@@ -17,11 +17,13 @@ import layer_kinds
 import model_utils
 
 
-def setting(default, meaning, choices=(), measured=False):
+def setting(default, meaning, choices=(), measured=False, unset_from=None):
     """A settings field. choices: its valid values (listed in --help, checked); measured: set
-    by train.py from the training data, never a flag."""
+    by train.py from the training data, never a flag; unset_from: the setting whose value it
+    takes when it is not given (its older spelling: model_flags.describe and migrate)."""
     return dataclasses.field(default=default, metadata={
-        "meaning": meaning, "choices": tuple(choices), "measured": measured})
+        "meaning": meaning, "choices": tuple(choices), "measured": measured,
+        "unset_from": unset_from})
 
 
 def settings(cls):
@@ -45,6 +47,12 @@ def meaning(settings_class, name):
 
 def choices(settings_class, name):
     return _declared(settings_class, name, "choices", ())
+
+
+def unset_from(settings_class):
+    """{setting: the setting whose value it takes when not given} of a settings class."""
+    return {f.name: f.metadata["unset_from"] for f in dataclasses.fields(settings_class)
+            if f.metadata.get("unset_from")}
 
 
 @settings

@@ -65,6 +65,11 @@ def given_settings(name):
             for f in model_settings.fields(settings_class(name), measured=False)}
 
 
+def older_spellings(name):
+    """{setting: the setting it takes its value from when not given} of model `name`."""
+    return model_settings.unset_from(settings_class(name))
+
+
 def all_hyperparameters():
     """The names of every model's settings, except those measured on the training data."""
     return {key for name in model_names() for key in given_settings(name)}

@@ -89,8 +89,9 @@ class BottleneckModel(VideoModel):
     Sites of compact_layers: "fc" (every hidden layer) or "bottleneck" (the last), "classifier"
     (logistic) or "moe_gates", "moe_experts" ("moe": the classifier either way), "gating" (the
     Context Gating of the output probabilities, `output_gating`, Miech et al. 2017; a classes x
-    classes matrix when dense). low_rank > 0 makes a classifier that compact_layers leaves
-    dense low rank. bottleneck_size 0: no hidden layers, the classifier on the features.
+    classes matrix when dense). classifier_rank > 0 makes a classifier that compact_layers
+    leaves dense low rank (unset, it is low_rank: the flag's older second meaning).
+    bottleneck_size 0: no hidden layers, the classifier on the features.
     """
 
     @settings
@@ -101,6 +102,10 @@ class BottleneckModel(VideoModel):
         video_level_classifier_model: str = "LogisticModel"
         output_gating: bool = setting(False, "Context Gating of the class probabilities.")
         linear_bottleneck: bool = setting(False, "No batch norm and ReLU after the bottleneck.")
+        classifier_rank: int = setting(
+            0, "Rank of a low-rank classifier (an MoE's gates and experts) where "
+            "--compact_layers names no kind for it; 0: dense. Unset, it is --low_rank's.",
+            unset_from="low_rank")
 
     def __init__(self, num_classes, settings=None, **kwargs):
         super().__init__(settings, **kwargs)
@@ -126,13 +131,14 @@ class BottleneckModel(VideoModel):
                               if s.output_gating else None)
 
     def classifier_structure(self, site):
-        """The classifier's layers: low rank where low_rank > 0 and compact_layers names no
-        kind for them (the model's first meaning of low_rank)."""
+        """The classifier's layers: of rank classifier_rank where it is > 0 and compact_layers
+        names no kind for them."""
         structure = self.settings.structure(site)
         named = self.settings.compact()
-        if self.settings.low_rank and site not in named \
+        if self.settings.classifier_rank and site not in named \
                 and model_utils.FALLBACK.get(site) not in named:
-            return layer_kinds.KINDS["low_rank"].from_settings(self.settings)
+            return layer_kinds.KINDS["low_rank"].from_settings(self.settings,
+                                                               self.settings.classifier_rank)
         return structure
 
     def call(self, inputs, training=False):

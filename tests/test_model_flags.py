@@ -69,8 +69,13 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
      # gates 1152 -> 150 and experts 1152 -> 100 (+ bias) at n = 1152; gating 50 -> 50, its BN
      {("output", "pad")}, 2 * 1152 + (2 * 1152 + 100) + 2 * 50 + 4 * 50),
     # format 1 with the options present, and low_rank of BottleneckModel's first meaning
-    ("model_flags_format1_bottleneck.json", {"circulant_expansion": "blocks", "low_rank": 9},
+    ("model_flags_format1_bottleneck.json", {"circulant_expansion": "blocks", "low_rank": 9,
+                                             "classifier_rank": 9},
      {("input", "blocks")}, (1152 + 50) * 9 + 50 + 2 * 2 * 50 + 4 * 50),
+    # format 2: low_rank made the classifier low rank too (classifier_rank since), here beside
+    # a gating of rank 9: classifier (1152 + 50) * 9 + 50, gating (50 + 50) * 9 and its BN
+    ("model_flags_format2_bottleneck.json", {"low_rank": 9, "classifier_rank": 9},
+     set(), (1152 + 50) * 9 + 50 + (50 + 50) * 9 + 4 * 50),
 ])
 def test_every_earlier_format_reads_as_it_was_trained(tmp_path, name, settings, forms, weights):
     import checkpoints
@@ -84,7 +89,7 @@ def test_every_earlier_format_reads_as_it_was_trained(tmp_path, name, settings, 
     model = checkpoints.build_model(description, checkpoints.make_reader(description))
     circulant = [layer for layer in model_utils.all_layers(model)
                  if isinstance(layer, circulant_ops.DiagonalCirculant)]
-    assert circulant and {(la.diagonal_side, la.expansion) for la in circulant} == forms
+    assert {(la.diagonal_side, la.expansion) for la in circulant} == forms
     assert model.count_params() == weights
     model_flags.write(str(tmp_path), description)  # read again, the same description
     assert model_flags.read(str(tmp_path)) == description
@@ -94,3 +99,23 @@ def test_a_newer_format_is_one_line(tmp_path):
     model_flags.write(str(tmp_path), {**SAVED, "format": model_flags.FORMAT + 1})
     with pytest.raises(ValueError, match="newer than this project reads .*update yt8m"):
         model_flags.read(str(tmp_path))
+
+
+def test_classifier_rank_takes_low_rank_unless_given():
+    """BottleneckModel's classifier rank: --low_rank's older second meaning where it is not
+    given (so every older command line builds the same model), its own where it is."""
+    def classifier_weights(**settings):
+        import checkpoints
+
+        description = model_flags.describe("BottleneckModel", num_classes=50, bottleneck_size=0,
+                                           **settings)
+        model = checkpoints.build_model(description, checkpoints.make_reader(description))
+        return description["settings"]["classifier_rank"], model.count_params()
+
+    assert classifier_weights() == (0, 1152 * 50 + 50)
+    assert classifier_weights(low_rank=9) == (9, (1152 + 50) * 9 + 50)
+    assert classifier_weights(classifier_rank=9) == (9, (1152 + 50) * 9 + 50)
+    assert classifier_weights(low_rank=9, classifier_rank=0) == (0, 1152 * 50 + 50)
+    # a format-3 file keeps what it says, whatever low_rank is
+    current = model_flags.describe("BottleneckModel", low_rank=9, classifier_rank=0)
+    assert model_flags.migrate(current)["settings"]["classifier_rank"] == 0
