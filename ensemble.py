@@ -36,9 +36,10 @@ import tensorflow as tf  # noqa: E402
 import bundles  # noqa: E402
 import checkpoints  # noqa: E402
 import eval_util  # noqa: E402
-import inference  # noqa: E402 - its flags --input_data_pattern, --output_file, --top_k, ...
+import inference  # noqa: E402
 import model_flags  # noqa: E402
 import readers  # noqa: E402
+import tool_flags  # noqa: E402
 import trained_models  # noqa: E402
 
 flags.DEFINE_string("inputs", "", "Comma-separated train_dirs, exported models (SavedModel "
@@ -53,8 +54,9 @@ flags.DEFINE_string("checkpoint", "", "best: each train_dir's best-validation ch
 flags.DEFINE_string("metrics_file", "", "With labelled records: also write the metrics (GAP, "
                     "hit@1, PERR, MAP, videos) here as one JSON object.")
 bundles.define_flags()
+tool_flags.define_submission()
 for _name in ("input_data_pattern", "output_file", "top_k", "batch_size", "num_readers",
-              "untar_model_dir", "log_seconds"):  # inference.py's, used here too
+              "untar_model_dir", "log_seconds"):  # the shared ones, in this tool's --help
     flags.declare_key_flag(_name)
 FLAGS = flags.FLAGS
 

@@ -32,13 +32,13 @@ import losses  # noqa: E402
 import model_flags  # noqa: E402
 import readers  # noqa: E402
 import segments  # noqa: E402
+import tool_flags  # noqa: E402
 
-flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The train_dir of train.py.")
+tool_flags.define_train_dir()
+tool_flags.define_reading()
+tool_flags.define_top_k("Predictions per video for GAP.")
 flags.DEFINE_string("eval_data_pattern", "", "Comma-separated globs of labelled TFRecords.")
-flags.DEFINE_integer("batch_size", 1024, "Videos per batch.")
-flags.DEFINE_integer("num_readers", 8, "Files read in parallel.")
 flags.DEFINE_bool("run_once", False, "Evaluate the latest checkpoint once and stop.")
-flags.DEFINE_integer("top_k", 20, "Predictions per video for GAP.")
 flags.DEFINE_integer("poll_seconds", 30, "How often to look for a new checkpoint.")
 flags.DEFINE_bool("mean_ap", False, "Also report mAP(all): the mean AP over the classes with "
                   "positives, each ranking every video (keeps every prediction in memory). "
@@ -46,10 +46,7 @@ flags.DEFINE_bool("mean_ap", False, "Also report mAP(all): the mean AP over the 
 flags.DEFINE_bool("segment_labels", False, "Segment-rated records (2019): GAP and hit@1 over "
                   "the rated 5-frame segments (unrated classes scored 0) and the segment MAP "
                   "of the per-class ranking a submission of them would list.")
-flags.DEFINE_string("segment_label_ids_file", segments.LABEL_IDS_FILE, "--segment_labels: the "
-                    "classes ranked (the starter's 1,000 rated classes).")
-flags.DEFINE_integer("segment_max_pred", segments.MAX_PREDICTIONS, "--segment_labels: segments "
-                     "ranked per class (Kaggle's MAP@100,000).")
+tool_flags.define_segment_ranking("ranked")
 flags.DEFINE_string("results_dir", "", "Where eval_results.jsonl and the TensorBoard events "
                     "(eval/) go (default: --train_dir): for a train_dir eval.py may only read.")
 FLAGS = flags.FLAGS

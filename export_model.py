@@ -23,13 +23,14 @@ utils.quiet_tensorflow()
 
 import bundles  # noqa: E402
 import checkpoints  # noqa: E402
+import tool_flags  # noqa: E402
 
-flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The train_dir of train.py.")
+tool_flags.define_train_dir()
 flags.DEFINE_string("checkpoint", "", "A checkpoint path, or best: the best validation's "
                     "(train.py --keep_best_checkpoint; default: the latest in train_dir).")
 flags.DEFINE_string("output_dir", "", "Folder for the SavedModel (must not exist yet).")
 flags.DEFINE_string("output_tgz", "", "Also bundle the SavedModel in this .tgz file.")
-flags.DEFINE_integer("top_k", 20, "Classes returned per video.")
+tool_flags.define_top_k("Classes returned per video.")
 bundles.define_flags()
 FLAGS = flags.FLAGS
 

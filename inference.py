@@ -34,28 +34,18 @@ import tensorflow as tf  # noqa: E402
 
 import readers  # noqa: E402
 import segments  # noqa: E402
+import tool_flags  # noqa: E402
 import trained_models  # noqa: E402
 
-flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The train_dir of train.py.")
+tool_flags.define_train_dir()
+tool_flags.define_submission()
 flags.DEFINE_string("input_model_tgz", "", "An exported model bundle (export_model.py).")
-flags.DEFINE_string("untar_model_dir", "", "Where --input_model_tgz (and ensemble.py's .tgz "
-                    "inputs) are unpacked: each bundle into a new folder inside it, kept "
-                    "(default: a fresh temporary folder, removed when the run ends).")
 flags.DEFINE_string("saved_model_dir", "", "An exported SavedModel folder.")
-flags.DEFINE_string("input_data_pattern", "", "Comma-separated globs of TFRecords.")
-flags.DEFINE_string("output_file", "", "The CSV file to write.")
-flags.DEFINE_integer("top_k", 20, "Label/confidence pairs per video.")
-flags.DEFINE_integer("batch_size", 1024, "Videos per batch (--segment_labels: segments).")
-flags.DEFINE_integer("num_readers", 8, "Files read in parallel.")
-flags.DEFINE_integer("log_seconds", 10, "Print progress at most this often.")
 flags.DEFINE_string("output_model_tgz", "", "Not supported: bundle a model with "
                     "export_model.py --output_tgz.")
 flags.DEFINE_bool("segment_labels", False, "Score every 5-frame segment of frame-level records "
                   "and write the segment submission (2019): `Class,Segments`.")
-flags.DEFINE_string("segment_label_ids_file", segments.LABEL_IDS_FILE, "--segment_labels: the "
-                    "classes of the submission (default: the starter's 1,000 rated classes).")
-flags.DEFINE_integer("segment_max_pred", segments.MAX_PREDICTIONS, "--segment_labels: segments "
-                     "listed per class (Kaggle's MAP@100,000).")
+tool_flags.define_segment_ranking("listed")
 FLAGS = flags.FLAGS
 HEADER = "VideoId,LabelConfidencePairs\n"
 
