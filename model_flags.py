@@ -43,9 +43,7 @@ def describe(model, num_classes=readers.NUM_CLASSES, frame_features=None, featur
     reader = readers.make_reader(frame_features, num_classes, feature_names, feature_sizes,
                                  max_frames)
     defaults = models.given_settings(model)
-    for key, older in models.older_spellings(model).items():
-        if key not in settings and older in settings:
-            settings[key] = settings[older]
+    settings = models.as_given(model, settings)
     return {"format": FORMAT, "model": model, "frame_features": frame_features,
             "feature_names": ",".join(reader.feature_names),
             "feature_sizes": ",".join(map(str, reader.feature_sizes)),

@@ -70,6 +70,16 @@ def older_spellings(name):
     return model_settings.unset_from(settings_class(name))
 
 
+def as_given(name, settings):
+    """The settings given for model `name` (a dict), each setting not given that has an older
+    spelling given taking its value (BottleneckModel's classifier_rank from low_rank)."""
+    settings = dict(settings)
+    for key, older in older_spellings(name).items():
+        if key not in settings and older in settings:
+            settings[key] = settings[older]
+    return settings
+
+
 def all_hyperparameters():
     """The names of every model's settings, except those measured on the training data."""
     return {key for name in model_names() for key in given_settings(name)}
@@ -96,7 +106,7 @@ def build_model(name, num_classes, keras_name=None, **settings):
     meaning first).
     """
     accepted = model_hyperparameters(name)
-    chosen = {k: v for k, v in settings.items() if k in accepted}
+    chosen = {k: v for k, v in as_given(name, settings).items() if k in accepted}
     model_class = get_model_class(name)
     options = {"name": keras_name} if keras_name else {}
     return model_class(num_classes, model_class.Settings(**chosen), **options)
