@@ -466,3 +466,55 @@ def test_an_mb_run_is_reused_with_its_rows_at_every_precision(tmp_path):
     reused = frontier.read_reused([str(earlier)])
     assert [(r["precision"], r["gap"]) for r in reused[(tuple(run["flags"]), 0)]] == \
         [("float32", 0.70), ("uint8", 0.69)]
+
+
+def budget_table_module():
+    sys.path.insert(0, os.path.join(REPO_DIR, "experiments"))
+    import budget_table
+
+    return budget_table
+
+
+def test_the_budget_table_takes_each_budgets_best_bundle_and_its_best_single_model():
+    budget_table = budget_table_module()
+
+    def row(family, point, seed, gap, mb, precision="uint8", flags=(), **more):
+        return {"family": family, "point": point, "budget": "1MB", "seed": seed, "gap": gap,
+                "bundle_mb": mb, "precision": precision,
+                "flags": ["--model=BottleneckModel", *flags, "--keep_best_checkpoint"], **more}
+
+    rows = [row("dense", "bottleneck_size=9", 0, 0.70, 0.9), row("dense", "bottleneck_size=9", 1,
+                                                                0.68, 0.95),
+            row("low_rank", "low_rank=5", 0, 0.695, 0.5, flags=["--low_rank=5",
+                                                                "--teacher=<teachers>",
+                                                                "--teacher_cache"],
+                quantize_min_elements=3862),
+            row("low_rank", "low_rank=5", 0, 0.71, 1.1, precision="float32"),  # over 1 MB
+            {**row("ensemble", "2 x dense 1MB", 0, 0.72, 3.5),
+             "flags": ["--ensemble", "dense/1MB/seed_0*3", "dense/1MB/seed_1"]}]
+    lines = budget_table.table(rows).splitlines()
+    # 0.25 MB: nothing fits. 1 MB: low rank (0.695) beats dense (mean 0.69 over 2 seeds); the
+    # float32 bundle over the budget does not count
+    assert lines[2] == ("| 1 MB | `low_rank` low_rank=5 | 0.6950 | 0.5 uint8 | `--model=Bottleneck"
+                        "Model --low_rank=5` + teachers; export `--quantize=uint8 "
+                        "--quantize_min_elements=3862` |")
+    # 4 MB: the ensemble, then the best single model, which reaches 1.1 MB now
+    assert lines[3].startswith("| 4 MB | `ensemble` 2 x dense 1MB | 0.7200 | 3.5 uint8 | members "
+                               "dense/1MB/seed_0, dense/1MB/seed_1 (family/budget/seed), then "
+                               "`ensemble.py --checkpoint=best --weights=3,1 --quantize=uint8`")
+    assert lines[4].startswith("| 4 MB, one model | `low_rank` low_rank=5 | 0.7100 | 1.1 float32")
+    assert budget_table.line("1 MB", (0.69, 0.95, 2, rows[0])).startswith(
+        "| 1 MB | `dense` bottleneck_size=9 | 0.6900 (2 seeds) | 0.95 uint8 |")
+
+
+def test_the_readme_budget_table_is_the_one_the_results_make():
+    """README and experiments/results/frontier_mb.jsonl agree: after new results, run
+    experiments/budget_table.py --write."""
+    budget_table = budget_table_module()
+    import table
+
+    with open(os.path.join(REPO_DIR, "README.md")) as f:
+        in_readme = budget_table.in_readme(f.read())
+    assert in_readme is not None, "README.md lost the budget table's markers"
+    assert in_readme == budget_table.table(table.read_results(budget_table.RESULTS)), \
+        "README's budget table is not the results': run experiments/budget_table.py --write"
