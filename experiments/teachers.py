@@ -29,7 +29,7 @@ import statistics
 
 import runs  # beside this script; puts the repository on sys.path
 from absl import app, flags
-from runs import BATCH, DATA, KNN_TRAINING, TRAIN_VIDEOS, TRAINING
+from runs import BATCH, DATA, TRAINING
 
 import utils  # noqa: E402
 
@@ -37,28 +37,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("out_dir", "out/teachers", "Runs, teachers.jsonl and teachers.md.")
 flags.DEFINE_list("seeds", ["0", "1"], "The students' seeds.")
 
-STUDENT = ["--model=BottleneckModel", "--bottleneck_size=192", "--num_epochs=6"]
-TEACHER = ["--model=KnnMoeModel", *KNN_TRAINING]
-# Training sets: (labelled folders, unlabelled folders, labelled videos, unlabelled videos)
-# of DATA's training folders, train/ and extra-train/.
-TRAIN_FOLDER_VIDEOS = 23091  # train/; extra-train/ holds the rest of TRAIN_VIDEOS, 20,461
-EVERY_VIDEO = (DATA["train"], (), TRAIN_VIDEOS, 0)
-TRAIN_ONLY = (DATA["train"][:1], (), TRAIN_FOLDER_VIDEOS, 0)
-WITH_UNLABELLED = (DATA["train"][:1], DATA["train"][1:], TRAIN_FOLDER_VIDEOS,
-                   TRAIN_VIDEOS - TRAIN_FOLDER_VIDEOS)
-# Teachers: name -> (training set, folds); a folded teacher is one run per fold.
-TEACHERS = {"every video": (EVERY_VIDEO, 0), "2 folds": (EVERY_VIDEO, 2),
-            "train/": (TRAIN_ONLY, 0)}
-# Variants, in the table's order: (name, the student's training set, teacher or None).
-VARIANTS = [
-    ("labels only", EVERY_VIDEO, None),
-    ("one teacher trained on every video, its neighbours leave the video out", EVERY_VIDEO,
-     "every video"),
-    ("2 teachers cross-fitted on folds", EVERY_VIDEO, "2 folds"),
-    ("labels on train/ only", TRAIN_ONLY, None),
-    ("train/, distilled from a teacher trained on train/", TRAIN_ONLY, "train/"),
-    ("train/ + extra-train/ unlabelled, the same teacher", WITH_UNLABELLED, "train/"),
-]
+from configs.teachers import STUDENT, TEACHER, TEACHERS, VARIANTS  # the recipes
 
 
 def patterns(folders):

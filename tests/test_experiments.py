@@ -216,7 +216,8 @@ def test_megabyte_points_fit_their_uint8_budget_and_each_budget_takes_the_best_b
 
 def test_averaged_families_are_their_base_points_trained_with_weight_averaging():
     frontier = frontier_module()
-    for name, budgets in frontier.AVERAGED.items():
+    from configs import frontier_mb as mb_config
+    for name, budgets in mb_config.AVERAGED.items():
         for budget in budgets:
             [(_, _, point, model_flags)] = frontier.mb_points([name], [budget])
             [(family, _, averaged_point, averaged_flags)] = frontier.mb_points(
@@ -240,12 +241,13 @@ def test_averaged_families_are_their_base_points_trained_with_weight_averaging()
 
 def test_averaged_and_distilled_families_add_the_teachers_to_the_averaged_points():
     frontier = frontier_module()
+    from configs import frontier_mb as mb_config
     for name in ("dense", "low_rank", "circulant_gating"):
         [(_, _, point, averaged_flags)] = frontier.mb_points([name + "+averaged"], ["4MB"])
         [(family, _, both_point, both_flags)] = frontier.mb_points(
             [name + "+averaged+distilled"], ["4MB"])
         assert (family, both_point) == (name + "+averaged+distilled", point)
-        assert both_flags == [*averaged_flags, *frontier.DISTILLATION]
+        assert both_flags == [*averaged_flags, *mb_config.DISTILLATION]
     rows = [{"family": family, "budget": "4MB", "point": "p", "seed": 0, "precision": "uint8",
              "bundle_mb": 3.2, "gap": gap, "weights": 10}
             for family, gap in (("low_rank+averaged", 0.7280), ("low_rank+averaged+distilled",
@@ -518,3 +520,23 @@ def test_the_readme_budget_table_is_the_one_the_results_make():
     assert in_readme is not None, "README.md lost the budget table's markers"
     assert in_readme == budget_table.table(table.read_results(budget_table.RESULTS)), \
         "README's budget table is not the results': run experiments/budget_table.py --write"
+
+
+def test_every_experiment_config_gives_its_command_wall_time_and_expected_result():
+    sys.path.insert(0, os.path.join(REPO_DIR, "experiments"))
+    import importlib
+
+    import run
+
+    names = run.config_names()
+    assert {"frontier_weights", "frontier_mb", "teachers", "paper"} <= set(names)
+    for name in names:
+        config = importlib.import_module(f"configs.{name}")
+        assert f"experiments/run.py {name}" in config.__doc__, name
+        assert "Wall time" in config.__doc__ and "Expected" in config.__doc__, name
+        assert os.path.exists(os.path.join(REPO_DIR, "experiments", f"{config.RUNNER}.py"))
+    done = subprocess.run([sys.executable, os.path.join(REPO_DIR, "experiments", "run.py"),
+                           "frontier"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        "error: no experiment config 'frontier' in experiments/configs/; there are "
+        + ", ".join(names) + " (run.py --list)"], done.stderr
