@@ -25,12 +25,12 @@ def make_reader(model_flags, trained=True, segments=None):
     trained: the model exists already, so data of the other level is the wrong data (not a
     flag to change, as when training starts).
     """
-    reader = readers.make_reader(model_flags["frame_features"], model_flags["num_classes"],
-                                 model_flags["feature_names"], model_flags["feature_sizes"],
-                                 model_flags["max_frames"], quantized=True,
+    reader = readers.make_reader(model_flags.frame_features, model_flags.num_classes,
+                                 model_flags.feature_names, model_flags.feature_sizes,
+                                 model_flags.max_frames, quantized=True,
                                  segments=segments)
     if trained:
-        level, other = ("frame", "video") if model_flags["frame_features"] else ("video", "frame")
+        level, other = ("frame", "video") if model_flags.frame_features else ("video", "frame")
         reader.missing_feature_hint = (f" ({other}-level data? this model reads {level}-level "
                                        "records)")
     return reader
@@ -39,7 +39,7 @@ def make_reader(model_flags, trained=True, segments=None):
 def check_scores_segments(model_flags, train_dir):
     """A ValueError unless the model of `train_dir` (its model_flags) is a frame-level one, the
     kind that scores 5-frame segments (--segment_labels)."""
-    if not model_flags["frame_features"]:
+    if not model_flags.frame_features:
         raise ValueError(f"--segment_labels scores 5-frame segments: {train_dir} holds a "
                          "video-level model; give a frame-level one (train.py --frame_features)")
 
@@ -57,13 +57,13 @@ def example_batch(reader):
 def build_model(model_flags, reader):
     """The model that model_flags describe, its weights created."""
     frame_level = isinstance(reader, readers.FrameReader)
-    if models.get_model_class(model_flags["model"]).frame_level != frame_level:
+    if models.get_model_class(model_flags.model).frame_level != frame_level:
         raise ValueError(
-            f"{model_flags['model']} is a {'video' if frame_level else 'frame'}-level model: "
+            f"{model_flags.model} is a {'video' if frame_level else 'frame'}-level model: "
             f"{'leave out' if frame_level else 'add'} --frame_features, with "
             f"{'video' if frame_level else 'frame'}-level data")
-    model = models.build_model(model_flags["model"], model_flags["num_classes"],
-                                    **model_flags["settings"])
+    model = models.build_model(model_flags.model, model_flags.num_classes,
+                                    **model_flags.settings)
     with warnings.catch_warnings():  # Keras' guess at why a build fails; the error says why
         warnings.filterwarnings("ignore", message=".*looks like it has unbuilt state")
         model(example_batch(reader), training=False)

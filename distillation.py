@@ -100,13 +100,13 @@ class Teacher:
         if description is None:
             raise ValueError(f"--teacher={path}: the exported model has no model_flags.json: "
                              "export it with export_model.py")
-        if description["frame_features"] != frame_features:
+        if description.frame_features != frame_features:
             levels = {True: "frame-level", False: "video-level"}
-            raise ValueError(f"--teacher={path} reads {levels[description['frame_features']]} "
+            raise ValueError(f"--teacher={path} reads {levels[description.frame_features]} "
                              f"records and the student {levels[frame_features]} ones: a teacher "
                              "must read the student's records")
-        if description["num_classes"] != num_classes:
-            raise ValueError(f"--teacher={path} predicts {description['num_classes']} classes, "
+        if description.num_classes != num_classes:
+            raise ValueError(f"--teacher={path} predicts {description.num_classes} classes, "
                              f"the student {num_classes}")
         if isinstance(opened, trained_models.CheckpointModel):  # the averaged weights where kept
             opened.model.trainable = False
@@ -153,8 +153,8 @@ class DistillationTerm(losses.LossTerm):
         paths, weights = c.teachers()
         if not paths:
             return None
-        teacher = Teacher(paths, weights, c.model_flags["num_classes"],
-                          c.model_flags["frame_features"], "", c.teacher_folds, c.teacher_cache)
+        teacher = Teacher(paths, weights, c.model_flags.num_classes, c.model_flags.frame_features,
+                          "", c.teacher_folds, c.teacher_cache)
         return cls(teacher, c.distillation_weight, c.distillation_temperature, unlabelled)
 
     def inputs(self, batch):

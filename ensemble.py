@@ -203,8 +203,8 @@ def write_bundle(inputs, weights):
                              "made from trained checkpoints (export each model, or list its "
                              "train_dir)")
         model, reader, description, checkpoint = checkpoints.load(path, FLAGS.checkpoint)
-        print(f"member {len(members) + 1}: {description['model']} from {checkpoint}")
-        levels.add(description["frame_features"])
+        print(f"member {len(members) + 1}: {description.model} from {checkpoint}")
+        levels.add(description.frame_features)
         members.append((model, reader, weight))
     if len(levels) > 1:
         raise ValueError("--bundle_dir: the models read records of both levels (video and frame); "

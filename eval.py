@@ -98,9 +98,9 @@ def run():
                                      segments="rated" if FLAGS.segment_labels else None)
     label_ids = segments.read_label_ids(FLAGS.segment_label_ids_file) \
         if FLAGS.segment_labels else None
-    readers.check_release(files, description["num_classes"])
+    readers.check_release(files, description.num_classes)
     model = checkpoints.build_model(description, reader)
-    loss_fn = losses.get_loss(description["label_loss"])
+    loss_fn = losses.get_loss(description.label_loss)
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "eval"))
     done = evaluated_steps(out_dir)
     with reader.reraise_data_errors(files):
@@ -130,7 +130,7 @@ def run():
             print(f"evaluating {latest} on {len(files)} files", flush=True)
             ranking = rated = None
             if label_ids is not None:
-                ranking = segments.Ranking(label_ids, description["num_classes"],
+                ranking = segments.Ranking(label_ids, description.num_classes,
                                            FLAGS.segment_max_pred)
                 rated = segments.RatedSegments()
             try:
@@ -146,7 +146,7 @@ def run():
                     ranking.ranked(), rated, FLAGS.segment_max_pred)
             if not results["labelled"]:
                 hint = " (segment-rated records? add --segment_labels)" if \
-                    description["frame_features"] and not FLAGS.segment_labels else ""
+                    description.frame_features and not FLAGS.segment_labels else ""
                 raise ValueError(f"no video of {FLAGS.eval_data_pattern} has labels{hint}")
             report(step, results, writer, out_dir)
             done.add(step)

@@ -42,7 +42,7 @@ def run():
     precision = bundles.precision_of(FLAGS)
     model, reader, description, checkpoint = checkpoints.load(FLAGS.train_dir, FLAGS.checkpoint)
     bundles.write([(model, reader, 1.0)], FLAGS.train_dir,
-                  f"{description['model']} from {checkpoint}", FLAGS.output_dir,
+                  f"{description.model} from {checkpoint}", FLAGS.output_dir,
                   FLAGS.output_tgz, FLAGS.top_k, precision, FLAGS.max_bundle_mb)
 
 

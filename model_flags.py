@@ -1,5 +1,5 @@
-"""train_dir/model_flags.json: the description of a trained model, written, read, compared and
-merged here only.
+"""train_dir/model_flags.json: the description of a trained model (a `Description`), written,
+read, compared and merged here only.
 
     {"format": 3, "model": "MoeModel", "frame_features": false,
      "feature_names": "mean_rgb,mean_audio", "feature_sizes": "1024,128", "num_classes": 3862,
@@ -9,6 +9,7 @@ train.py writes it with a run's first checkpoint; eval.py, inference.py, export_
 ensemble.py read it; export_model.py copies it beside the SavedModel.
 """
 
+import dataclasses
 import json
 import os
 
@@ -33,6 +34,38 @@ FIRST_CIRCULANT_FORM = {"circulant_diagonal_side": circulant_ops.FIRST_DIAGONAL_
                         "circulant_leaky_slope": 1.0, "circulant_regularized": True}
 
 
+@dataclasses.dataclass(frozen=True)
+class Description:
+    """What a trained model is: the model, the records it reads and its own settings (those of
+    models.settings_class(model), by name). model_flags.json holds it with the format's number."""
+
+    model: str
+    frame_features: bool
+    feature_names: str  # comma-separated, as the reader takes them
+    feature_sizes: str
+    num_classes: int
+    max_frames: int
+    label_loss: str
+    settings: dict
+
+    @classmethod
+    def of(cls, value, where=FILE):
+        """A Description of a Description, or of a dict of any format (migrate)."""
+        if isinstance(value, cls):
+            return value
+        migrated = migrate(value, where)
+        return cls(**{key: migrated[key] for key in TOP_LEVEL},
+                   settings=dict(migrated["settings"]))
+
+    def as_dict(self):
+        """model_flags.json's content."""
+        return {"format": FORMAT, **{key: getattr(self, key) for key in TOP_LEVEL},
+                "settings": dict(self.settings)}
+
+    def with_settings(self, **changes):
+        return dataclasses.replace(self, settings={**self.settings, **changes})
+
+
 def describe(model, num_classes=readers.NUM_CLASSES, frame_features=None, feature_names=None,
              feature_sizes=None, max_frames=readers.MAX_FRAMES, label_loss="CrossEntropyLoss",
              **settings):
@@ -44,11 +77,11 @@ def describe(model, num_classes=readers.NUM_CLASSES, frame_features=None, featur
                                  max_frames)
     defaults = models.given_settings(model)
     settings = models.as_given(model, settings)
-    return {"format": FORMAT, "model": model, "frame_features": frame_features,
-            "feature_names": ",".join(reader.feature_names),
-            "feature_sizes": ",".join(map(str, reader.feature_sizes)),
-            "num_classes": num_classes, "max_frames": max_frames, "label_loss": label_loss,
-            "settings": {**defaults, **settings}}
+    return Description(model=model, frame_features=frame_features,
+                       feature_names=",".join(reader.feature_names),
+                       feature_sizes=",".join(map(str, reader.feature_sizes)),
+                       num_classes=num_classes, max_frames=max_frames, label_loss=label_loss,
+                       settings={**defaults, **settings})
 
 
 def path_in(folder):
@@ -60,16 +93,16 @@ def exists(folder):
 
 
 def read(folder):
-    """The description in folder's model_flags.json, in the current format (migrate)."""
+    """The Description in folder's model_flags.json, of any format (migrate)."""
     if not exists(folder):
         raise ValueError(f"no {FILE} in {folder}: is it a train_dir of train.py?")
     with tf.io.gfile.GFile(path_in(folder)) as f:
-        return migrate(json.load(f), path_in(folder))
+        return Description.of(json.load(f), path_in(folder))
 
 
 def migrate(description, where=FILE):
-    """A description of any format as the current format says it: the one place that knows
-    what an older file meant."""
+    """A model_flags.json dict of any format as the current format says it: the one place that
+    knows what an older file meant."""
     version = description.get("format", 1)
     if not isinstance(version, int) or version > FORMAT:
         raise ValueError(f"{where} is of format {version!r}, newer than this project reads "
@@ -85,19 +118,19 @@ def migrate(description, where=FILE):
     return migrated
 
 
-def write(folder, model_flags):
-    """Written whole or not at all."""
-    utils.atomic_write(path_in(folder), json.dumps(model_flags, indent=2, sort_keys=True))
+def write(folder, description):
+    """A Description (or a model_flags.json dict), written whole or not at all."""
+    utils.atomic_write(path_in(folder), json.dumps(Description.of(description).as_dict(),
+                                                   indent=2, sort_keys=True))
 
 
 def copy(source_folder, target_folder):
     write(target_folder, read(source_folder))
 
 
-def flat(model_flags):
-    """One level: the top-level keys and the model's settings side by side."""
-    return {**{k: v for k, v in model_flags.items() if k != "settings"},
-            **model_flags.get("settings", {})}
+def flat(description):
+    """One level: the top-level fields and the model's settings side by side."""
+    return {**{key: getattr(description, key) for key in TOP_LEVEL}, **description.settings}
 
 
 # What a new run that starts from another run's weights (train.py --init_from) may change: the
@@ -113,14 +146,13 @@ def merge(saved, from_flags, given, measured=(), where=FILE, free=()):
     from_flags: what the command line describes (defaults where a flag is unset), for the model
     it names; a key of the saved settings that from_flags lacks (a setting added since) stays.
     """
-    merged = {"format": FORMAT,
-              **{key: from_flags[key] if key in given else saved[key] for key in TOP_LEVEL}}
-    other_model = merged["model"] != saved["model"]
-    merged["settings"] = {**saved["settings"], **{
-        key: value for key, value in from_flags["settings"].items()
-        if key in given or key in measured or other_model}}
+    saved, from_flags = Description.of(saved, where), Description.of(from_flags)
+    top = {key: getattr(from_flags if key in given else saved, key) for key in TOP_LEVEL}
+    other_model = top["model"] != saved.model
+    merged = Description(**top, settings={**saved.settings, **{
+        key: value for key, value in from_flags.settings.items()
+        if key in given or key in measured or other_model}})
     old, new = flat(saved), flat(merged)
-    old.pop("format", None), new.pop("format", None)
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
                      and (k in given or k in measured) and k not in free)
     if changed and free:

@@ -15,9 +15,8 @@ t·b + i), is cut to `units`. q = min(p, s). Weights b·q·(p + s): at n = units
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
-
-from layer_kinds.base import matrix_of
 
 
 def block_sizes(n_in, units, blocks):
@@ -45,6 +44,15 @@ def check_blocks(blocks, n_in, units, setting="monarch_blocks"):
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
+
+def matrix_of(layer):
+    """The [units, n_in] matrix A of a built layer's y = x A^T + bias, from the layer itself
+    (its outputs on the identity, less its `bias`), in float64: `dense_matrix()` of the kinds
+    whose matrix is never stored."""
+    bias = layer.bias if layer.bias is not None else 0.0
+    return tf.transpose(layer.call(tf.eye(layer.n_in)) - bias).numpy().astype(np.float64)
+
+
 class Monarch(keras.layers.Layer):
     """A drop-in for keras.layers.Dense (any leading dimensions) with a Monarch matrix.
 

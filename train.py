@@ -158,17 +158,17 @@ def model_settings(files, model=None, frame_features=None):
         FLAGS.max_frames, FLAGS.label_loss, **settings)
     if models.measured_settings(model):
         reader = checkpoints.make_reader(description, trained=False)
-        description["settings"].update(model_class.settings_from_data(reader, files))
+        description = description.with_settings(**model_class.settings_from_data(reader, files))
     return description
 
 
 def resumed_settings(saved, files, path, free=()):
     """The model flags of a run that goes on: those saved, except the ones given on the command
     line, which must agree with them (or --start_new_model) unless `free` to change."""
-    model = FLAGS.model if given("model") else saved["model"]
-    frame_features = FLAGS.frame_features if given("frame_features") else saved["frame_features"]
+    model = FLAGS.model if given("model") else saved.model
+    frame_features = FLAGS.frame_features if given("frame_features") else saved.frame_features
     from_flags = model_settings(files, model, frame_features)
-    names = set(model_flags.TOP_LEVEL) | set(from_flags["settings"])
+    names = set(model_flags.TOP_LEVEL) | set(from_flags.settings)
     merged = model_flags.merge(saved, from_flags, {n for n in names if given(n)},
                                models.measured_settings(model), path, free)
     if not all(given(k) for k in model_flags.TOP_LEVEL):
@@ -178,14 +178,14 @@ def resumed_settings(saved, files, path, free=()):
 
 def warn_about_unused_flags(settings):
     """Flags given that do nothing for this run, each named on stderr."""
-    model = settings["model"]
+    model = settings.model
     accepted = models.model_hyperparameters(model)
     for key in sorted(models.all_hyperparameters()):
         if given(key) and key not in accepted:
             utils.warn(f"--{key} is not a setting of {model}: ignored")
     if given("compact_layers") and "compact_layers" in accepted:
-        for name in models.unused_compact_layers(model, settings["num_classes"],
-                                                 settings["settings"]):
+        for name in models.unused_compact_layers(model, settings.num_classes,
+                                                 settings.settings):
             utils.warn(f"--compact_layers={name}: {model} has no such layer with these "
                        "settings: ignored")
     if given("export_model_steps"):
@@ -215,7 +215,7 @@ def run():
                                     model_flags.path_in(FLAGS.init_from), model_flags.FREE_AT_INIT)
     else:
         settings = model_settings(files)
-    readers.check_release(files, settings["num_classes"])
+    readers.check_release(files, settings.num_classes)
     warn_about_unused_flags(settings)
     config = train_config.TrainConfig(model_flags=settings,
                                       **{f.name: FLAGS[f.name].value for f in config_fields()})

@@ -5,6 +5,7 @@ import dataclasses
 
 import layer_kinds
 import losses
+import model_flags
 import utils
 from optimizers import OPTIMIZERS
 
@@ -29,7 +30,7 @@ class TrainConfig:
     """Everything a training run needs besides the data: train.py's flags of the same names,
     declared here once (train.py defines them from these fields)."""
 
-    model_flags: dict = None  # the model description that model_flags.json keeps (required)
+    model_flags: "model_flags.Description" = None  # what model_flags.json keeps (required)
     train_dir: str = option(None, "Checkpoints, summaries, model_flags.json.", TRAINING,
                             flag_default="/tmp/yt8m_model/")
     train_data_pattern: str = option(None, "Comma-separated globs of training TFRecords.", DATA,
@@ -145,6 +146,7 @@ class TrainConfig:
         for name in ("model_flags", "train_dir", "train_data_pattern"):
             if getattr(self, name) is None:
                 raise ValueError(f"TrainConfig needs {name}")
+        self.model_flags = model_flags.Description.of(self.model_flags)
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"unknown --mixed_precision {self.mixed_precision!r}; choose one "
                              f"of {', '.join(PRECISIONS)}")
@@ -170,13 +172,13 @@ class TrainConfig:
         if self.keep_best_checkpoint and not self.validation_data_pattern:
             raise ValueError("--keep_best_checkpoint keeps the checkpoint of the best "
                              "validation: add --validation_data_pattern (records not trained on)")
-        loss = losses.get_loss(self.model_flags["label_loss"], self.label_smoothing)
+        loss = losses.get_loss(self.model_flags.label_loss, self.label_smoothing)
         if self.segment_labels:
-            if not self.model_flags["frame_features"]:
+            if not self.model_flags.frame_features:
                 raise ValueError("--segment_labels trains a frame-level model on segment-rated "
                                  "frame-level records: add --frame_features and a frame model")
             if not loss.takes_weights:
-                raise ValueError(f"--segment_labels: {self.model_flags['label_loss']} cannot "
+                raise ValueError(f"--segment_labels: {self.model_flags.label_loss} cannot "
                                  "leave the unrated classes out; use --label_loss="
                                  "CrossEntropyLoss or HingeLoss")
             if self.teacher:

@@ -69,7 +69,7 @@ class Trainer:
                                         and bool(checkpoints.candidates(self.train_dir)))
         self.reader = checkpoints.make_reader(c.model_flags, trained=goes_on,
                                               segments="rated" if c.segment_labels else None)
-        self.loss_fn = losses.get_loss(c.model_flags["label_loss"], c.label_smoothing)
+        self.loss_fn = losses.get_loss(c.model_flags.label_loss, c.label_smoothing)
         keras.utils.set_random_seed(c.seed)
         # What the checkpoint to resume from holds (its optimizers, an average of the weights).
         self.saved = set() if c.start_new_model else checkpoints.saved_objects(
@@ -224,7 +224,7 @@ class Trainer:
         """Print the model summary and the memory training will need, and check the budget;
         the text and JSON files (chief) are kept for write_summary_files, once a step has run
         (a run that fails before leaves those of the run before)."""
-        name = self.config.model_flags["model"] if self.registered_model else self.model.name
+        name = self.config.model_flags.model if self.registered_model else self.model.name
         per_device = max(1, self.config.batch_size // self.strategy.num_replicas_in_sync)
         memory = model_summary.training_memory(
             self.model, checkpoints.example_batch(self.reader), per_device,

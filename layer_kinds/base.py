@@ -12,8 +12,6 @@ in `structure_kind`, and answers
 import dataclasses
 
 import keras
-import numpy as np
-import tensorflow as tf
 
 
 def option(default, setting, meaning, choices=()):
@@ -65,10 +63,3 @@ class Kind:
         """Weights of this kind's n_in -> units layer, bias included."""
         raise NotImplementedError
 
-
-def matrix_of(layer):
-    """The [units, n_in] matrix A of a built layer's y = x A^T + bias, from the layer itself
-    (its outputs on the identity, less its `bias`), in float64: `dense_matrix()` of the kinds
-    whose matrix is never stored."""
-    bias = layer.bias if layer.bias is not None else 0.0
-    return tf.transpose(layer.call(tf.eye(layer.n_in)) - bias).numpy().astype(np.float64)

@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 import monarch_ops
-from layer_kinds.base import Kind, matrix_of, option
+from layer_kinds.base import Kind, option
 
 
 def block_sizes(n_in, units, blocks):
@@ -113,7 +113,7 @@ class BlockTensorTrain(keras.layers.Layer):
         return self.n_in * self.units + (self.units if self.use_bias else 0)
 
     def dense_matrix(self):
-        return matrix_of(self)
+        return monarch_ops.matrix_of(self)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "rank": self.rank,

@@ -1,5 +1,6 @@
 """model_flags.json: merged on resume, compared, copied."""
 
+import json
 import os
 import shutil
 
@@ -12,6 +13,7 @@ SAVED = {"format": model_flags.FORMAT, "model": "MoeModel", "frame_features": Fa
          "feature_sizes": "1024,128", "num_classes": 3862, "max_frames": 300,
          "label_loss": "CrossEntropyLoss",
          "settings": {"moe_num_mixtures": 3, "compact_layers": "moe"}}
+DESCRIPTION = model_flags.Description(**{k: v for k, v in SAVED.items() if k != "format"})
 
 
 def described(**changes):
@@ -22,12 +24,12 @@ def described(**changes):
 
 def test_flags_not_given_come_from_the_saved_file():
     from_flags = described(moe_num_mixtures=2, num_classes=50)  # defaults, not given
-    assert model_flags.merge(SAVED, from_flags, given=set()) == SAVED  # nothing added either
+    assert model_flags.merge(SAVED, from_flags, given=set()) == DESCRIPTION  # nothing added
 
 
 def test_given_flags_must_agree():
     same = described(moe_num_mixtures=3)
-    assert model_flags.merge(SAVED, same, given={"moe_num_mixtures", "model"}) == SAVED
+    assert model_flags.merge(SAVED, same, given={"moe_num_mixtures", "model"}) == DESCRIPTION
     with pytest.raises(ValueError, match=r"differ from model_flags.json \(moe_num_mixtures\); "
                                          "leave them out"):
         model_flags.merge(SAVED, described(moe_num_mixtures=2), given={"moe_num_mixtures"})
@@ -53,7 +55,8 @@ def test_write_read_copy(tmp_path):
     (tmp_path / "b").mkdir()
     model_flags.write(str(tmp_path / "a"), SAVED)
     model_flags.copy(str(tmp_path / "a"), str(tmp_path / "b"))
-    assert model_flags.read(str(tmp_path / "b")) == SAVED
+    assert model_flags.read(str(tmp_path / "b")) == DESCRIPTION
+    assert model_flags.read(str(tmp_path / "b")).as_dict() == SAVED  # what the file holds
     with pytest.raises(ValueError, match="no model_flags.json in"):
         model_flags.read(str(tmp_path))
 
@@ -84,8 +87,8 @@ def test_every_earlier_format_reads_as_it_was_trained(tmp_path, name, settings, 
 
     shutil.copy(os.path.join(FIXTURES, name), tmp_path / model_flags.FILE)
     description = model_flags.read(str(tmp_path))
-    assert description["format"] == model_flags.FORMAT
-    assert {k: description["settings"][k] for k in settings} == settings
+    assert isinstance(description, model_flags.Description)
+    assert {k: description.settings[k] for k in settings} == settings
     model = checkpoints.build_model(description, checkpoints.make_reader(description))
     circulant = [layer for layer in model_utils.all_layers(model)
                  if isinstance(layer, circulant_ops.DiagonalCirculant)]
@@ -96,7 +99,8 @@ def test_every_earlier_format_reads_as_it_was_trained(tmp_path, name, settings, 
 
 
 def test_a_newer_format_is_one_line(tmp_path):
-    model_flags.write(str(tmp_path), {**SAVED, "format": model_flags.FORMAT + 1})
+    newer = {**SAVED, "format": model_flags.FORMAT + 1}
+    (tmp_path / model_flags.FILE).write_text(json.dumps(newer))
     with pytest.raises(ValueError, match="newer than this project reads .*update yt8m"):
         model_flags.read(str(tmp_path))
 
@@ -110,7 +114,7 @@ def test_classifier_rank_takes_low_rank_unless_given():
         description = model_flags.describe("BottleneckModel", num_classes=50, bottleneck_size=0,
                                            **settings)
         model = checkpoints.build_model(description, checkpoints.make_reader(description))
-        return description["settings"]["classifier_rank"], model.count_params()
+        return description.settings["classifier_rank"], model.count_params()
 
     assert classifier_weights() == (0, 1152 * 50 + 50)
     assert classifier_weights(low_rank=9) == (9, (1152 + 50) * 9 + 50)
@@ -118,4 +122,4 @@ def test_classifier_rank_takes_low_rank_unless_given():
     assert classifier_weights(low_rank=9, classifier_rank=0) == (0, 1152 * 50 + 50)
     # a format-3 file keeps what it says, whatever low_rank is
     current = model_flags.describe("BottleneckModel", low_rank=9, classifier_rank=0)
-    assert model_flags.migrate(current)["settings"]["classifier_rank"] == 0
+    assert model_flags.migrate(current.as_dict())["settings"]["classifier_rank"] == 0

@@ -60,7 +60,7 @@ def test_the_flag_table_gives_the_defaults_that_train_py_has():
     # a flag without a default of its own (None) takes what a run records: model_flags.json's
     done = subprocess.run([sys.executable, "-c", (
         "import json, sys, train, model_flags\nfrom absl import flags\n"
-        "recorded = model_flags.describe(flags.FLAGS['model'].default)\n"
+        "recorded = model_flags.flat(model_flags.describe(flags.FLAGS['model'].default))\n"
         "print(json.dumps({n: recorded.get(n) if flags.FLAGS[n].default is None else "
         "flags.FLAGS[n].default for n in sys.argv[1:]}))"), *names],
         cwd=REPO_DIR, capture_output=True, text=True, timeout=120)

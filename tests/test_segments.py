@@ -447,7 +447,7 @@ def test_segment_flags_on_records_or_models_they_cannot_use_say_what_to_do(
         [f"--train_dir={tmp_path / 'other'}", "--max_frames=20", *common]])
     assert hinge[0] == 0, hinge
     import model_flags
-    assert model_flags.read(str(tmp_path / "hinge"))["label_loss"] == "HingeLoss"
+    assert model_flags.read(str(tmp_path / "hinge")).label_loss == "HingeLoss"
     assert other_model[0] == 1 and other_model[2].strip().splitlines() == [
         f"error: model flags differ from {frame_model}/model_flags.json (max_frames): "
         "--init_from loads those weights, so only --label_loss may change; leave the others "

@@ -428,7 +428,7 @@ def test_the_moving_average_of_the_weights_follows_its_recurrence_across_a_resum
     # Validation as training goes evaluates the average too.
     validated = json.loads((tmp_path / "ema" / "validation.jsonl").read_text().splitlines()[-1])
     evaluated = eval_util.evaluate(loaded, reader, generated_data["video"].split(","),
-                                   losses.get_loss(description["label_loss"]), 32)
+                                   losses.get_loss(description.label_loss), 32)
     assert validated["step"] == 3 and validated["gap"] == pytest.approx(evaluated["gap"], abs=1e-6)
     with pytest.raises(ValueError, match="--ema_decay must be at least 0 and below 1, got 1"):
         trainer.Trainer(config_for(generated_data, tmp_path / "bad", ema_decay=1.0))
@@ -452,7 +452,7 @@ def test_the_best_validation_checkpoint_is_kept_and_loads_as_validated(generated
     model, reader, description, path = checkpoints.load(str(tmp_path), "best")
     assert path.endswith(f"model.ckpt-{top['step']}")
     evaluated = eval_util.evaluate(model, reader, generated_data["video"].split(","),
-                                   losses.get_loss(description["label_loss"]), 32)
+                                   losses.get_loss(description.label_loss), 32)
     assert evaluated["gap"] == pytest.approx(top["gap"], abs=1e-6)
     trainer.Trainer(config_for(generated_data, tmp_path / "plain", max_steps=1)).run()
     with pytest.raises(ValueError, match="has no best checkpoint .* --keep_best_checkpoint"):
