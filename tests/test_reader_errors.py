@@ -149,15 +149,14 @@ def test_frame_of_wrong_length(tmp_path):
 
 def test_data_of_the_other_level_for_a_trained_model(tmp_path):
     import checkpoints
+    import model_flags
 
-    flags = {"frame_features": True, "num_classes": 3862, "feature_names": "rgb,audio",
-             "feature_sizes": "1024,128", "max_frames": 10}
-    expect_error(checkpoints.make_reader(flags), [good_file(tmp_path)],
+    frame_model = model_flags.describe("DbofModel", max_frames=10)
+    expect_error(checkpoints.make_reader(frame_model), [good_file(tmp_path)],
                  "(video-level data? this model reads frame-level records)")
     frames = write(tmp_path / "frames.tfrecord",
                    [frame_example(b"f", [1], [np.zeros(1024)], [np.zeros(128)])])
-    expect_error(checkpoints.make_reader(dict(flags, frame_features=False,
-                                              feature_names="mean_rgb,mean_audio")),
+    expect_error(checkpoints.make_reader(model_flags.describe("MoeModel")),
                  [frames], "(frame-level data? this model reads video-level records)")
 
 
