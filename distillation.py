@@ -140,10 +140,11 @@ class DistillationTerm(losses.LossTerm):
     """The teacher's share of the student's loss: (1 - w) * label loss + w * soft loss, and the
     soft loss alone for a video of --unlabelled_data_pattern (batch["labelled"] 0)."""
 
-    def __init__(self, teacher, weight, temperature, unlabelled=()):
+    def __init__(self, teacher, weight, temperature, unlabelled=(), said=()):
         self.teacher, self.weight, self.temperature = teacher, weight, temperature
         self.transforms = [training_data.KeepRecords()] + (
             [training_data.Unlabelled(unlabelled)] if unlabelled else [])
+        self.said = list(said)
 
     @classmethod
     def from_config(cls, config, unlabelled):
@@ -155,10 +156,20 @@ class DistillationTerm(losses.LossTerm):
             return None
         teacher = Teacher(paths, weights, c.model_flags.num_classes, c.model_flags.frame_features,
                           "", c.teacher_folds, c.teacher_cache)
-        return cls(teacher, c.distillation_weight, c.distillation_temperature, unlabelled)
+        said = [f"distillation from {', '.join(paths)} (weight {c.distillation_weight:g}, "
+                f"temperature {c.distillation_temperature:g}"
+                + (f", {c.teacher_folds} folds" if c.teacher_folds else "")
+                + (", cached" if c.teacher_cache else "") + ")"]
+        if unlabelled:
+            said.append(f"the unlabelled videos of {len(unlabelled)} "
+                        f"file{'s' if len(unlabelled) > 1 else ''} (--unlabelled_data_pattern)")
+        return cls(teacher, c.distillation_weight, c.distillation_temperature, unlabelled, said)
 
     def inputs(self, batch):
         return {"soft_targets": self.teacher(batch["serialized"], batch["id"])}
+
+    def in_use(self):
+        return self.said
 
     def __call__(self, per_example, probabilities, batch):
         soft = soft_cross_entropy(probabilities, batch["soft_targets"], self.temperature)

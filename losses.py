@@ -26,6 +26,10 @@ class LossTerm:
         student's probabilities [B, C] and the batch (with this term's inputs)."""
         return per_example
 
+    def in_use(self):
+        """What the term adds to plain training, one phrase each (a run's first lines)."""
+        return []
+
 
 def weighted(terms, weights):
     """[B, C] per-class terms times the weights, where given."""

@@ -244,17 +244,7 @@ class Trainer:
     def in_use(self):
         """What this run adds to plain training, one phrase each (its first lines say so)."""
         c = self.config
-        said = []
-        if self.terms:
-            paths, _ = c.teachers()
-            said.append(f"distillation from {', '.join(paths)} (weight "
-                        f"{c.distillation_weight:g}, temperature {c.distillation_temperature:g}"
-                        + (f", {c.teacher_folds} folds" if c.teacher_folds else "")
-                        + (", cached" if c.teacher_cache else "") + ")")
-        if self.unlabelled:
-            files = len(self.unlabelled)
-            said.append(f"the unlabelled videos of {files} file{'s' if files > 1 else ''} "
-                        "(--unlabelled_data_pattern)")
+        said = [phrase for term in self.terms for phrase in term.in_use()]
         if self.averaged is not None:
             decay = f"decay {c.ema_decay:g}" if c.ema_decay else "the saved decay"
             said.append(f"a moving average of the weights ({decay}), used by validation and "
