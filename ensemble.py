@@ -274,9 +274,13 @@ def run():
         raise readers.no_records(files)
     print(f"wrote {videos:,} videos to {FLAGS.output_file} in {time.time() - started:.0f}s "
           f"(weights {', '.join(f'{w:g}' for w in weights)})")
+    report(metrics, inputs, weights, pattern, "" if models else f" (over {num_classes:,} classes)")
+
+
+def report(metrics, inputs, weights, pattern, classes):
+    """The ensemble's metrics line on the labelled videos, and --metrics_file."""
     if metrics.videos:
         results = metrics.results()
-        classes = "" if models else f" (over {num_classes:,} classes)"
         print(f"ensemble on {results['labelled']:,} labelled videos: "
               f"{eval_util.metrics_line(results, FLAGS.top_k)}{classes}")
         if FLAGS.metrics_file:

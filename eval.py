@@ -124,30 +124,10 @@ def run():
                 latest = None
             passed_over.update(paths[:paths.index(latest)] if latest else paths)
         if paths and latest:
-            step = checkpoints.step_of(latest)
-            printer = utils.ProgressPrinter(utils.Progress(examples, estimated=not exact),
-                                            "rated segments" if reader.segments else "videos")
             print(f"evaluating {latest} on {len(files)} files", flush=True)
-            ranking = rated = None
-            if label_ids is not None:
-                ranking = segments.Ranking(label_ids, description.num_classes,
-                                           FLAGS.segment_max_pred)
-                rated = segments.RatedSegments()
-            try:
-                results = eval_util.evaluate(
-                    model, reader, files, loss_fn, FLAGS.batch_size, FLAGS.top_k, FLAGS.mean_ap,
-                    FLAGS.num_readers, on_batch=printer.update,
-                    on_predictions=functools.partial(segments.add_rated, ranking, rated)
-                    if ranking else None)
-            finally:
-                printer.close()
-            if ranking is not None:
-                results["segment_map"], results["segment_classes"] = segments.segment_map(
-                    ranking.ranked(), rated, FLAGS.segment_max_pred)
-            if not results["labelled"]:
-                hint = " (segment-rated records? add --segment_labels)" if \
-                    description.frame_features and not FLAGS.segment_labels else ""
-                raise ValueError(f"no video of {FLAGS.eval_data_pattern} has labels{hint}")
+            results = evaluate(model, reader, files, loss_fn, description, label_ids,
+                               utils.Progress(examples, estimated=not exact))
+            step = checkpoints.step_of(latest)
             report(step, results, writer, out_dir)
             done.add(step)
         if FLAGS.run_once:
@@ -160,6 +140,32 @@ def run():
                   f"{FLAGS.poll_seconds}s; Ctrl-C to stop", flush=True)
             waiting_after = newest
         time.sleep(FLAGS.poll_seconds)
+
+
+def evaluate(model, reader, files, loss_fn, description, label_ids, progress):
+    """The metrics of the restored model on `files` (with the segment MAP of the rated
+    segments' ranking where label_ids are given), its progress printed."""
+    printer = utils.ProgressPrinter(progress, "rated segments" if reader.segments else "videos")
+    ranking = rated = None
+    if label_ids is not None:
+        ranking = segments.Ranking(label_ids, description.num_classes, FLAGS.segment_max_pred)
+        rated = segments.RatedSegments()
+    try:
+        results = eval_util.evaluate(
+            model, reader, files, loss_fn, FLAGS.batch_size, FLAGS.top_k, FLAGS.mean_ap,
+            FLAGS.num_readers, on_batch=printer.update,
+            on_predictions=functools.partial(segments.add_rated, ranking, rated)
+            if ranking else None)
+    finally:
+        printer.close()
+    if ranking is not None:
+        results["segment_map"], results["segment_classes"] = segments.segment_map(
+            ranking.ranked(), rated, FLAGS.segment_max_pred)
+    if not results["labelled"]:
+        hint = " (segment-rated records? add --segment_labels)" if \
+            description.frame_features and not FLAGS.segment_labels else ""
+        raise ValueError(f"no video of {FLAGS.eval_data_pattern} has labels{hint}")
+    return results
 
 
 def report(step, results, writer, out_dir):

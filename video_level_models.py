@@ -107,6 +107,12 @@ class BottleneckModel(VideoModel):
             "--compact_layers names no kind for it; 0: dense. Unset, it is --low_rank's.",
             unset_from="low_rank")
 
+        def __post_init__(self):
+            super().__post_init__()
+            if self.classifier_rank < 0:
+                raise ValueError(f"--classifier_rank must be 0 (a dense classifier) or more, "
+                                 f"got {self.classifier_rank}")
+
     def __init__(self, num_classes, settings=None, **kwargs):
         super().__init__(settings, **kwargs)
         s = self.settings

@@ -332,7 +332,9 @@ def test_bad_flags_end_in_one_line(data, tmp_path):
              ({"init_from": str(tmp_path)}, "no model_flags.json there; give the train_dir"),
              ({"model": "BottleneckModel", "bottleneck_size": 0, "output_gating": True,
                "compact_layers": "gating=btt", "btt_blocks": 99},
-              "btt_blocks=99 is more than the smaller side of a 50 -> 50 layer: use at most 50")]
+              "btt_blocks=99 is more than the smaller side of a 50 -> 50 layer: use at most 50"),
+             ({"model": "BottleneckModel", "classifier_rank": -3},
+              "--classifier_rank must be 0 (a dense classifier) or more, got -3")]
     arguments = [args_for(data, tmp_path / re.sub(r"\W", "_", expected), **flags)
                  for flags, expected in cases]
     for (flags, expected), (code, _, stderr) in zip(cases, train_in_one_process(arguments),
