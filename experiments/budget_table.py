@@ -41,8 +41,10 @@ def bundles(rows):
 
 
 def best_within(found, limit, single=False):
+    """The best bundle of at most `limit` MB (single: no ensemble); of two equal to the digits
+    shown (a point at two precisions, say), the smaller."""
     fitting = [b for b in found if b[1] <= limit and not (single and b[3]["family"] == ENSEMBLE)]
-    return max(fitting, key=lambda b: b[0]) if fitting else None
+    return max(fitting, key=lambda b: (round(b[0], 4), -b[1])) if fitting else None
 
 
 def how(row):

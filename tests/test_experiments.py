@@ -505,6 +505,10 @@ def test_the_budget_table_takes_each_budgets_best_bundle_and_its_best_single_mod
                                "dense/1MB/seed_0, dense/1MB/seed_1 (family/budget/seed), then "
                                "`ensemble.py --checkpoint=best --weights=3,1 --quantize=uint8`")
     assert lines[4].startswith("| 4 MB, one model | `low_rank` low_rank=5 | 0.7100 | 1.1 float32")
+    # of a point at two precisions equal to the digits shown, the smaller bundle
+    twice = [row("dense", "b", 0, 0.700004, 0.9, precision="float16"),
+             row("dense", "b", 0, 0.70, 0.5)]
+    assert "| 1 MB | `dense` b | 0.7000 | 0.5 uint8 |" in budget_table.table(twice)
     assert budget_table.line("1 MB", (0.69, 0.95, 2, rows[0])).startswith(
         "| 1 MB | `dense` bottleneck_size=9 | 0.6900 (2 seeds) | 0.95 uint8 |")
 
