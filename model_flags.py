@@ -112,9 +112,8 @@ def migrate(description, where=FILE):
     settings, defaults = migrated["settings"], models.given_settings(migrated["model"])
     if version < 2 and "k_factor" in defaults:
         migrated["settings"] = settings = {**FIRST_CIRCULANT_FORM, **settings}
-    if version < 3:
-        for key, older in models.older_spellings(migrated["model"]).items():
-            settings.setdefault(key, settings.get(older, defaults[older]))
+    if version < 3:  # a setting named since takes its older spelling's value
+        migrated["settings"] = models.as_given(migrated["model"], settings)
     return migrated
 
 

@@ -282,7 +282,7 @@ class _Reader:
             files = resolve_files(files)
         more = [path for transform in transforms for path in transform.more_files]
         paths = list(files) + more
-        columns = [paths]  # of file_ds: path (, size) (, labelled)
+        columns = [paths]  # of file_ds: path (, size) (, mark)
         read_file = tf.data.TFRecordDataset
         if skipped is not None:
             columns.append([tf.io.gfile.stat(path).length for path in paths])

@@ -141,12 +141,15 @@ class TrainConfig:
             "progress, checkpoints and signals wait for the end of a call, which stops at every "
             "log, checkpoint and validation step).", DEVICES)
 
+    def __post_init__(self):
+        if self.model_flags is not None:  # a model_flags.json dict of any format too
+            self.model_flags = model_flags.Description.of(self.model_flags)
+
     def check(self):
         """A ValueError naming the flag for a setting that cannot work."""
         for name in ("model_flags", "train_dir", "train_data_pattern"):
             if getattr(self, name) is None:
                 raise ValueError(f"TrainConfig needs {name}")
-        self.model_flags = model_flags.Description.of(self.model_flags)
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"unknown --mixed_precision {self.mixed_precision!r}; choose one "
                              f"of {', '.join(PRECISIONS)}")

@@ -210,7 +210,8 @@ class Trainer:
     def dataset(self, skipped=None):
         """The training batches, shuffled, num_epochs passes, distributed over the devices."""
         c = self.config
-        transforms = ([training_data.Holdout(*c.holdout())] if c.holdout() else []) + \
+        holdout = c.holdout()
+        transforms = ([training_data.Holdout(*holdout)] if holdout else []) + \
             [t for term in self.terms for t in term.transforms]
         dataset = self.reader.dataset(self.files, c.batch_size, num_epochs=c.num_epochs,
                                       shuffle=True, num_readers=c.num_readers, seed=c.seed,

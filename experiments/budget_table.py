@@ -9,13 +9,14 @@ tests/test_readme.py fails when README's table is not this one.
 """
 
 import os
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import frontier  # noqa: E402
 import runs  # noqa: E402
 import table as results_table  # noqa: E402
+from configs.frontier_mb import DISTILLATION, ENSEMBLE, MB_BUDGETS  # noqa: E402
 
 import quantization  # noqa: E402
 
@@ -23,21 +24,17 @@ RESULTS = os.path.join(runs.REPO, "experiments", "results", "frontier_mb.jsonl")
 README = os.path.join(runs.REPO, "README.md")
 BEGIN = "<!-- budget table: made by experiments/budget_table.py --write from frontier_mb.jsonl -->"
 END = "<!-- end of the budget table -->"
-BUDGETS = {"0.25MB": 0.25, "1MB": 1.0, "4MB": 4.0, "16MB": 16.0, "64MB": 64.0}  # frontier's
-ENSEMBLE = "ensemble"
 COMMON = ("--keep_best_checkpoint",)  # every row's (README says so above the table)
-TEACHER_FLAGS = ("--teacher=", "--teacher_folds=", "--teacher_cache")
 
 
 def bundles(rows):
     """[(GAP, MB, seeds, row)]: each bundle of the results (a point at a precision), its GAP the
-    mean over its seeds, its MB the largest."""
-    grouped = {}
+    mean over its seeds, its MB the largest (frontier.mb_summary), with a row of it."""
+    first = {}
     for row in rows:
-        grouped.setdefault((row["family"], row["point"], row["budget"], row["precision"]),
-                           []).append(row)
-    return [(statistics.mean(r["gap"] for r in group), max(r["bundle_mb"] for r in group),
-             len(group), group[0]) for group in grouped.values()]
+        first.setdefault((row["family"], row["point"], row["precision"]), row)
+    return [(gap, mb, seeds, first[key])
+            for key, (gap, mb, seeds, _) in frontier.mb_summary(rows).items()]
 
 
 def best_within(found, limit, single=False):
@@ -56,12 +53,12 @@ def how(row):
         return (f"members {', '.join(m.split('*')[0] for m in members)} (family/budget/seed), "
                 f"then `ensemble.py "
                 f"--checkpoint=best --weights={','.join(weights)} --quantize=uint8`")
-    flags = [f for f in row["flags"] if f not in COMMON and not f.startswith(TEACHER_FLAGS)]
+    flags = [f for f in row["flags"] if f not in COMMON and f not in DISTILLATION]
     export = f"--quantize={row['precision']}" if row["precision"] != "float32" else ""
     min_elements = row.get("quantize_min_elements", quantization.MIN_ELEMENTS)
     if min_elements != quantization.MIN_ELEMENTS and export:
         export += f" --quantize_min_elements={row['quantize_min_elements']}"
-    taught = any(f.startswith(TEACHER_FLAGS) for f in row["flags"])
+    taught = any(f in DISTILLATION for f in row["flags"])
     return (f"`{' '.join(flags)}`" + (" + teachers" if taught else "")
             + (f"; export `{export}`" if export else ""))
 
@@ -77,7 +74,7 @@ def line(budget, bundle, one_model=False):
 def table(rows):
     found = bundles(rows)
     lines = ["| bundle | best found (family, point) | GAP@20 | MB | how |", "|---" * 5 + "|"]
-    for budget, limit in BUDGETS.items():
+    for budget, limit in MB_BUDGETS.items():
         best = best_within(found, limit)
         if best is None:
             continue
